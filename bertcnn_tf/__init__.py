@@ -1,0 +1,7 @@
+"""Keras 3 build of BERT-CNN. `from bertcnn_tf import BertCNN`; never loads torch
+(unless Keras itself runs on the torch backend)."""
+
+from bertcnn_tf.model import BertCNN
+from parity.config import BertCnnConfig
+
+__all__ = ["BertCNN", "BertCnnConfig"]

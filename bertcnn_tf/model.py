@@ -1,0 +1,200 @@
+"""Keras 3 build: own BERT encoder -> Conv1D per width -> ReLU -> max -> linear.
+
+`keras.layers.Conv1D` is channels-last, so BERT's (B, T, H) output goes in as is:
+no permute. Model code uses `keras.layers`/`keras.ops` only, so it runs on the
+TensorFlow (default), JAX and torch backends.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+from bertcnn_tf.bert import BertModel
+from parity import taps as T
+from parity.checkpoint import backbone_checkpoint, floating_dtype, load_checkpoint, save_checkpoint
+from parity.config import BertCnnConfig
+from parity.inputs import check_inputs
+from parity.layout import check_tensors, keras_to_torch, rows, torch_to_keras
+
+
+@keras.saving.register_keras_serializable(package="bertcnn")
+class BertCNN(keras.Model):
+    def __init__(self, config: BertCnnConfig, **kwargs):
+        if isinstance(config, dict):  # from_config / .keras archives
+            config = BertCnnConfig.from_dict(config)
+        if not isinstance(config, BertCnnConfig):
+            raise ValueError(f"BertCNN takes a parity.BertCnnConfig. Received: {type(config).__name__}")
+        kwargs.setdefault("name", "bert_cnn")
+        super().__init__(**kwargs)
+        self.config = config
+        self.name_or_path: str | None = None
+        dt = self.dtype_policy
+        self.bert = BertModel(config, name="bert", dtype=dt)
+        self.convs = [
+            keras.layers.Conv1D(config.num_filters, k, name=f"convs.{j}", dtype=dt)
+            for j, k in enumerate(config.kernel_sizes)
+        ]
+        self.dropout = keras.layers.Dropout(config.classifier_dropout, name="dropout", dtype=dt)
+        fc_in = config.pooled_size
+        self.hidden = None
+        if config.head_hidden_size is not None:
+            self.hidden = keras.layers.Dense(config.head_hidden_size, activation="relu", name="hidden", dtype=dt)
+            self.hidden.build((None, fc_in))
+            fc_in = config.head_hidden_size
+        self.fc = keras.layers.Dense(config.num_labels, name="fc", dtype=dt)
+        self.fc.build((None, fc_in))
+        # Every shape is known from the config: build now, so weights exist before any call.
+        self.bert.build()
+        for conv in self.convs:
+            conv.build((None, None, config.hidden_size))
+        self.built = True
+
+    def call(self, input_ids, attention_mask=None, token_type_ids=None, training=None, return_taps=False):
+        """Logits (B, num_labels); with `return_taps`, every tap of `parity.taps` by name."""
+        if isinstance(input_ids, dict):  # fit/predict pass one dict of inputs
+            attention_mask = input_ids.get("attention_mask")
+            token_type_ids = input_ids.get("token_type_ids")
+            input_ids = input_ids["input_ids"]
+        concrete = _concrete(input_ids)
+        if concrete is not None:  # eager: check values; traced calls were checked by their caller
+            check_inputs(concrete, _concrete(attention_mask), _concrete(token_type_ids), self.config)
+        if attention_mask is None:
+            attention_mask = ops.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = ops.zeros_like(input_ids)
+        taps = {}
+
+        # Embeddings + encoder.
+        embedded, states = self.bert(input_ids, attention_mask, token_type_ids, training=training)
+        hidden = states[-1]  # (B, T, H)
+        if return_taps:
+            taps[T.EMBEDDINGS] = embedded
+            for i, h in enumerate(states):
+                taps[T.encoder_layer(i)] = h
+            taps[T.LAST_HIDDEN_STATE] = hidden
+
+        # CNN head. Inputs shorter than the widest kernel are right-padded (as padding).
+        seq_len, widest = hidden.shape[1], self.config.max_kernel_size
+        if seq_len is None or seq_len < widest:
+            # Unknown length while tracing: pad by a tensor amount (0 when long enough).
+            short = ops.maximum(widest - ops.shape(hidden)[1], 0) if seq_len is None else widest - seq_len
+            hidden = ops.pad(hidden, [[0, 0], [0, short], [0, 0]])  # (B, >=K, H)
+            attention_mask = ops.pad(attention_mask, [[0, 0], [0, short]])
+        mask = ops.cast(attention_mask, self.compute_dtype)
+        pooled = []
+        for j, (conv, k) in enumerate(zip(self.convs, self.config.kernel_sizes)):
+            c = ops.relu(conv(hidden))  # (B, L, F) channels-last: no permute
+            if self.config.mask_padding:
+                # ReLU output is >= 0, so zeroing windows that touch padding leaves the
+                # max over valid windows unchanged, and gives 0 if there is none.
+                c = c * valid_windows(mask, k)[:, :, None]
+            if return_taps:
+                taps[T.conv(j)] = c
+            pooled.append(ops.max(c, axis=1))  # (B, F) max over time
+        features = ops.concatenate(pooled, axis=1)  # (B, n_widths * F)
+        if return_taps:
+            taps[T.POOLED] = features
+
+        # Classifier.
+        features = self.dropout(features, training=training)
+        if self.hidden is not None:
+            features = self.hidden(features)  # (B, head_hidden_size), ReLU
+            if return_taps:
+                taps[T.HIDDEN] = features
+        logits = self.fc(features)  # (B, num_labels)
+        if return_taps:
+            taps[T.LOGITS] = logits
+            return taps
+        return logits
+
+    # -- serialisation -----------------------------------------------------------
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name, "dtype": self.dtype_policy.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(config.pop("config"), **config)
+
+    # -- canonical weights ---------------------------------------------------------
+    def get_canonical_weights(self) -> dict[str, np.ndarray]:
+        """All weights as canonical (torch-layout) arrays, through the weight table."""
+        return keras_to_torch(keras_weights(self), self.config)
+
+    def set_canonical_weights(self, tensors: dict[str, np.ndarray]) -> None:
+        """Strictly load canonical (torch-layout) arrays through the weight table."""
+        variables = _variables_by_path(self)
+        for path, value in torch_to_keras(tensors, self.config).items():
+            variables[path].assign(value.astype(variables[path].dtype, copy=False))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> BertCNN:
+        """Load a canonical checkpoint (config.json + model.safetensors), in its own dtype."""
+        config, tensors = load_checkpoint(directory)
+        model = cls._from_tensors(config, tensors, **kwargs)
+        model.name_or_path = str(directory)
+        return model
+
+    @classmethod
+    def from_backbone(cls, backbone_dir: str | os.PathLike, *, seed: int = 0, **head) -> BertCNN:
+        """A pretrained Hugging Face BERT plus a fresh CNN head drawn from `seed`.
+
+        The head comes from `parity.checkpoint.init_head`, so the PyTorch build's
+        `from_backbone` with the same seed is the same function, bit for bit.
+        """
+        config, tensors, _ = backbone_checkpoint(backbone_dir, seed=seed, **head)
+        model = cls._from_tensors(config, tensors)
+        model.name_or_path = str(backbone_dir)
+        return model
+
+    def save_pretrained(self, directory: str | os.PathLike, *, tokenizer_from: str | os.PathLike | None = None):
+        """Write a canonical checkpoint; the tokenizer of `name_or_path` travels with it."""
+        src = tokenizer_from or self.name_or_path
+        return save_checkpoint(directory, self.config, self.get_canonical_weights(), tokenizer_from=src)
+
+    @classmethod
+    def _from_tensors(cls, config: BertCnnConfig, tensors: dict[str, np.ndarray], **kwargs) -> BertCNN:
+        kwargs.setdefault("dtype", str(floating_dtype(tensors.values())))
+        model = cls(config, **kwargs)
+        model.set_canonical_weights(tensors)
+        return model
+
+
+def valid_windows(mask, k: int):
+    """(B, T) 0/1 mask -> (B, T - k + 1): 1 where a width-k window covers only real tokens."""
+    length = ops.shape(mask)[1] - k + 1
+    valid = mask[:, :length]
+    for s in range(1, k):
+        valid = valid * mask[:, s : s + length]
+    return valid
+
+
+def keras_weights(model: BertCNN) -> dict[str, np.ndarray]:
+    """{weight-table Keras path: array} for every variable of the model."""
+    return {path: ops.convert_to_numpy(v.value) for path, v in _variables_by_path(model).items()}
+
+
+def _variables_by_path(model: BertCNN) -> dict:
+    """Variables keyed by path below the model; strict against the weight table."""
+    prefix = model.name + "/"
+    found = {v.path.removeprefix(prefix): v for v in model.weights}
+    check_tensors(
+        {p: tuple(v.shape) for p, v in found.items()},
+        {r.keras_path: r.keras_shape for r in rows(model.config)},
+        what="Keras model variables",
+    )
+    return found
+
+
+def _concrete(x) -> np.ndarray | None:
+    """The value of `x` as numpy, or None while tracing (symbolic tensors have no value)."""
+    if x is None:
+        return None
+    try:
+        return np.asarray(ops.convert_to_numpy(x))
+    except Exception:
+        return None

@@ -1,0 +1,205 @@
+"""The one configuration both builds take: BERT hyper-parameters plus the CNN head.
+
+Framework-neutral on purpose: a config written by one build must rebuild the
+other, so nothing here may import torch or keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+# Activations both builds implement identically (HF ACT2FN names).
+SUPPORTED_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh")
+
+# HF config keys we read; anything else in a HF config.json is bookkeeping we ignore.
+_BERT_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "layer_norm_eps",
+    "pad_token_id",
+    "initializer_range",
+)
+
+
+def _fail(what: str, received: Any) -> None:
+    raise ValueError(f"Invalid BertCnnConfig: {what}. Received: {received!r}")
+
+
+@dataclass(frozen=True)
+class BertCnnConfig:
+    """BERT encoder + CNN head; the single source of truth for both builds.
+
+    Defaults are BERT-base with the seed's head (widths 3/4/5, 100 filters, 2 labels).
+    `head_hidden_size` adds the seed Keras example's dense+ReLU layer; `mask_padding`
+    keeps windows that touch padding out of the max (False reproduces the seeds).
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+    kernel_sizes: tuple[int, ...] = (3, 4, 5)
+    num_filters: int = 100
+    num_labels: int = 2
+    classifier_dropout: float = 0.5
+    head_hidden_size: int | None = None
+    mask_padding: bool = True
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; the dataclass is frozen and hashable, so store a tuple.
+        if isinstance(self.kernel_sizes, list):
+            object.__setattr__(self, "kernel_sizes", tuple(self.kernel_sizes))
+        positive = (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "num_filters",
+            "num_labels",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                _fail(f"`{name}` must be a positive integer", value)
+        if self.hidden_size % self.num_attention_heads:
+            _fail(
+                "`hidden_size` must be divisible by `num_attention_heads` "
+                f"({self.hidden_size} % {self.num_attention_heads} != 0)",
+                (self.hidden_size, self.num_attention_heads),
+            )
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            _fail(f"`hidden_act` must be one of {SUPPORTED_ACTIVATIONS}", self.hidden_act)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.0 <= value < 1.0:
+                _fail(f"`{name}` must be a number in [0, 1)", value)
+        if not _is_number(self.layer_norm_eps) or not 0.0 < self.layer_norm_eps < 1.0:
+            _fail("`layer_norm_eps` must be a number in (0, 1)", self.layer_norm_eps)
+        if not _is_number(self.initializer_range) or self.initializer_range <= 0:
+            _fail("`initializer_range` must be a positive number", self.initializer_range)
+        if not _is_int(self.pad_token_id) or not 0 <= self.pad_token_id < self.vocab_size:
+            _fail(f"`pad_token_id` must be an integer in [0, vocab_size={self.vocab_size})", self.pad_token_id)
+        ks = self.kernel_sizes
+        if not isinstance(ks, tuple) or not ks or not all(_is_int(k) and k >= 1 for k in ks):
+            _fail("`kernel_sizes` must be a non-empty sequence of positive integers, e.g. (3, 4, 5)", ks)
+        if max(ks) > self.max_position_embeddings:
+            _fail(
+                f"every kernel size must fit in max_position_embeddings={self.max_position_embeddings}",
+                ks,
+            )
+        hh = self.head_hidden_size
+        if hh is not None and (not _is_int(hh) or hh < 1):
+            _fail("`head_hidden_size` must be None or a positive integer", hh)
+        if not isinstance(self.mask_padding, bool):
+            _fail("`mask_padding` must be True or False", self.mask_padding)
+
+    # -- derived sizes -------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def pooled_size(self) -> int:
+        """Width of the concatenated max-pooled features fed to the classifier."""
+        return len(self.kernel_sizes) * self.num_filters
+
+    @property
+    def max_kernel_size(self) -> int:
+        return max(self.kernel_sizes)
+
+    # -- serialisation -------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["kernel_sizes"] = list(self.kernel_sizes)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BertCnnConfig:
+        """Strict: an unknown key is a typo or a different model, never silently dropped."""
+        if not isinstance(d, dict):
+            raise ValueError(f"A BertCnnConfig must be built from a JSON object (dict). Received: {d!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown BertCnnConfig keys {unknown}; expected a subset of {sorted(known)}. "
+                "If this is a Hugging Face BERT config, use BertCnnConfig.from_hf_config. "
+                f"Received: {unknown}"
+            )
+        return cls(**d)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> BertCnnConfig:
+        return cls.from_dict(_read_json(path))
+
+    @classmethod
+    def from_hf_config(cls, hf: dict[str, Any] | str | os.PathLike, **head: Any) -> BertCnnConfig:
+        """Take the BERT part of a Hugging Face `config.json`; `head` sets the CNN head."""
+        if not isinstance(hf, dict):
+            p = Path(hf)
+            hf = _read_json(p / "config.json" if p.is_dir() else p)
+        model_type = hf.get("model_type", "bert")
+        if model_type != "bert":
+            raise ValueError(
+                f"Only BERT backbones are supported (config.json model_type 'bert'). Received: {model_type!r}"
+            )
+        pos = hf.get("position_embedding_type", "absolute")
+        if pos != "absolute":
+            raise ValueError(
+                f"Only absolute position embeddings are supported. Received: position_embedding_type={pos!r}"
+            )
+        bert = {k: hf[k] for k in _BERT_KEYS if k in hf and hf[k] is not None}
+        return cls(**bert, **head)
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The BERT part as `transformers.BertConfig` keyword arguments."""
+        return {k: getattr(self, k) for k in _BERT_KEYS}
+
+    def replace(self, **changes: Any) -> BertCnnConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _read_json(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Config file not found; expected a JSON file at this path. Received: {str(p)!r}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p} is not valid JSON ({e}); expected a config.json. Received: {str(p)!r}") from None

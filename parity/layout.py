@@ -1,0 +1,180 @@
+"""THE weight table: canonical (PyTorch state_dict) name <-> Keras variable path.
+
+Canonical names are the PyTorch build's state_dict keys, which are the seed's
+(`bert.*` from `transformers.BertModel`, `convs.{j}.*`, `fc.*`). Keras paths are
+`Variable.path` below the model, i.e. the Keras layer names, which equal the torch
+attribute names. Each row carries an op and its inverse; both port directions are
+driven by these rows, and every port is strict (all used, all filled, shapes first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from parity.config import BertCnnConfig
+
+
+@dataclass(frozen=True)
+class Op:
+    """A layout change torch -> keras, with its inverse keras -> torch."""
+
+    name: str
+    to_keras: Callable[[np.ndarray], np.ndarray]
+    to_torch: Callable[[np.ndarray], np.ndarray]
+
+
+IDENTITY = Op("identity", lambda a: a, lambda a: a)
+# Dense: torch (out, in) <-> keras (in, out).
+TRANSPOSE = Op("transpose", lambda a: a.T, lambda a: a.T)
+# Conv1D: torch (out, in, k) <-> keras (k, in, out).
+CONV1D = Op("conv1d", lambda a: a.transpose(2, 1, 0), lambda a: a.transpose(2, 1, 0))
+
+# (torch name, keras path, op). `{i}` = encoder layer, `{j}` = conv branch.
+_EMBEDDINGS = [
+    ("bert.embeddings.word_embeddings.weight", "bert/embeddings/word_embeddings/embeddings", IDENTITY),
+    ("bert.embeddings.position_embeddings.weight", "bert/embeddings/position_embeddings/embeddings", IDENTITY),
+    ("bert.embeddings.token_type_embeddings.weight", "bert/embeddings/token_type_embeddings/embeddings", IDENTITY),
+    ("bert.embeddings.LayerNorm.weight", "bert/embeddings/LayerNorm/gamma", IDENTITY),
+    ("bert.embeddings.LayerNorm.bias", "bert/embeddings/LayerNorm/beta", IDENTITY),
+]
+
+
+def _dense(torch_prefix: str, keras_prefix: str) -> list[tuple[str, str, Op]]:
+    return [
+        (f"{torch_prefix}.weight", f"{keras_prefix}/kernel", TRANSPOSE),
+        (f"{torch_prefix}.bias", f"{keras_prefix}/bias", IDENTITY),
+    ]
+
+
+def _layer_norm(torch_prefix: str, keras_prefix: str) -> list[tuple[str, str, Op]]:
+    return [
+        (f"{torch_prefix}.weight", f"{keras_prefix}/gamma", IDENTITY),
+        (f"{torch_prefix}.bias", f"{keras_prefix}/beta", IDENTITY),
+    ]
+
+
+_T, _K = "bert.encoder.layer.{i}", "bert/encoder/layer.{i}"
+_ENCODER_LAYER = [
+    *_dense(f"{_T}.attention.self.query", f"{_K}/attention/self/query"),
+    *_dense(f"{_T}.attention.self.key", f"{_K}/attention/self/key"),
+    *_dense(f"{_T}.attention.self.value", f"{_K}/attention/self/value"),
+    *_dense(f"{_T}.attention.output.dense", f"{_K}/attention/output/dense"),
+    *_layer_norm(f"{_T}.attention.output.LayerNorm", f"{_K}/attention/output/LayerNorm"),
+    *_dense(f"{_T}.intermediate.dense", f"{_K}/intermediate/dense"),
+    *_dense(f"{_T}.output.dense", f"{_K}/output/dense"),
+    *_layer_norm(f"{_T}.output.LayerNorm", f"{_K}/output/LayerNorm"),
+]
+_POOLER = _dense("bert.pooler.dense", "bert/pooler/dense")
+_CONV = [
+    ("convs.{j}.weight", "convs.{j}/kernel", CONV1D),
+    ("convs.{j}.bias", "convs.{j}/bias", IDENTITY),
+]
+_HIDDEN = _dense("hidden", "hidden")
+_FC = _dense("fc", "fc")
+
+
+@dataclass(frozen=True)
+class Row:
+    torch_name: str
+    keras_path: str
+    op: Op
+    torch_shape: tuple[int, ...]
+
+    @property
+    def keras_shape(self) -> tuple[int, ...]:
+        return tuple(self.op.to_keras(np.empty(self.torch_shape, dtype=np.int8)).shape)
+
+
+def rows(config: BertCnnConfig) -> list[Row]:
+    """Every tensor of the model, in forward order, with its canonical (torch) shape."""
+    c = config
+    h, inter = c.hidden_size, c.intermediate_size
+    shapes: dict[str, tuple[int, ...]] = {
+        "bert.embeddings.word_embeddings.weight": (c.vocab_size, h),
+        "bert.embeddings.position_embeddings.weight": (c.max_position_embeddings, h),
+        "bert.embeddings.token_type_embeddings.weight": (c.type_vocab_size, h),
+        "bert.embeddings.LayerNorm.weight": (h,),
+        "bert.embeddings.LayerNorm.bias": (h,),
+    }
+    out = [Row(t, k, op, shapes[t]) for t, k, op in _EMBEDDINGS]
+    layer_shapes = {
+        "query.weight": (h, h), "query.bias": (h,),
+        "key.weight": (h, h), "key.bias": (h,),
+        "value.weight": (h, h), "value.bias": (h,),
+        "attention.output.dense.weight": (h, h), "attention.output.dense.bias": (h,),
+        "attention.output.LayerNorm.weight": (h,), "attention.output.LayerNorm.bias": (h,),
+        "intermediate.dense.weight": (inter, h), "intermediate.dense.bias": (inter,),
+        "output.dense.weight": (h, inter), "output.dense.bias": (h,),
+        "output.LayerNorm.weight": (h,), "output.LayerNorm.bias": (h,),
+    }  # fmt: skip
+    for i in range(c.num_hidden_layers):
+        for t, k, op in _ENCODER_LAYER:
+            name = t.format(i=i)
+            suffix = next(s for s in layer_shapes if name.endswith(s))
+            out.append(Row(name, k.format(i=i), op, layer_shapes[suffix]))
+    out += [Row(t, k, op, s) for (t, k, op), s in zip(_POOLER, [(h, h), (h,)])]
+    for j, width in enumerate(c.kernel_sizes):
+        conv_shapes = [(c.num_filters, h, width), (c.num_filters,)]
+        out += [Row(t.format(j=j), k.format(j=j), op, s) for (t, k, op), s in zip(_CONV, conv_shapes)]
+    fc_in = c.pooled_size
+    if c.head_hidden_size is not None:
+        hh = c.head_hidden_size
+        out += [Row(t, k, op, s) for (t, k, op), s in zip(_HIDDEN, [(hh, fc_in), (hh,)])]
+        fc_in = hh
+    out += [Row(t, k, op, s) for (t, k, op), s in zip(_FC, [(c.num_labels, fc_in), (c.num_labels,)])]
+    return out
+
+
+def expected_shapes(config: BertCnnConfig) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape: what a checkpoint for `config` must hold, exactly."""
+    return {r.torch_name: r.torch_shape for r in rows(config)}
+
+
+class PortError(ValueError):
+    """A strict-port refusal: names every offending tensor and both shapes."""
+
+
+def check_tensors(
+    tensors: Mapping[str, tuple[int, ...]] | Mapping[str, np.ndarray],
+    expected: Mapping[str, tuple[int, ...]],
+    *,
+    what: str,
+) -> None:
+    """Refuse unless `tensors` has exactly the expected names and shapes.
+
+    Lists every problem at once (missing, unexpected, mis-shaped), so one run tells
+    the user everything to fix.
+    """
+    got = {k: tuple(v) if isinstance(v, tuple) else tuple(np.shape(v)) for k, v in tensors.items()}
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    misshaped = [k for k in expected if k in got and got[k] != tuple(expected[k])]
+    if not (missing or unexpected or misshaped):
+        return
+    lines = [f"{what} does not match the model's weight layout:"]
+    lines += [f"  missing: {k} (expected shape {tuple(expected[k])})" for k in missing]
+    lines += [f"  unexpected: {k} (shape {got[k]})" for k in unexpected]
+    lines += [f"  wrong shape: {k}: expected {tuple(expected[k])}, got {got[k]}" for k in misshaped]
+    lines.append(
+        "Check that the config (layers, hidden size, vocab, kernel sizes, filters, labels, "
+        "head_hidden_size) is the one the weights were trained with. "
+        f"Received: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped"
+    )
+    raise PortError("\n".join(lines))
+
+
+def torch_to_keras(tensors: Mapping[str, np.ndarray], config: BertCnnConfig) -> dict[str, np.ndarray]:
+    """Canonical (torch-layout) arrays -> {keras path: array}, strict."""
+    table = rows(config)
+    check_tensors(tensors, {r.torch_name: r.torch_shape for r in table}, what="Canonical checkpoint")
+    return {r.keras_path: np.ascontiguousarray(r.op.to_keras(np.asarray(tensors[r.torch_name]))) for r in table}
+
+
+def keras_to_torch(arrays: Mapping[str, np.ndarray], config: BertCnnConfig) -> dict[str, np.ndarray]:
+    """{keras path: array} -> canonical (torch-layout) arrays, strict."""
+    table = rows(config)
+    check_tensors(arrays, {r.keras_path: r.keras_shape for r in table}, what="Keras weights")
+    return {r.torch_name: np.ascontiguousarray(r.op.to_torch(np.asarray(arrays[r.keras_path]))) for r in table}

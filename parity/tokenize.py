@@ -1,0 +1,55 @@
+"""One tokenizer for both builds: text -> numpy int64 arrays that either model takes.
+
+Uses the checkpoint's `tokenizer.json` through the `tokenizers` package (Rust,
+no framework), so the two builds can never see different token ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+class Tokenizer:
+    def __init__(self, path: str | os.PathLike, *, max_length: int = 512, pad_token_id: int = 0):
+        from tokenizers import Tokenizer as _Rust
+
+        p = Path(path)
+        file = p / "tokenizer.json" if p.is_dir() else p
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"No tokenizer.json found; a checkpoint made by `bertcnn init` carries one. Received: {str(p)!r}"
+            )
+        self._tok = _Rust.from_file(str(file))
+        # Padding and truncation are ours, the same for every caller.
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self.max_length = max_length
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, texts: Sequence[str], *, pad_to: int | None = None) -> dict[str, np.ndarray]:
+        """Encode, truncate to `max_length`, right-pad to the longest (or `pad_to`)."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"texts must be a sequence of str. Received: {type(texts).__name__}")
+        if not texts:
+            raise ValueError("texts must not be empty. Received: []")
+        encs = self._tok.encode_batch(list(texts))
+        ids = [e.ids[: self.max_length] for e in encs]
+        types = [e.type_ids[: self.max_length] for e in encs]
+        width = max(max(map(len, ids)), pad_to or 0)
+        out = {
+            "input_ids": np.full((len(ids), width), self.pad_token_id, dtype=np.int64),
+            "attention_mask": np.zeros((len(ids), width), dtype=np.int64),
+            "token_type_ids": np.zeros((len(ids), width), dtype=np.int64),
+        }
+        for row, (i, t) in enumerate(zip(ids, types)):
+            out["input_ids"][row, : len(i)] = i
+            out["attention_mask"][row, : len(i)] = 1
+            out["token_type_ids"][row, : len(t)] = t
+        return out
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        return [min(len(e.ids), self.max_length) for e in self._tok.encode_batch(list(texts))]
