@@ -86,7 +86,7 @@ class BertCNN(keras.Model):
             attention_mask = ops.pad(attention_mask, [[0, 0], [0, short]])
         mask = ops.cast(attention_mask, self.compute_dtype)
         pooled = []
-        for j, (conv, k) in enumerate(zip(self.convs, self.config.kernel_sizes)):
+        for j, (conv, k) in enumerate(zip(self.convs, self.config.kernel_sizes, strict=True)):
             c = ops.relu(conv(hidden))  # (B, L, F) channels-last: no permute
             if self.config.mask_padding:
                 # ReLU output is >= 0, so zeroing windows that touch padding leaves the

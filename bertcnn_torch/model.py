@@ -78,7 +78,7 @@ class BertCNN(nn.Module):
         x = hidden.permute(0, 2, 1)  # (B, H, T) channels-first for nn.Conv1d
         mask = attention_mask.to(hidden.dtype)
         pooled = []
-        for j, (conv, k) in enumerate(zip(self.convs, self.config.kernel_sizes)):
+        for j, (conv, k) in enumerate(zip(self.convs, self.config.kernel_sizes, strict=True)):
             c = torch.relu(conv(x))  # (B, F, L)
             if self.config.mask_padding:
                 # ReLU output is >= 0, so zeroing windows that touch padding leaves the

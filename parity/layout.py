@@ -115,16 +115,16 @@ def rows(config: BertCnnConfig) -> list[Row]:
             name = t.format(i=i)
             suffix = next(s for s in layer_shapes if name.endswith(s))
             out.append(Row(name, k.format(i=i), op, layer_shapes[suffix]))
-    out += [Row(t, k, op, s) for (t, k, op), s in zip(_POOLER, [(h, h), (h,)])]
+    out += [Row(t, k, op, s) for (t, k, op), s in zip(_POOLER, [(h, h), (h,)], strict=True)]
     for j, width in enumerate(c.kernel_sizes):
         conv_shapes = [(c.num_filters, h, width), (c.num_filters,)]
-        out += [Row(t.format(j=j), k.format(j=j), op, s) for (t, k, op), s in zip(_CONV, conv_shapes)]
+        out += [Row(t.format(j=j), k.format(j=j), op, s) for (t, k, op), s in zip(_CONV, conv_shapes, strict=True)]
     fc_in = c.pooled_size
     if c.head_hidden_size is not None:
         hh = c.head_hidden_size
-        out += [Row(t, k, op, s) for (t, k, op), s in zip(_HIDDEN, [(hh, fc_in), (hh,)])]
+        out += [Row(t, k, op, s) for (t, k, op), s in zip(_HIDDEN, [(hh, fc_in), (hh,)], strict=True)]
         fc_in = hh
-    out += [Row(t, k, op, s) for (t, k, op), s in zip(_FC, [(c.num_labels, fc_in), (c.num_labels,)])]
+    out += [Row(t, k, op, s) for (t, k, op), s in zip(_FC, [(c.num_labels, fc_in), (c.num_labels,)], strict=True)]
     return out
 
 

@@ -45,7 +45,7 @@ class Tokenizer:
             "attention_mask": np.zeros((len(ids), width), dtype=np.int64),
             "token_type_ids": np.zeros((len(ids), width), dtype=np.int64),
         }
-        for row, (i, t) in enumerate(zip(ids, types)):
+        for row, (i, t) in enumerate(zip(ids, types, strict=True)):
             out["input_ids"][row, : len(i)] = i
             out["attention_mask"][row, : len(i)] = 1
             out["token_type_ids"][row, : len(t)] = t
