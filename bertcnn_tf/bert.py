@@ -3,7 +3,7 @@
 Transformers v5 has no TensorFlow models, and KerasHub's BERT uses the tanh GELU
 where HF BERT uses the exact erf form (a ~1e-3 difference), so we mirror HF here:
 same sum order in the embeddings, additive mask with the dtype minimum, exact GELU,
-LayerNorm eps from the config. Layer `name=`s equal the torch attribute names, so
+LayerNorm in torch's formula with eps from the config. Layer `name=`s equal the torch attribute names, so
 variable paths are the weight table's Keras paths. Keras reserves `.output`, so
 the Python attributes for HF's `output` submodules are `*_output`; the names match.
 """
@@ -11,12 +11,16 @@ the Python attributes for HF's `output` submodules are `*_output`; the names mat
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
 from parity.config import BertCnnConfig
+
+# A one-token input gives a size-1 softmax over keys, which is correct; Keras warns about it.
+warnings.filterwarnings("ignore", message="You are using a softmax over axis -1", category=UserWarning)
 
 
 def activation(name: str, x):
@@ -30,6 +34,28 @@ def activation(name: str, x):
     raise ValueError(f"Unsupported hidden_act. Received: {name!r}")
 
 
+class LayerNorm(keras.layers.Layer):
+    """torch's layer_norm formula, `(x - mean) * rsqrt(var + eps) * gamma + beta`.
+
+    keras.layers.LayerNormalization computes `x * inv + (beta - mean * inv)`, which
+    cancels catastrophically when |mean| >> std (with hidden_size 1 it turns 1e-8 of
+    rounding into 1e-2 at eps 1e-12); centring first keeps the builds the same function.
+    """
+
+    def __init__(self, epsilon: float, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="beta")
+
+    def call(self, x):
+        centred = x - ops.mean(x, axis=-1, keepdims=True)
+        variance = ops.mean(ops.square(centred), axis=-1, keepdims=True)
+        return centred * ops.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+
 class BertEmbeddings(keras.layers.Layer):
     def __init__(self, config: BertCnnConfig, **kwargs):
         super().__init__(**kwargs)
@@ -41,7 +67,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.token_type_embeddings = keras.layers.Embedding(
             c.type_vocab_size, c.hidden_size, name="token_type_embeddings", dtype=dt
         )
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=c.layer_norm_eps, name="LayerNorm", dtype=dt)
+        self.LayerNorm = LayerNorm(c.layer_norm_eps, name="LayerNorm", dtype=dt)
         self.dropout = keras.layers.Dropout(c.hidden_dropout_prob, name="dropout", dtype=dt)
         self.hidden_size = c.hidden_size
 
@@ -96,7 +122,7 @@ class BertSelfOutput(keras.layers.Layer):
         c, dt = config, self.dtype_policy
         self.in_size, self.hidden_size = in_size, c.hidden_size
         self.dense = keras.layers.Dense(c.hidden_size, name="dense", dtype=dt)
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=c.layer_norm_eps, name="LayerNorm", dtype=dt)
+        self.LayerNorm = LayerNorm(c.layer_norm_eps, name="LayerNorm", dtype=dt)
         self.dropout = keras.layers.Dropout(c.hidden_dropout_prob, name="dropout", dtype=dt)
 
     def build(self, input_shape=None):
