@@ -59,7 +59,9 @@ def np_dtype(name: str) -> np.dtype:
         try:
             import ml_dtypes
         except ImportError:  # pragma: no cover - ml_dtypes comes with torch/tensorflow installs
-            raise ValueError("bfloat16 tensors need the ml_dtypes package; `pip install ml_dtypes`. Received: bfloat16") from None
+            raise ValueError(
+                "bfloat16 tensors need the ml_dtypes package; `pip install ml_dtypes`. Received: bfloat16"
+            ) from None
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
 
@@ -113,8 +115,11 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict[str, dict], int]:
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         if n == 0 or n > min(size - 8, MAX_HEADER_BYTES):
-            raise bad(path, f"header claims {n} bytes but the file has {size - 8} after the length",
-                      "a safetensors file (8-byte little-endian header length, JSON header, tensor data)")
+            raise bad(
+                path,
+                f"header claims {n} bytes but the file has {size - 8} after the length",
+                "a safetensors file (8-byte little-endian header length, JSON header, tensor data)",
+            )
         raw = f.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -139,8 +144,12 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict[str, dict], int]:
         begin, end = offs
         nbytes = int(np.prod(shape, dtype=object)) * np_dtype(_ST_DTYPES[e["dtype"]]).itemsize
         if not 0 <= begin <= end <= data_len or end - begin != nbytes:
-            raise bad(path, f"tensor {name!r} claims bytes [{begin}, {end}) for shape {shape} "
-                      f"but the data section has {data_len} bytes", "offsets inside the file that match the shape")
+            raise bad(
+                path,
+                f"tensor {name!r} claims bytes [{begin}, {end}) for shape {shape} "
+                f"but the data section has {data_len} bytes",
+                "offsets inside the file that match the shape",
+            )
         spans.append((begin, end))
     spans.sort()
     covered = 0
@@ -175,15 +184,20 @@ def read_safetensors(path: Path, expect: Callable[[Mapping[str, tuple]], None] |
     return Weights(config, tensors)
 
 
-def write_safetensors(path: Path, tensors: Iterable[tuple[str, np.ndarray]], metadata: dict[str, str],
-                      progress: Callable[[int], None] = lambda n: None) -> None:
+def write_safetensors(
+    path: Path,
+    tensors: Iterable[tuple[str, np.ndarray]],
+    metadata: dict[str, str],
+    progress: Callable[[int], None] = lambda n: None,
+) -> None:
     """Stream tensors into a safetensors file: header first, then each tensor's bytes in turn."""
     items = list(tensors)
     header: dict = {"__metadata__": metadata}
     offset = 0
     for name, a in items:
         nbytes = a.size * a.dtype.itemsize
-        header[name] = {"dtype": _ST_CODES[dtype_name(a)], "shape": list(a.shape), "data_offsets": [offset, offset + nbytes]}
+        span = [offset, offset + nbytes]
+        header[name] = {"dtype": _ST_CODES[dtype_name(a)], "shape": list(a.shape), "data_offsets": span}
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # keep tensor data 8-byte aligned, as safetensors does
@@ -252,12 +266,18 @@ def read_torch(path: Path) -> Weights:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as e:  # untrusted bytes: any failure inside the unpickler is a bad file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise bad(path, f"refused by torch.load(weights_only=True): {first}",
-                  "a plain state_dict (tensors only; pickles that reference code are never run)") from None
+        raise bad(
+            path,
+            f"refused by torch.load(weights_only=True): {first}",
+            "a plain state_dict (tensors only; pickles that reference code are never run)",
+        ) from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         hint = f"dict with keys {sorted(map(str, obj))[:5]}" if isinstance(obj, dict) else type(obj).__name__
-        raise bad(path, f"holds a {hint}, not a flat name->tensor state_dict",
-                  "torch.save(model.state_dict()) (save the state_dict itself, not a wrapper)")
+        raise bad(
+            path,
+            f"holds a {hint}, not a flat name->tensor state_dict",
+            "torch.save(model.state_dict()) (save the state_dict itself, not a wrapper)",
+        )
     tensors = {}
     for k, t in obj.items():
         if t.dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
@@ -306,9 +326,17 @@ class KerasTemplate:
 def _structure(config: BertCnnConfig) -> BertCnnConfig:
     ks = config.kernel_sizes
     return BertCnnConfig(
-        vocab_size=1, hidden_size=1, num_hidden_layers=config.num_hidden_layers, num_attention_heads=1,
-        intermediate_size=1, max_position_embeddings=max(ks), type_vocab_size=1, kernel_sizes=ks, num_filters=1,
-        num_labels=1, head_hidden_size=None if config.head_hidden_size is None else 1,
+        vocab_size=1,
+        hidden_size=1,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=1,
+        intermediate_size=1,
+        max_position_embeddings=max(ks),
+        type_vocab_size=1,
+        kernel_sizes=ks,
+        num_filters=1,
+        num_labels=1,
+        head_hidden_size=None if config.head_hidden_size is None else 1,
     )
 
 
@@ -354,8 +382,9 @@ def keras_layout(config: BertCnnConfig) -> tuple[KerasTemplate, dict[str, tuple]
     return t, {ds: by_path[kp] for ds, kp in t.datasets.items()}
 
 
-def write_keras_h5(target, config: BertCnnConfig, tensors: Mapping[str, np.ndarray],
-                   progress: Callable[[int], None]) -> None:
+def write_keras_h5(
+    target, config: BertCnnConfig, tensors: Mapping[str, np.ndarray], progress: Callable[[int], None]
+) -> None:
     """Write Keras' h5 layout directly: each tensor transposed once, straight into its dataset."""
     import h5py
 
@@ -373,8 +402,9 @@ def write_keras_h5(target, config: BertCnnConfig, tensors: Mapping[str, np.ndarr
             progress(a.nbytes)
 
 
-def read_keras_h5(source, config: BertCnnConfig, where: Path,
-                  expect: Callable[[Mapping[str, tuple]], None]) -> dict[str, np.ndarray]:
+def read_keras_h5(
+    source, config: BertCnnConfig, where: Path, expect: Callable[[Mapping[str, tuple]], None]
+) -> dict[str, np.ndarray]:
     """Strict read: every dataset Keras would write is present, nothing else, shapes checked before reading."""
     import h5py
 
@@ -410,12 +440,16 @@ def read_keras_h5(source, config: BertCnnConfig, where: Path,
         raise
     except Exception as e:  # h5py/HDF5 errors on damaged input: OSError, KeyError, RuntimeError, TypeError
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise bad(where, f"not a readable Keras weights file ({type(e).__name__}: {first})",
-                  "an HDF5 file written by Keras model.save_weights or `bertcnn port`") from None
+        raise bad(
+            where,
+            f"not a readable Keras weights file ({type(e).__name__}: {first})",
+            "an HDF5 file written by Keras model.save_weights or `bertcnn port`",
+        ) from None
 
 
-def write_keras_archive(path: Path, config: BertCnnConfig, dtype: str, tensors: Mapping[str, np.ndarray],
-                        progress: Callable[[int], None]) -> None:
+def write_keras_archive(
+    path: Path, config: BertCnnConfig, dtype: str, tensors: Mapping[str, np.ndarray], progress: Callable[[int], None]
+) -> None:
     """A .keras zip exactly as `model.save` lays it out; the h5 is streamed in, never held whole."""
     template, _ = keras_layout(config)
     cfg = json.loads(json.dumps(template.archive_config))
@@ -443,14 +477,18 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
             infos = {i.filename: i for i in zf.infolist()}
             for need in ("config.json", "model.weights.h5"):
                 if need not in infos:
-                    raise bad(path, f"archive has no {need} (has {sorted(infos)[:6]})", "a .keras archive from model.save")
+                    have = sorted(infos)[:6]
+                    raise bad(path, f"archive has no {need} (has {have})", "a .keras archive from model.save")
             ci = infos["config.json"]
             if ci.file_size > MAX_JSON_BYTES:
                 raise bad(path, "config.json is implausibly large", "a small model config")
             wi = infos["model.weights.h5"]
             if wi.compress_type != zipfile.ZIP_STORED or wi.file_size > size:
-                raise bad(path, "model.weights.h5 is compressed or larger than the archive",
-                          "an uncompressed h5 member, as Keras writes it")
+                raise bad(
+                    path,
+                    "model.weights.h5 is compressed or larger than the archive",
+                    "an uncompressed h5 member, as Keras writes it",
+                )
             try:
                 cfg = json.loads(zf.read("config.json").decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
@@ -458,8 +496,11 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
             inner = cfg.get("config") if isinstance(cfg, dict) else None
             if not isinstance(inner, dict) or cfg.get("registered_name") != REGISTERED_NAME:
                 got = cfg.get("registered_name", cfg.get("class_name")) if isinstance(cfg, dict) else type(cfg).__name__
-                raise bad(path, f"archive holds {got!r}, not a bertcnn model",
-                          f"a model saved from bertcnn_tf.BertCNN ({REGISTERED_NAME})")
+                raise bad(
+                    path,
+                    f"archive holds {got!r}, not a bertcnn model",
+                    f"a model saved from bertcnn_tf.BertCNN ({REGISTERED_NAME})",
+                )
             config = BertCnnConfig.from_dict(inner.get("config"))
             dtype = inner.get("dtype")
             if dtype not in FLOAT_DTYPES:
@@ -468,8 +509,11 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
                 tensors = read_keras_h5(member, config, path, expect_for(config))
             stored = {dtype_name(t) for t in tensors.values()}
             if stored != {dtype}:
-                raise bad(path, f"config says dtype {dtype!r} but the weights are {sorted(stored)}",
-                          "weights in the model's dtype")
+                raise bad(
+                    path,
+                    f"config says dtype {dtype!r} but the weights are {sorted(stored)}",
+                    "weights in the model's dtype",
+                )
     except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as e:
         raise bad(path, f"damaged zip archive ({type(e).__name__}: {str(e)[:200]})", "a .keras archive") from None
     return Weights(config, tensors)

@@ -83,7 +83,9 @@ def port(
     src_fmt = F.DIR if src.is_dir() else F.format_of(src)
     dst_fmt = F.format_of(dst, for_output=True)
     if dst.resolve() == src.resolve():
-        raise ValueError(f"Source and destination are the same path; the source is never overwritten. Received: {str(dst)!r}")
+        raise ValueError(
+            f"Source and destination are the same path; the source is never overwritten. Received: {str(dst)!r}"
+        )
     if (dst.exists() or dst.is_symlink()) and not force:
         raise ValueError(f"Destination already exists; pass --force to replace it. Received: {str(dst)!r}")
     if not dst.parent.is_dir():
@@ -108,7 +110,7 @@ def port(
     total = sum(v.nbytes for v in tensors.values())
     bar = _Progress(total, f"{src.name} -> {dst.name}", enabled=progress)
     ordered = [(r.torch_name, tensors[r.torch_name]) for r in rows(cfg)]
-    with _staged(dst, force) as tmp:
+    with _Staged(dst, force) as tmp:
         if dst_fmt == F.DIR:
             tmp.mkdir()
             (tmp / CONFIG_NAME).write_text(cfg.to_json(), encoding="utf-8")
@@ -125,8 +127,14 @@ def port(
             F.write_keras_h5(tmp, cfg, tensors, bar)
     bar.done()
     return PortResult(
-        src_fmt, dst_fmt, cfg, out_dtype, len(tensors), sum(int(v.size) for v in tensors.values()),
-        time.perf_counter() - start, notes,
+        src_fmt,
+        dst_fmt,
+        cfg,
+        out_dtype,
+        len(tensors),
+        sum(int(v.size) for v in tensors.values()),
+        time.perf_counter() - start,
+        notes,
     )
 
 
@@ -210,8 +218,9 @@ def config_disagreements(shapes: Mapping[str, tuple], config: BertCnnConfig) -> 
         note("kernel_sizes", tuple(widths), "convs.*.weight")
         note("num_filters", s["convs.0.weight"][0] if "convs.0.weight" in s else widths, "convs.0.weight")
     if "hidden.weight" in s or "fc.weight" in s:
-        note("head_hidden_size", s["hidden.weight"][0] if len(s.get("hidden.weight", ())) == 2 else None,
-             "hidden.weight")
+        note(
+            "head_hidden_size", s["hidden.weight"][0] if len(s.get("hidden.weight", ())) == 2 else None, "hidden.weight"
+        )
     if len(s.get("fc.weight", ())) == 2:
         note("num_labels", s["fc.weight"][0], "fc.weight")
     return [
@@ -222,7 +231,8 @@ def config_disagreements(shapes: Mapping[str, tuple], config: BertCnnConfig) -> 
 
 
 def _cast(name: str, a: np.ndarray, dtype: str) -> np.ndarray:
-    out = np.asarray(a).astype(F.np_dtype(dtype))
+    with np.errstate(over="ignore"):  # overflow is detected and reported just below
+        out = np.asarray(a).astype(F.np_dtype(dtype))
     with np.errstate(invalid="ignore"):
         overflow = np.isinf(out.astype(np.float32)) & np.isfinite(np.asarray(a).astype(np.float32))
     if overflow.any():
@@ -233,7 +243,7 @@ def _cast(name: str, a: np.ndarray, dtype: str) -> np.ndarray:
     return out
 
 
-class _staged:
+class _Staged:
     """Yield a temporary path beside `dest`; on success rename it into place, on any failure remove it."""
 
     def __init__(self, dest: Path, force: bool):

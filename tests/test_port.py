@@ -1,0 +1,221 @@
+"""`bertcnn port`: bit-exact round trips between every format pair, strictness, atomic output."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, random_inputs, random_tensors
+from transformers import BertConfig, BertModel
+
+from parity import formats as F
+from parity.checkpoint import load_checkpoint, save_checkpoint
+from parity.cli import main
+from parity.config import BertCnnConfig
+from parity.port import port
+
+NAMES = {
+    F.DIR: "ckpt",
+    F.SAFETENSORS: "w.safetensors",
+    F.TORCH: "w.pt",
+    F.KERAS: "m.keras",
+    F.KERAS_WEIGHTS: "w.weights.h5",
+}
+
+
+class SeedBertCNN(torch.nn.Module):
+    """Seed 003 example 1, with the hub download swapped for a local BertModel."""
+
+    def __init__(self, bert_config, num_filters, kernel_sizes, output_size):
+        super().__init__()
+        self.bert = BertModel(bert_config)
+        hidden = bert_config.hidden_size
+        self.convs = torch.nn.ModuleList([torch.nn.Conv1d(hidden, num_filters, kernel_size=k) for k in kernel_sizes])
+        self.dropout = torch.nn.Dropout(0.5)
+        self.fc = torch.nn.Linear(len(kernel_sizes) * num_filters, output_size)
+
+    def forward(self, input_ids, attention_mask):
+        embeddings = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        embeddings = embeddings.permute(0, 2, 1)
+        pooled = [torch.max(torch.relu(conv(embeddings)), dim=2)[0] for conv in self.convs]
+        return self.fc(self.dropout(torch.cat(pooled, dim=1)))
+
+
+def _digest(path):
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+def _assert_same(got, want):
+    assert sorted(got) == sorted(want)
+    for k, v in want.items():
+        assert (got[k].dtype, got[k].shape) == (v.dtype, v.shape), k
+        assert got[k].tobytes() == v.tobytes(), k
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """One file of every format per dtype, written from the same canonical tensors."""
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        root = tmp_path_factory.mktemp(dtype)
+        config = BertCnnConfig(**TINY, head_hidden_size=7)
+        tensors = random_tensors(config, seed=3, dtype=F.np_dtype(dtype))
+        save_checkpoint(root / "src", config, tensors)
+        (root / "config.json").write_text(config.to_json())
+        paths = {}
+        for fmt, name in NAMES.items():
+            port(root / "src", root / name)
+            paths[fmt] = root / name
+        out[dtype] = (root, tensors, paths)
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("src_fmt", list(NAMES))
+def test_every_pair_round_trips_bit_exact(sources, tmp_path, dtype, src_fmt):
+    root, tensors, paths = sources[dtype]
+    cfg = ["--config", str(root / "config.json")]
+    for i, name in enumerate(NAMES.values()):
+        dst, back = tmp_path / f"{i}-{name}", tmp_path / f"back-{i}"
+        before = _digest(paths[src_fmt])
+        assert main(["port", str(paths[src_fmt]), str(dst), *cfg]) == 0
+        assert main(["port", str(dst), str(back), *cfg]) == 0
+        assert _digest(paths[src_fmt]) == before  # the source is never modified
+        _, got = load_checkpoint(back)
+        _assert_same(got, tensors)
+
+
+def test_seed_class_state_dict_to_keras_predicts_like_the_seed(tmp_path):
+    import keras
+
+    config = BertCnnConfig(**TINY, mask_padding=False)  # the seed max-pools over padding
+    torch.manual_seed(0)
+    seed = SeedBertCNN(BertConfig(**config.to_hf_dict()), config.num_filters, config.kernel_sizes, config.num_labels)
+    seed.eval()
+    torch.save(seed.state_dict(), tmp_path / "seed.pt")
+    (tmp_path / "config.json").write_text(config.to_json())
+    assert (
+        main(["port", str(tmp_path / "seed.pt"), str(tmp_path / "ckpt"), "--config", str(tmp_path / "config.json")])
+        == 0
+    )
+    assert main(["port", str(tmp_path / "ckpt"), str(tmp_path / "m.keras")]) == 0
+    model = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    inputs = random_inputs(config, [7, 4, 5])
+    with torch.no_grad():
+        want = seed(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"])).numpy()
+    got = keras.ops.convert_to_numpy(model(inputs["input_ids"], inputs["attention_mask"]))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_strict_lists_missing_unexpected_and_misshaped_with_shapes(tmp_path, capsys):
+    config = BertCnnConfig(**TINY)
+    sd = {k: torch.from_numpy(v) for k, v in random_tensors(config).items()}
+    del sd["fc.bias"]
+    sd["classifier.weight"] = torch.zeros(3, 4)
+    sd["bert.pooler.dense.bias"] = torch.zeros(13)
+    torch.save(sd, tmp_path / "bad.pt")
+    (tmp_path / "config.json").write_text(config.to_json())
+    rc = main(["port", str(tmp_path / "bad.pt"), str(tmp_path / "out"), "--config", str(tmp_path / "config.json")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "missing: fc.bias (expected shape (3,))" in err
+    assert "unexpected: classifier.weight (shape (3, 4))" in err
+    assert "wrong shape: bert.pooler.dense.bias: expected (12,), got (13,)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "config.json"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [("num_filters", 6, "num_filters: config 6, tensors 5"),
+     ("vocab_size", 98, "vocab_size: config 98, tensors 99"),
+     ("num_hidden_layers", 1, "num_hidden_layers: config 1, tensors 2")],
+)  # fmt: skip
+def test_config_that_disagrees_with_tensors_is_refused_by_name(tmp_path, capsys, field, value, says):
+    config = BertCnnConfig(**TINY)
+    F.write_safetensors(tmp_path / "w.safetensors", random_tensors(config).items(), {"format": "pt"})
+    (tmp_path / "config.json").write_text(config.replace(**{field: value}).to_json())
+    rc = main(
+        ["port", str(tmp_path / "w.safetensors"), str(tmp_path / "o.pt"), "--config", str(tmp_path / "config.json")]
+    )
+    assert rc == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_config_flag_that_contradicts_the_checkpoint_is_refused(sources, tmp_path, capsys):
+    _, _, paths = sources["float32"]
+    other = tmp_path / "config.json"
+    other.write_text(BertCnnConfig(**TINY).to_json())  # head_hidden_size None vs 7
+    assert main(["port", str(paths[F.DIR]), str(tmp_path / "x.pt"), "--config", str(other)]) == 2
+    assert "head_hidden_size (--config None, ckpt 7)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", [F.TORCH, F.KERAS_WEIGHTS])
+def test_config_free_formats_ask_for_config(sources, tmp_path, capsys, fmt):
+    _, _, paths = sources["float32"]
+    assert main(["port", str(paths[fmt]), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "carries no model config; pass --config" in err and err.count("\n") == 1
+
+
+def test_existing_destination_needs_force_and_failures_leave_nothing(sources, tmp_path, capsys, monkeypatch):
+    _, tensors, paths = sources["float32"]
+    dst = tmp_path / "out.safetensors"
+    dst.write_bytes(b"keep me")
+    assert main(["port", str(paths[F.DIR]), str(dst)]) == 2
+    assert "pass --force" in capsys.readouterr().err and dst.read_bytes() == b"keep me"
+
+    def boom(path, *a, **k):
+        path.write_bytes(b"half")
+        raise ValueError("disk full. Received: simulated")
+
+    monkeypatch.setattr(F, "write_safetensors", boom)
+    assert main(["port", str(paths[F.TORCH]), str(tmp_path / "ck"), "--config", str(paths[F.DIR] / "config.json")]) == 2
+    assert main(["port", str(paths[F.DIR]), str(dst), "--force"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"] and dst.read_bytes() == b"keep me"
+    monkeypatch.undo()
+    assert main(["port", str(paths[F.DIR]), str(dst), "--force"]) == 0
+    _assert_same(F.read_safetensors(dst).tensors, tensors)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"]
+
+
+def test_dtype_kept_unless_asked_and_overflow_refused(tmp_path, capsys):
+    config = BertCnnConfig(**TINY)
+    tensors = random_tensors(config)
+    save_checkpoint(tmp_path / "f32", config, tensors)
+    assert main(["port", str(tmp_path / "f32"), str(tmp_path / "h.safetensors"), "--dtype", "float16"]) == 0
+    got = F.read_safetensors(tmp_path / "h.safetensors").tensors
+    _assert_same(got, {k: v.astype(np.float16) for k, v in tensors.items()})
+    tensors["fc.bias"][0] = 1e6  # beyond float16's max (65504)
+    save_checkpoint(tmp_path / "big", config, tensors)
+    assert main(["port", str(tmp_path / "big"), str(tmp_path / "b.safetensors"), "--dtype", "float16"]) == 2
+    assert "overflows 1 finite values" in capsys.readouterr().err
+    assert not (tmp_path / "b.safetensors").exists()
+
+
+def test_tokenizer_travels_between_directories(tmp_path, embedded_dir):
+    config = BertCnnConfig(**TINY)
+    save_checkpoint(tmp_path / "a", config, random_tensors(config), tokenizer_from=embedded_dir)
+    assert main(["port", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    for name in ("tokenizer.json", "vocab.txt"):
+        if (embedded_dir / name).is_file():
+            assert (tmp_path / "b" / name).read_bytes() == (embedded_dir / name).read_bytes()
+
+
+def test_hf_sequence_classifier_imports_through_init_with_extras_reported(tmp_path, capsys):
+    from transformers import BertForSequenceClassification
+
+    hf = BertForSequenceClassification(BertConfig(**BertCnnConfig(**TINY).to_hf_dict(), num_labels=4))
+    hf.save_pretrained(tmp_path / "hf")
+    assert main(["init", str(tmp_path / "ck"), "--backbone", str(tmp_path / "hf"), "--num-filters", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "classifier.weight" in err and "classifier.bias" in err
+    _, tensors = load_checkpoint(tmp_path / "ck")
+    want = hf.state_dict()["bert.encoder.layer.1.output.dense.weight"].numpy()
+    assert tensors["bert.encoder.layer.1.output.dense.weight"].tobytes() == want.tobytes()
+    # A plain HF directory is not a bertcnn checkpoint: port says to use init.
+    assert main(["port", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 2
+    assert "bertcnn init DIR --backbone" in capsys.readouterr().err
