@@ -147,15 +147,14 @@ def init_head(config: BertCnnConfig, seed: int) -> dict[str, np.ndarray]:
     Same distribution as torch's default for Conv1d/Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     """
     rng = np.random.default_rng(seed)
+    shapes = expected_shapes(config)
     out = {}
-    for r in rows(config):
-        if r.torch_name.startswith("bert."):
+    for name, shape in shapes.items():
+        if name.startswith("bert."):
             continue
-        prefix = r.torch_name.rsplit(".", 1)[0]
-        weight_shape = next(x.torch_shape for x in rows(config) if x.torch_name == f"{prefix}.weight")
-        fan_in = int(np.prod(weight_shape[1:]))
+        fan_in = int(np.prod(shapes[name.rsplit(".", 1)[0] + ".weight"][1:]))
         bound = 1.0 / np.sqrt(fan_in)
-        out[r.torch_name] = rng.uniform(-bound, bound, size=r.torch_shape).astype(np.float32)
+        out[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
     return out
 
 

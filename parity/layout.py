@@ -9,7 +9,7 @@ driven by these rows, and every port is strict (all used, all filled, shapes fir
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,18 +19,31 @@ from parity.config import BertCnnConfig
 
 @dataclass(frozen=True)
 class Op:
-    """A layout change torch -> keras, with its inverse keras -> torch."""
+    """A layout change torch -> keras as an axis permutation; its inverse goes back."""
 
     name: str
-    to_keras: Callable[[np.ndarray], np.ndarray]
-    to_torch: Callable[[np.ndarray], np.ndarray]
+    perm: tuple[int, ...] | None  # keras axis i = torch axis perm[i]; None = identity
+
+    @property
+    def inverse(self) -> tuple[int, ...] | None:
+        return None if self.perm is None else tuple(int(i) for i in np.argsort(self.perm))
+
+    def to_keras(self, a: np.ndarray) -> np.ndarray:
+        return a if self.perm is None else a.transpose(self.perm)
+
+    def to_torch(self, a: np.ndarray) -> np.ndarray:
+        return a if self.perm is None else a.transpose(self.inverse)
+
+    def keras_shape(self, torch_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(torch_shape) if self.perm is None else tuple(torch_shape[i] for i in self.perm)
+
+    def torch_shape(self, keras_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(keras_shape) if self.perm is None else tuple(keras_shape[i] for i in self.inverse)
 
 
-IDENTITY = Op("identity", lambda a: a, lambda a: a)
-# Dense: torch (out, in) <-> keras (in, out).
-TRANSPOSE = Op("transpose", lambda a: a.T, lambda a: a.T)
-# Conv1D: torch (out, in, k) <-> keras (k, in, out).
-CONV1D = Op("conv1d", lambda a: a.transpose(2, 1, 0), lambda a: a.transpose(2, 1, 0))
+IDENTITY = Op("identity", None)
+TRANSPOSE = Op("transpose", (1, 0))  # Dense: torch (out, in) <-> keras (in, out)
+CONV1D = Op("conv1d", (2, 1, 0))  # Conv1D: torch (out, in, k) <-> keras (k, in, out)
 
 # (torch name, keras path, op). `{i}` = encoder layer, `{j}` = conv branch.
 _EMBEDDINGS = [
@@ -85,7 +98,7 @@ class Row:
 
     @property
     def keras_shape(self) -> tuple[int, ...]:
-        return tuple(self.op.to_keras(np.empty(self.torch_shape, dtype=np.int8)).shape)
+        return self.op.keras_shape(self.torch_shape)
 
 
 def rows(config: BertCnnConfig) -> list[Row]:
