@@ -1,0 +1,284 @@
+"""The Keras side of a parity run, on any Keras backend, in this process or a child.
+
+The Keras backend is process-global (fixed at `import keras`), so a backend other
+than this process's runs in a child (`python -m parity.backends JOB.json`) with
+`KERAS_BACKEND` set. Parent and child exchange JSON and `.npz` only (loaded with
+`allow_pickle=False`): nothing executable crosses the boundary.
+
+Each task returns arrays plus `meta`: the backend, the dtypes Keras actually
+computed and stored in, and any workaround applied, so a float64 request that
+Keras silently ran in float32 is reported as such instead of as a float64 result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from parity.config import BertCnnConfig
+
+BACKENDS = ("tensorflow", "jax", "torch")
+TASKS = ("taps", "grad", "train")
+
+
+def current_backend() -> str:
+    """This process's Keras backend, without importing Keras when it is not loaded yet."""
+    if "keras" in sys.modules:
+        import keras
+
+        return keras.backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+# -- workarounds -------------------------------------------------------------------------
+def _patch_torch_param_names() -> str | None:
+    """Let Keras's torch backend track variables whose paths contain '.'.
+
+    The build's layer names equal the torch attribute names (`layer.0`, `convs.1`) so
+    the weight table stays a table; Keras's torch backend registers every variable in
+    a `torch.nn.ParameterDict` keyed by its path, and torch refuses '.' in such keys
+    (KeyError at build time). Only those registry keys are renamed; Keras variable
+    paths, values and the computation are untouched.
+    """
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+    from keras.src.backend.torch.layer import TorchLayer
+
+    if getattr(TorchLayer, "_bertcnn_patched", False):
+        return _TORCH_NOTE
+
+    def track(self):
+        self._torch_params = torch.nn.ParameterDict({v.path.replace(".", "_"): v.value for v in self.variables})
+
+    def post_track(self, variable):
+        if hasattr(self, "_torch_params"):
+            key = variable.path.replace(".", "_")
+            if key not in self.torch_params:
+                self.torch_params[key] = variable.value
+
+    TorchLayer._track_variables = track
+    TorchLayer._post_track_variable = post_track
+    TorchLayer._bertcnn_patched = True
+    return _TORCH_NOTE
+
+
+_TORCH_NOTE = "Keras torch backend: ParameterDict keys renamed '.'->'_' (torch refuses '.'); numerics untouched"
+
+
+def _keras_device(device: str):
+    import keras
+
+    return keras.device("gpu:0" if device.startswith("cuda") else "cpu:0")
+
+
+def build_keras(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], dtype: str):
+    """The Keras build in `dtype` holding the canonical `tensors`."""
+    _patch_torch_param_names()
+    from bertcnn_tf import BertCNN
+
+    model = BertCNN(config, dtype=dtype)
+    model.set_canonical_weights(dict(tensors))
+    return model
+
+
+def _meta(model, arrays: Mapping[str, np.ndarray], dtype: str) -> dict:
+    import keras
+
+    computed = sorted({str(a.dtype) for a in arrays.values() if np.issubdtype(a.dtype, np.floating)})
+    meta = {
+        "backend": keras.backend.backend(),
+        "requested_dtype": dtype,
+        "computed_dtypes": computed,
+        "variable_dtypes": sorted({str(v.dtype) for v in model.weights}),
+        "notes": [],
+    }
+    if keras.backend.backend() == "torch":
+        meta["notes"].append(_TORCH_NOTE)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        meta["jax_enable_x64"] = bool(jax.config.jax_enable_x64)
+    return meta
+
+
+# -- tasks -----------------------------------------------------------------------------------
+def keras_taps(config, tensors, inputs, dtype: str = "float32", device: str = "cpu"):
+    """Every tap of the Keras build, as numpy, plus meta."""
+    from keras import ops
+
+    with _keras_device(device):
+        model = build_keras(config, tensors, dtype)
+        taps = model(**inputs, training=False, return_taps=True)
+        out = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in taps.items()}
+    return out, _meta(model, out, dtype)
+
+
+def keras_grads(config, tensors, inputs, labels, dtype: str = "float32", device: str = "cpu"):
+    """d(mean cross-entropy)/d(every weight), dropout off, as canonical (torch-layout) arrays."""
+    import keras
+    from keras import ops
+
+    from parity.layout import keras_to_torch
+
+    backend = keras.backend.backend()
+    with _keras_device(device):
+        model = build_keras(config, tensors, dtype)
+        variables = model.trainable_variables
+
+        def loss_of(logits):
+            y = ops.convert_to_tensor(labels)
+            return ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                loss = loss_of(model(**inputs, training=False))
+            grads = [None if g is None else tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        elif backend == "jax":
+            import jax
+
+            trainable = [v.value for v in variables]
+            fixed = [v.value for v in model.non_trainable_variables]
+
+            def f(tv):
+                logits, _ = model.stateless_call(tv, fixed, **inputs, training=False)
+                return loss_of(logits)
+
+            loss, grads = jax.value_and_grad(f)(trainable)
+        elif backend == "torch":
+            loss = loss_of(model(**inputs, training=False))
+            loss.backward()
+            grads = [v.value.grad for v in variables]
+        else:
+            raise ValueError(f"Gradients are implemented for {BACKENDS}. Received: backend {backend!r}")
+        by_path = {}
+        for v, g in zip(variables, grads, strict=True):
+            # An unused weight (BERT's pooler) has no gradient: exactly zero.
+            by_path[_rel_path(model, v)] = np.zeros(v.shape, v.dtype) if g is None else ops.convert_to_numpy(g)
+    out = keras_to_torch(by_path, config)
+    meta = _meta(model, out, dtype)
+    meta["loss"] = float(ops.convert_to_numpy(loss))
+    return out, meta
+
+
+def keras_train(config, tensors, inputs, labels, *, batch_size: int, lr: float, dtype: str = "float32"):
+    """`compile`/`fit` with plain SGD, no shuffling, dropout off: one epoch over `inputs`."""
+    import keras
+
+    from parity.train import check_lr, no_dropout
+
+    check_lr(lr)
+    model = build_keras(no_dropout(config), tensors, dtype)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=lr),
+        # A Keras Loss computes in floatx() (float32) unless told otherwise, which would
+        # silently make a float64 run's gradients float32-accurate (measured: 2.6e-9 apart).
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype),
+        jit_compile=False,
+    )
+    history = model.fit(dict(inputs), np.asarray(labels), batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+    out = model.get_canonical_weights()
+    meta = _meta(model, out, dtype)
+    meta["loss"] = [float(x) for x in history.history["loss"]]
+    return out, meta
+
+
+def _rel_path(model, variable) -> str:
+    prefix = model.name + "/"
+    return variable.path[len(prefix) :] if variable.path.startswith(prefix) else variable.path
+
+
+def run_task(task: dict, config, tensors, inputs, labels=None):
+    kind = task["task"]
+    if kind == "taps":
+        return keras_taps(config, tensors, inputs, task["dtype"], task.get("device", "cpu"))
+    if kind == "grad":
+        return keras_grads(config, tensors, inputs, labels, task["dtype"], task.get("device", "cpu"))
+    if kind == "train":
+        return keras_train(
+            config, tensors, inputs, labels, batch_size=task["batch_size"], lr=task["lr"], dtype=task["dtype"]
+        )
+    raise ValueError(f"Unknown task; expected one of {TASKS}. Received: {kind!r}")
+
+
+# -- parent side ---------------------------------------------------------------------------
+def keras_side(
+    backend: str,
+    tasks: list[dict],
+    config: BertCnnConfig,
+    tensors: Mapping[str, np.ndarray],
+    inputs: Mapping[str, np.ndarray],
+    labels: np.ndarray | None = None,
+    *,
+    timeout: float = 900,
+) -> list[tuple[dict[str, np.ndarray], dict]]:
+    """Run `tasks` on the Keras `backend`: in this process when it is ours, else in one child."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown Keras backend; expected one of {BACKENDS}. Received: {backend!r}")
+    if backend == current_backend():
+        return [run_task(t, config, tensors, inputs, labels) for t in tasks]
+    with tempfile.TemporaryDirectory(prefix="bertcnn-parity-") as tmp:
+        d = Path(tmp)
+        np.savez(d / "tensors.npz", **tensors)
+        np.savez(d / "inputs.npz", **inputs)
+        if labels is not None:
+            np.save(d / "labels.npy", np.asarray(labels))
+        (d / "job.json").write_text(json.dumps({"config": config.to_dict(), "tasks": tasks}), encoding="utf-8")
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+        if backend == "jax" and any(t["dtype"] == "float64" for t in tasks):
+            # Workaround: without x64 JAX truncates float64 to float32 (with only a warning).
+            env["JAX_ENABLE_X64"] = "1"
+        proc = subprocess.run(
+            [sys.executable, "-m", "parity.backends", str(d)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise RuntimeError(f"Keras {backend} child failed (exit {proc.returncode}):\n{tail}")
+        results = []
+        for i in range(len(tasks)):
+            with np.load(d / f"out{i}.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            results.append((arrays, json.loads((d / f"meta{i}.json").read_text(encoding="utf-8"))))
+        return results
+
+
+def _child(directory: str) -> int:
+    d = Path(directory)
+    job = json.loads((d / "job.json").read_text(encoding="utf-8"))
+    config = BertCnnConfig.from_dict(job["config"])
+    with np.load(d / "tensors.npz", allow_pickle=False) as z:
+        tensors = {k: z[k] for k in z.files}
+    with np.load(d / "inputs.npz", allow_pickle=False) as z:
+        inputs = {k: z[k] for k in z.files}
+    labels = np.load(d / "labels.npy", allow_pickle=False) if (d / "labels.npy").is_file() else None
+    for i, task in enumerate(job["tasks"]):
+        if task.get("device", "cpu").startswith("cuda"):
+            from parity.devices import set_matmul_precision
+
+            set_matmul_precision(strict=task.get("strict", True), frameworks=("keras",))
+        arrays, meta = run_task(task, config, tensors, inputs, labels)
+        np.savez(d / f"out{i}.npz", **arrays)
+        (d / f"meta{i}.json").write_text(json.dumps(meta), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.redirect_stdout(sys.stderr):
+        sys.exit(_child(sys.argv[1]))
