@@ -1,7 +1,10 @@
 """Batch prediction shared by both builds: length-sorted batches, input order restored.
 
 With padding-aware pooling a text's logits do not depend on its batch-mates, so
-sorting by length (less padding, less work) changes nothing but the speed.
+sorting by length (less padding, less work) changes nothing but the speed. Texts are
+tokenised once; batches are neighbours in length order, capped by a row count and
+optionally by a token budget (rows x padded width), so long texts come in small
+batches and short ones in large ones.
 """
 
 from __future__ import annotations
@@ -9,40 +12,93 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from parity.inputs import check_inputs
 from parity.tokenize import Tokenizer
 
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]  # inputs -> (B, num_labels) logits
 
 
-def predict_logits(forward: Forward, tokenizer: Tokenizer, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-    """(N, num_labels) logits for `texts`, in input order."""
+def plan_batches(lengths: Sequence[int], *, batch_size: int = 32, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Indices of each batch: neighbours in (stable) length order, every index exactly once.
+
+    A batch holds at most `batch_size` rows and, with `max_tokens`, at most that many
+    padded tokens (rows x its longest length); a row longer than the budget goes alone.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: {batch_size}")
-    order = np.argsort(tokenizer.lengths(texts), kind="stable")
-    out: list[np.ndarray | None] = [None] * len(texts)
-    for start in range(0, len(texts), batch_size):
-        idx = order[start : start + batch_size]
-        logits = np.asarray(forward(tokenizer([texts[i] for i in idx])))
-        for row, i in enumerate(idx):
-            out[i] = logits[row]
-    return np.stack(out)
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1 (or None for no budget). Received: {max_tokens}")
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        # Ascending order: the newest row is the longest, so it sets the padded width.
+        rows, width = end - start, lengths[order[end - 1]]
+        if rows > batch_size or (max_tokens is not None and rows > 1 and rows * width > max_tokens):
+            batches.append(order[start : end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
 
 
-def torch_forward(checkpoint: str) -> tuple[Forward, object]:
+def bucket_width(width: int, multiple: int, cap: int) -> int:
+    """`width` rounded up to a multiple of `multiple`, at most `cap`: a compiled path sees few shapes."""
+    return min(-(-width // multiple) * multiple, max(cap, width))
+
+
+def predict_logits(
+    forward: Forward,
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    pad_multiple: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """(N, num_labels) logits for `texts`, in input order.
+
+    `pad_multiple` pads each batch's width up to a multiple (for shape-specialising
+    compilers such as XLA); `progress(done, total)` is called after each batch.
+    """
+    encoded = tokenizer.encode(texts)
+    batches = plan_batches([len(ids) for ids, _ in encoded], batch_size=batch_size, max_tokens=max_tokens)
+    out: np.ndarray | None = None
+    done = 0
+    for idx in batches:
+        rows = [encoded[i] for i in idx]
+        width = max(len(ids) for ids, _ in rows)
+        pad_to = bucket_width(width, pad_multiple, tokenizer.max_length) if pad_multiple else None
+        logits = np.asarray(forward(tokenizer.pad(rows, pad_to=pad_to)))
+        if out is None:
+            out = np.empty((len(texts), *logits.shape[1:]), dtype=logits.dtype)
+        out[idx] = logits
+        done += len(idx)
+        if progress is not None:
+            progress(done, len(texts))
+    return out
+
+
+def torch_forward(checkpoint: str, *, attn_implementation: str = "sdpa", compile: bool = False):
+    """A forward under `inference_mode` (no autograd bookkeeping), and the config."""
     import torch
 
     from bertcnn_torch import BertCNN
 
-    model = BertCNN.from_pretrained(checkpoint)
+    model = BertCNN.from_pretrained(checkpoint, attn_implementation=attn_implementation)
+    run = torch.compile(model, dynamic=True) if compile else model
 
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False):
         with torch.inference_mode():
-            out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}, return_taps=return_taps)
+            out = run(**{k: torch.from_numpy(v) for k, v in inputs.items()}, return_taps=return_taps)
         if return_taps:
             return {k: v.numpy() for k, v in out.items()}
         return out.numpy()
@@ -50,18 +106,47 @@ def torch_forward(checkpoint: str) -> tuple[Forward, object]:
     return forward, model.config
 
 
-def keras_forward(checkpoint: str) -> tuple[Forward, object]:
+def keras_forward(checkpoint: str, *, compiled: bool = True, jit_compile: bool = False):
+    """A forward on a compiled graph when the backend allows, else eager; and the config.
+
+    On TensorFlow the graph is traced once for (None, None) inputs, so no length or batch
+    size retraces; XLA (`jit_compile`) specialises on shapes instead, so pair it with
+    `pad_multiple`. Inputs are checked here in numpy, once per batch, because a traced
+    call cannot see values.
+    """
+    import keras
     from keras import ops
 
     from bertcnn_tf import BertCNN
 
     model = BertCNN.from_pretrained(checkpoint)
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    compiled_call = None
+    if compiled and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        spec = {k: tf.TensorSpec((None, None), tf.int64) for k in names}
+        signature = None if jit_compile else [spec]
+        compiled_call = tf.function(
+            lambda x: model(**x, training=False), input_signature=signature, jit_compile=jit_compile
+        )
+    elif compiled and keras.backend.backend() == "jax":
+        import jax
+
+        jitted = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, **x, training=False)[0])
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        compiled_call = lambda x: jitted(tv, ntv, x)  # noqa: E731
 
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False):
-        out = model(**inputs, training=False, return_taps=return_taps)
-        if return_taps:
-            return {k: ops.convert_to_numpy(v) for k, v in out.items()}
-        return ops.convert_to_numpy(out)
+        if return_taps or compiled_call is None:
+            out = model(**inputs, training=False, return_taps=return_taps)
+            if return_taps:
+                return {k: ops.convert_to_numpy(v) for k, v in out.items()}
+            return ops.convert_to_numpy(out)
+        check_inputs(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"), model.config)
+        x = {k: np.asarray(inputs[k], dtype=np.int64) for k in names if k in inputs}
+        return ops.convert_to_numpy(compiled_call(x))
 
     return forward, model.config
 
@@ -69,7 +154,37 @@ def keras_forward(checkpoint: str) -> tuple[Forward, object]:
 FRAMEWORKS = {"torch": torch_forward, "keras": keras_forward}
 
 
+class Progress:
+    """`done/total texts, rate, eta` on one stderr line, redrawn at most a few times a second."""
+
+    def __init__(self, stream=sys.stderr, interval: float = 0.25):
+        self.stream, self.interval = stream, interval
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.interval and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        self.stream.write(f"\r{done}/{total} texts  {rate:.0f}/s  eta {eta:.0f}s ")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
 # -- the `bertcnn predict` command --------------------------------------------
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--checkpoint", required=True, metavar="DIR")
@@ -77,7 +192,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file", metavar="PATH", help="read one text per line (blank lines skipped)")
     p.add_argument("--json", action="store_true", help='one JSON object per line: {"text", "logits", "label"}')
     p.add_argument("--taps", metavar="FILE.npz", help="save every tap plus the input_ids/attention_mask they came from")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N")
+    p.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="most texts per batch (default: 32)")
+    p.add_argument(
+        "--max-tokens",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="also cap each batch at N padded tokens (rows x longest), so long texts batch smaller",
+    )
+    p.add_argument(
+        "--max-length",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="truncate texts to N tokens (default: the model's max_position_embeddings)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr even on a terminal")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,14 +222,26 @@ def run(args: argparse.Namespace) -> int:
     if not texts:
         raise UsageError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     forward, config = FRAMEWORKS[args.framework](args.checkpoint)
-    tokenizer = Tokenizer(args.checkpoint, max_length=config.max_position_embeddings, pad_token_id=config.pad_token_id)
-    logits = predict_logits(forward, tokenizer, texts, batch_size=args.batch_size)
+    max_length = args.max_length or config.max_position_embeddings
+    if max_length > config.max_position_embeddings:
+        raise UsageError(
+            f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
+            f"Received: {max_length}"
+        )
+    tokenizer = Tokenizer(args.checkpoint, max_length=max_length, pad_token_id=config.pad_token_id)
+    # Progress only for people watching: never into pipes or logs, never on stdout.
+    progress = Progress() if args.file and not args.no_progress and sys.stderr.isatty() else None
+    logits = predict_logits(
+        forward, tokenizer, texts, batch_size=args.batch_size, max_tokens=args.max_tokens, progress=progress
+    )
+    lines = []
     for text, row in zip(texts, logits, strict=True):
         label = int(np.argmax(row))
         if args.json:
-            print(json.dumps({"text": text, "logits": [float(x) for x in row], "label": label}))
+            lines.append(json.dumps({"text": text, "logits": [float(x) for x in row], "label": label}))
         else:
-            print(f"{label}\t{' '.join(f'{x:.6f}' for x in row)}\t{text}")
+            lines.append(f"{label}\t{' '.join(f'{x:.6f}' for x in row)}\t{text}")
+    sys.stdout.write("\n".join(lines) + "\n")
     if args.taps:
         inputs = tokenizer(texts)
         taps = forward(inputs, return_taps=True)

@@ -32,24 +32,37 @@ class Tokenizer:
 
     def __call__(self, texts: Sequence[str], *, pad_to: int | None = None) -> dict[str, np.ndarray]:
         """Encode, truncate to `max_length`, right-pad to the longest (or `pad_to`)."""
+        return self.pad(self.encode(texts), pad_to=pad_to)
+
+    def encode(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(ids, type_ids) per text, truncated, unpadded: tokenise once, batch later in any grouping."""
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"texts must be a sequence of str. Received: {type(texts).__name__}")
         if not texts:
             raise ValueError("texts must not be empty. Received: []")
-        encs = self._tok.encode_batch(list(texts))
-        ids = [e.ids[: self.max_length] for e in encs]
-        types = [e.type_ids[: self.max_length] for e in encs]
-        width = max(max(map(len, ids)), pad_to or 0)
+        n = self.max_length
+        return [
+            (np.asarray(e.ids[:n], dtype=np.int64), np.asarray(e.type_ids[:n], dtype=np.int64))
+            for e in self._tok.encode_batch(list(texts))
+        ]
+
+    def pad(
+        self, encoded: Sequence[tuple[np.ndarray, np.ndarray]], *, pad_to: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Right-pad encoded rows into model inputs, to the longest row or `pad_to` if wider."""
+        if not encoded:
+            raise ValueError("encoded must not be empty. Received: []")
+        width = max(max(len(ids) for ids, _ in encoded), pad_to or 0)
         out = {
-            "input_ids": np.full((len(ids), width), self.pad_token_id, dtype=np.int64),
-            "attention_mask": np.zeros((len(ids), width), dtype=np.int64),
-            "token_type_ids": np.zeros((len(ids), width), dtype=np.int64),
+            "input_ids": np.full((len(encoded), width), self.pad_token_id, dtype=np.int64),
+            "attention_mask": np.zeros((len(encoded), width), dtype=np.int64),
+            "token_type_ids": np.zeros((len(encoded), width), dtype=np.int64),
         }
-        for row, (i, t) in enumerate(zip(ids, types, strict=True)):
-            out["input_ids"][row, : len(i)] = i
-            out["attention_mask"][row, : len(i)] = 1
-            out["token_type_ids"][row, : len(t)] = t
+        for row, (ids, types) in enumerate(encoded):
+            out["input_ids"][row, : len(ids)] = ids
+            out["attention_mask"][row, : len(ids)] = 1
+            out["token_type_ids"][row, : len(types)] = types
         return out
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
-        return [min(len(e.ids), self.max_length) for e in self._tok.encode_batch(list(texts))]
+        return [len(ids) for ids, _ in self.encode(texts)]
