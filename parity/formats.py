@@ -423,7 +423,7 @@ def read_keras_h5(
             shapes = {}
             for n, ds in named.items():
                 shape = tuple(found[ds].shape) if found[ds].shape is not None else ()
-                shapes[n] = tuple(table[ds].op.to_torch(np.empty(shape, np.int8)).shape) if ds in table else shape
+                shapes[n] = table[ds].op.torch_shape(shape) if ds in table else shape
             expect(shapes)
             tensors = {}
             for ds, row in table.items():
