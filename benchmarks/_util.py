@@ -1,0 +1,89 @@
+"""Shared by the benchmark scripts: interleaved repeats, robust summaries, result files.
+
+The machine these run on may be shared, so every comparison is made inside one run,
+with the contenders interleaved (order rotated each round), summarised by the median
+and the min-max spread, and the load average saved next to the numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return [float("nan")] * 3
+
+
+def summary(samples: list[float]) -> dict:
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "n": len(samples),
+        "samples": samples,
+    }
+
+
+def interleaved(runners: dict[str, Callable[[], object]], repeats: int, *, log=sys.stderr) -> dict[str, list[float]]:
+    """Wall seconds of each runner, `repeats` rounds, the order rotated every round."""
+    names = list(runners)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t = time.perf_counter()
+            runners[name]()
+            times[name].append(time.perf_counter() - t)
+            took = times[name][-1]
+            print(f"  round {r + 1}/{repeats} {name}: {took:.3f} s  load {loadavg()[0]}", file=log, flush=True)
+    return times
+
+
+def paired_ratios(times: dict[str, list[float]], baseline: str, other: str) -> dict:
+    """baseline / other per round: a speed-up measured under the same momentary load."""
+    return summary([b / o for b, o in zip(times[baseline], times[other], strict=True)])
+
+
+def environment() -> dict:
+    from importlib import metadata
+
+    env = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    }
+    for dist in ("numpy", "torch", "transformers", "tensorflow-cpu", "tensorflow", "keras", "tokenizers"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            env[dist] = metadata.version(dist)
+    return env
+
+
+def write_results(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, so the printed output pastes into the README as is."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    fmt = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
+    return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
+
+
+def spread(s: dict, unit: str = "s", digits: int = 2) -> str:
+    return f"{s['median']:.{digits}f} {unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"

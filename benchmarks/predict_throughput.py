@@ -1,0 +1,140 @@
+"""Predict throughput, whole processes: `bertcnn predict` (both builds) vs the HF pipeline.
+
+Each contender is one fresh process over the same corpus (imports, model load,
+tokenisation, inference and printing included), as a user would run it: ~1500
+sentences of the Python language reference (`benchmarks/corpus.py`), batch size 32,
+truncation at 128 tokens. Rounds are interleaved; we report the median wall time
+with its min-max, and the speed-up as the median of per-round ratios (each ratio
+taken under the same momentary load).
+
+    python benchmarks/predict_throughput.py [--repeats 5] [--size 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _util as U
+import corpus
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def make_checkpoint(directory: Path) -> Path:
+    """`bertcnn init` in-process: the embedded MiniLM backbone plus the seed-0 head."""
+    from parity.checkpoint import backbone_checkpoint, embedded_backbone_dir, save_checkpoint
+
+    config, tensors, _ = backbone_checkpoint(embedded_backbone_dir(), seed=0)
+    save_checkpoint(directory, config, tensors, tokenizer_from=embedded_backbone_dir())
+    return directory
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--size", type=int, default=corpus.SIZE, help="sentences in the corpus")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bertcnn-bench-") as tmp:
+        tmp = Path(tmp)
+        text_file = corpus.write(tmp / "corpus.txt", args.size)
+        ckpt = make_checkpoint(tmp / "ckpt")
+        py = sys.executable
+        common = ["--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+        commands = {
+            "hf-pipeline": [py, str(U.ROOT / "benchmarks" / "hf_pipeline.py"), str(text_file), *common],
+            "bertcnn-torch": [
+                py,
+                "-m",
+                "parity",
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                "--framework",
+                "torch",
+                "--file",
+                str(text_file),
+                *common,
+            ],
+            "bertcnn-keras": [
+                py,
+                "-m",
+                "parity",
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                "--framework",
+                "keras",
+                "--file",
+                str(text_file),
+                *common,
+            ],
+        }
+
+        def runner(name: str, cmd: list[str]):
+            def go() -> None:
+                out = tmp / f"{name}.out"
+                with open(out, "w") as f:
+                    subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, check=True, cwd=U.ROOT)
+                lines = out.read_text(encoding="utf-8").count("\n")
+                if lines != args.size:
+                    raise RuntimeError(f"{name} printed {lines} results for {args.size} texts")
+
+            return go
+
+        load_before = U.loadavg()
+        print(f"corpus: {args.size} sentences from pydoc_data.topics; load {load_before}", file=sys.stderr)
+        times = U.interleaved({n: runner(n, c) for n, c in commands.items()}, args.repeats)
+        load_after = U.loadavg()
+
+    base = "hf-pipeline"
+    rows, results = [], {}
+    for name, samples in times.items():
+        s = U.summary(samples)
+        ratio = U.paired_ratios(times, base, name)
+        results[name] = {
+            "wall_s": s,
+            "texts_per_s": args.size / s["median"],
+            "speedup_vs_pipeline": ratio,
+            "command": " ".join(commands[name]),
+        }
+        rows.append(
+            [
+                name,
+                U.spread(s),
+                f"{args.size / s['median']:.0f}",
+                f"{ratio['median']:.2f}× ({ratio['min']:.2f}–{ratio['max']:.2f})",
+            ]
+        )
+    print(U.table(["process", "wall time, median (min–max)", "texts/s", "speed-up vs pipeline (per-round)"], rows))
+    print(f"load average before {load_before}, after {load_after}; {U.environment()['cpus']} CPUs")
+    path = U.write_results(
+        "predict_throughput",
+        {
+            "what": __doc__.splitlines()[0],
+            "corpus": f"benchmarks/corpus.py: {args.size} sentences of pydoc_data.topics",
+            "batch_size": args.batch_size,
+            "max_length": args.max_length,
+            "repeats": args.repeats,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "environment": U.environment(),
+            "results": results,
+        },
+    )
+    print(f"wrote {path.relative_to(U.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
