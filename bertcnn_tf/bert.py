@@ -69,7 +69,7 @@ class BertEmbeddings(keras.layers.Layer):
         )
         self.LayerNorm = LayerNorm(c.layer_norm_eps, name="LayerNorm", dtype=dt)
         self.dropout = keras.layers.Dropout(c.hidden_dropout_prob, name="dropout", dtype=dt)
-        self.hidden_size = c.hidden_size
+        self.hidden_size, self.pad_token_id = c.hidden_size, c.pad_token_id
 
     def build(self, input_shape=None):
         for emb in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings):
@@ -79,7 +79,11 @@ class BertEmbeddings(keras.layers.Layer):
     def call(self, input_ids, token_type_ids, training=None):
         positions = ops.arange(ops.shape(input_ids)[1], dtype="int32")  # (T,)
         # Same sum order as HF: (word + token_type) + position.
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)  # (B, T, H)
+        words = self.word_embeddings(input_ids)
+        # HF's nn.Embedding(padding_idx=pad_token_id): the pad row never gets a gradient.
+        pad = ops.expand_dims(ops.equal(input_ids, self.pad_token_id), -1)
+        words = ops.where(pad, ops.stop_gradient(words), words)
+        x = words + self.token_type_embeddings(token_type_ids)  # (B, T, H)
         x = x + self.position_embeddings(positions)[None]
         return self.dropout(self.LayerNorm(x), training=training)
 
