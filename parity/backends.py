@@ -76,15 +76,41 @@ def _patch_torch_param_names() -> str | None:
 _TORCH_NOTE = "Keras torch backend: ParameterDict keys renamed '.'->'_' (torch refuses '.'); numerics untouched"
 
 
+def _keep_float64() -> str | None:
+    """Stop Keras demoting float64 to float32 inside ops on the jax and torch backends.
+
+    Keras's dtype lattice maps float64 -> float32 in `result_type` on every backend but
+    TensorFlow ("to be aligned with JAX's default"), so e.g. `ops.tanh` and
+    `ops.layer_normalization` on float64 inputs compute in float32 and cast back: the
+    outputs *say* float64 but carry float32 error (measured 1.8e-6 on a LayerNorm). With
+    this mapping removed those ops compute in float64, which JAX honours once x64 is on.
+    """
+    import keras
+    from keras.src.backend.common import dtypes
+
+    if keras.backend.backend() == "tensorflow":
+        return None
+    dtypes.BIT64_TO_BIT32_DTYPE.pop("float64", None)
+    return _FLOAT64_NOTE
+
+
+_FLOAT64_NOTE = (
+    "Keras demotes float64 to float32 in ops on jax/torch (dtypes.BIT64_TO_BIT32_DTYPE); "
+    "that demotion was switched off for this run"
+)
+
+
 def _keras_device(device: str):
     import keras
 
-    return keras.device("gpu:0" if device.startswith("cuda") else "cpu:0")
+    return keras.device("gpu:0" if device.startswith("cuda") else "cpu")
 
 
 def build_keras(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], dtype: str):
     """The Keras build in `dtype` holding the canonical `tensors`."""
     _patch_torch_param_names()
+    if dtype == "float64":
+        _keep_float64()
     from bertcnn_tf import BertCNN
 
     model = BertCNN(config, dtype=dtype)
@@ -105,6 +131,11 @@ def _meta(model, arrays: Mapping[str, np.ndarray], dtype: str) -> dict:
     }
     if keras.backend.backend() == "torch":
         meta["notes"].append(_TORCH_NOTE)
+    if dtype == "float64" and keras.backend.backend() != "tensorflow":
+        from keras.src.backend.common import dtypes
+
+        if "float64" not in dtypes.BIT64_TO_BIT32_DTYPE:
+            meta["notes"].append(_FLOAT64_NOTE)
     if keras.backend.backend() == "jax":
         import jax
 
@@ -115,11 +146,24 @@ def _meta(model, arrays: Mapping[str, np.ndarray], dtype: str) -> dict:
 # -- tasks -----------------------------------------------------------------------------------
 def keras_taps(config, tensors, inputs, dtype: str = "float32", device: str = "cpu"):
     """Every tap of the Keras build, as numpy, plus meta."""
+    import keras
     from keras import ops
+
+    from parity.inputs import check_inputs
 
     with _keras_device(device):
         model = build_keras(config, tensors, dtype)
-        taps = model(**inputs, training=False, return_taps=True)
+        if keras.backend.backend() == "jax":
+            # One compiled graph, as Keras runs JAX in fit/predict (op-by-op is ~5x slower here).
+            import jax
+
+            check_inputs(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"), config)
+            tv, ntv = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+            taps = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, **x, training=False, return_taps=True)[0])(
+                tv, ntv, dict(inputs)
+            )
+        else:
+            taps = model(**inputs, training=False, return_taps=True)
         out = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in taps.items()}
     return out, _meta(model, out, dtype)
 
@@ -156,7 +200,7 @@ def keras_grads(config, tensors, inputs, labels, dtype: str = "float32", device:
                 logits, _ = model.stateless_call(tv, fixed, **inputs, training=False)
                 return loss_of(logits)
 
-            loss, grads = jax.value_and_grad(f)(trainable)
+            loss, grads = jax.jit(jax.value_and_grad(f))(trainable)
         elif backend == "torch":
             loss = loss_of(model(**inputs, training=False))
             loss.backward()
@@ -223,6 +267,7 @@ def keras_side(
     labels: np.ndarray | None = None,
     *,
     timeout: float = 900,
+    jax_x64: bool = True,
 ) -> list[tuple[dict[str, np.ndarray], dict]]:
     """Run `tasks` on the Keras `backend`: in this process when it is ours, else in one child."""
     if backend not in BACKENDS:
@@ -237,9 +282,11 @@ def keras_side(
             np.save(d / "labels.npy", np.asarray(labels))
         (d / "job.json").write_text(json.dumps({"config": config.to_dict(), "tasks": tasks}), encoding="utf-8")
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-        if backend == "jax" and any(t["dtype"] == "float64" for t in tasks):
+        if backend == "jax" and jax_x64 and any(t["dtype"] == "float64" for t in tasks):
             # Workaround: without x64 JAX truncates float64 to float32 (with only a warning).
             env["JAX_ENABLE_X64"] = "1"
+        elif backend == "jax" and not jax_x64:
+            env.pop("JAX_ENABLE_X64", None)
         proc = subprocess.run(
             [sys.executable, "-m", "parity.backends", str(d)],
             env=env,

@@ -1,0 +1,69 @@
+"""The Keras build on the jax and torch backends, each in its own process, against PyTorch.
+
+One child process per backend (they take seconds to start); float32 at 1e-5 and
+float64 at 1e-12 forward, float64 gradients at 1e-10, all from the tolerance table.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from parity.backends import keras_side
+from parity.compare import compare_arrays, compare_taps
+from parity.config import BertCnnConfig
+from parity.grad import grad_names, seeded_labels, torch_grads
+from parity.report import Weights, judge, torch_taps
+from parity.tolerance import tolerance_for
+from tests.conftest import TINY, random_inputs, random_tensors
+
+TASKS = [
+    {"task": "taps", "dtype": "float32"},
+    {"task": "taps", "dtype": "float64"},
+    {"task": "grad", "dtype": "float64"},
+]
+
+
+def _case():
+    config = BertCnnConfig(**TINY, head_hidden_size=7, mask_padding=False)
+    w = Weights(config, random_tensors(config, seed=7), random_inputs(config, [7, 4, 2], seed=7), "tiny")
+    return w, seeded_labels(config, 3, 7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_backend_matches_pytorch(backend):
+    if backend == "jax":
+        pytest.importorskip("jax", reason="the jax backend needs the `jax` extra: pip install 'bertcnn[jax]'")
+    w, labels = _case()
+    results = keras_side(backend, TASKS, w.config, w.tensors, w.inputs, labels)
+    for task, (arrays, meta) in zip(TASKS, results, strict=True):
+        dtype = task["dtype"]
+        assert meta["backend"] == backend and meta["computed_dtypes"] == [dtype]
+        if task["task"] == "taps":
+            run = compare_taps(torch_taps(w, dtype), arrays, w.inputs["attention_mask"], w.config,
+                               tolerance_for(dtype, "cpu"), dtype=dtype, device="cpu", backend=backend)  # fmt: skip
+        else:
+            ref, _ = torch_grads(w.config, w.tensors, w.inputs, labels, dtype)
+            run = compare_arrays(ref, arrays, grad_names(w.config), tolerance_for(dtype, "cpu", "grad"),
+                                 prefix="grad/", dtype=dtype, device="cpu", backend=backend, check="grad")  # fmt: skip
+        run = judge(run, meta)
+        assert run.passed, (task, run.limitation, run.first_divergence)
+
+
+@pytest.mark.slow
+def test_jax_without_x64_is_reported_not_passed_off_as_float64():
+    pytest.importorskip("jax", reason="the jax backend needs the `jax` extra: pip install 'bertcnn[jax]'")
+    w, _ = _case()
+    task = {"task": "taps", "dtype": "float64"}
+    ((arrays, meta),) = keras_side("jax", [task], w.config, w.tensors, w.inputs, jax_x64=False)
+    run = compare_taps(torch_taps(w, "float64"), arrays, w.inputs["attention_mask"], w.config,
+                       tolerance_for("float64", "cpu"), dtype="float64", device="cpu", backend="jax")  # fmt: skip
+    run = judge(run, meta)
+    assert meta["computed_dtypes"] == ["float32"]
+    assert not run.passed and "jax_enable_x64 is off" in run.limitation
+
+
+def test_unknown_backend_is_refused():
+    w, _ = _case()
+    with pytest.raises(ValueError, match=r"Received: 'mxnet'"):
+        keras_side("mxnet", TASKS, w.config, w.tensors, w.inputs)

@@ -1,0 +1,66 @@
+"""GPU tiers: run where a CUDA GPU is present, skip with the reason where not.
+
+The precision switches are checked everywhere (they are plain flags, settable on
+CPU builds), so the strict tier's "TF32 off in every framework" is tested even on CI.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from parity.cli import main
+from parity.devices import set_matmul_precision, torch_gpu
+
+
+def test_strict_tier_switches_tf32_off_in_torch_and_tensorflow():
+    import tensorflow as tf
+    import torch
+
+    try:
+        set_matmul_precision(strict=True, frameworks=("torch", "keras"))
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is False
+        assert tf.config.experimental.tensor_float_32_execution_enabled() is False
+        set_matmul_precision(strict=False, frameworks=("torch", "keras"))
+        assert torch.backends.cudnn.allow_tf32 is True
+        assert tf.config.experimental.tensor_float_32_execution_enabled() is True
+    finally:
+        set_matmul_precision(strict=False, frameworks=("torch", "keras"))
+
+
+def test_without_a_gpu_the_cli_says_so_and_skips(tmp_path, capsys):
+    if torch_gpu() is None:
+        pytest.skip("a GPU is present: the no-GPU path does not apply")
+    out = tmp_path / "r.json"
+    assert main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "cuda", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "no GPU found" in text and "nothing compared" in text
+    doc = json.loads(out.read_text())
+    assert doc["results"] == [] and doc["skipped"][0]["device"] == "cuda"
+
+
+@pytest.mark.gpu
+def test_gpu_tiers_and_cross_check(tmp_path):
+    reason = torch_gpu()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "r.json"
+    code = main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "all", "--backend", "torch",
+                 "--dtype", "float32", "--json", str(out)])  # fmt: skip
+    doc = json.loads(out.read_text())
+    tiers = {(r["check"], r["device"], r["tier"]) for r in doc["results"]}
+    assert ("forward", "cuda", "strict") in tiers and ("forward", "cuda", "bf16") in tiers
+    assert any(r["check"] == "cpu-vs-cuda" for r in doc["results"])
+    assert code == 0, [(r["check"], r["tier"], r["first_divergence"]) for r in doc["results"] if not r["passed"]]
+
+
+def _tiny(tmp_path):
+    from parity.checkpoint import save_checkpoint
+    from parity.config import BertCnnConfig
+    from tests.conftest import TINY, random_tensors
+
+    config = BertCnnConfig(**TINY)
+    save_checkpoint(tmp_path / "ckpt", config, random_tensors(config))
+    return tmp_path / "ckpt"
