@@ -66,6 +66,22 @@ def main() -> int:
                 str(text_file),
                 *common,
             ],
+            # The same build on torch's default thread count, to show what the idle-CPU default buys.
+            "bertcnn-torch --threads 2": [
+                py,
+                "-m",
+                "parity",
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                "--framework",
+                "torch",
+                "--file",
+                str(text_file),
+                "--threads",
+                "2",
+                *common,
+            ],
             "bertcnn-keras": [
                 py,
                 "-m",
