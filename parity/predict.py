@@ -199,8 +199,8 @@ def set_threads(framework: str, threads: int | None) -> None:
 class Progress:
     """`done/total texts, rate, eta` on one stderr line, redrawn at most a few times a second."""
 
-    def __init__(self, stream=sys.stderr, interval: float = 0.25):
-        self.stream, self.interval = stream, interval
+    def __init__(self, stream=None, interval: float = 0.25):
+        self.stream, self.interval = stream or sys.stderr, interval
         self.start = self.last = time.perf_counter()
 
     def __call__(self, done: int, total: int) -> None:

@@ -1,0 +1,111 @@
+"""`bertcnn predict`: clean stdout, progress only for a terminal, truncation and thread options."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY, random_tensors
+
+from parity.checkpoint import save_checkpoint
+from parity.cli import main
+from parity.config import BertCnnConfig
+from parity.predict import Progress, idle_cpus, predict_logits, torch_forward
+from parity.tokenize import Tokenizer
+
+LINES = ["A short line.", "", "A somewhat longer line of real words, to make the batch uneven.", "Third."] * 5
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, embedded_dir):
+    """Tiny random weights with the embedded tokenizer: the CLI end to end in well under a second."""
+    config = BertCnnConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 40})
+    d = tmp_path_factory.mktemp("tiny") / "ck"
+    save_checkpoint(d, config, random_tensors(config, seed=1), tokenizer_from=embedded_dir)
+    return d
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    f = tmp_path / "texts.txt"
+    f.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return f
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def predict(argv, monkeypatch, capsys, stderr):
+    monkeypatch.setattr("sys.stderr", stderr)
+    code = main(["predict", *argv])
+    return code, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_progress_goes_to_a_terminal_stderr_and_stdout_stays_results(
+    framework, tiny_checkpoint, corpus, monkeypatch, capsys
+):
+    err = Terminal()
+    argv = ["--checkpoint", str(tiny_checkpoint), "--framework", framework, "--file", str(corpus), "--batch-size", "4"]
+    code, out = predict(argv, monkeypatch, capsys, err)
+    assert code == 0
+    rows = out.splitlines()
+    assert len(rows) == sum(1 for line in LINES if line.strip())
+    assert all(len(r.split("\t")) == 3 for r in rows), "stdout holds only results"
+    assert "15/15 texts" in err.getvalue()
+
+
+def test_no_progress_when_stderr_is_not_a_terminal_or_when_asked(tiny_checkpoint, corpus, monkeypatch, capsys):
+    argv = ["--checkpoint", str(tiny_checkpoint), "--framework", "torch", "--file", str(corpus)]
+    for stderr, extra in ((io.StringIO(), []), (Terminal(), ["--no-progress"])):
+        code, _ = predict([*argv, *extra], monkeypatch, capsys, stderr)
+        assert code == 0
+        assert stderr.getvalue() == ""
+
+
+def test_max_length_truncates_like_the_tokenizer(tiny_checkpoint, monkeypatch, capsys):
+    text = LINES[2]
+    argv = ["--checkpoint", str(tiny_checkpoint), "--framework", "torch", "--json", "--max-length", "5", text]
+    code, out = predict(argv, monkeypatch, capsys, io.StringIO())
+    assert code == 0
+    forward, _ = torch_forward(str(tiny_checkpoint))
+    tok = Tokenizer(tiny_checkpoint, max_length=5)
+    assert tok([text])["input_ids"].shape == (1, 5)
+    got = np.array(json.loads(out)["logits"], dtype=np.float32)
+    np.testing.assert_allclose(got, predict_logits(forward, tok, [text])[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("option", ["--max-length", "--threads", "--max-tokens", "--batch-size"])
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_non_positive_numbers_are_refused_saying_what_was_received(option, value, tiny_checkpoint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--checkpoint", str(tiny_checkpoint), "--framework", "torch", option, value, "hi"])
+    assert exit_info.value.code == 2
+    assert f"expected a positive integer. Received: {value!r}" in capsys.readouterr().err
+
+
+def test_max_length_past_the_position_table_is_refused(tiny_checkpoint, capsys):
+    argv = ["predict", "--checkpoint", str(tiny_checkpoint), "--framework", "torch", "--max-length", "41", "hi"]
+    assert main(argv) == 2
+    assert "--max-length must be at most max_position_embeddings=40. Received: 41" in capsys.readouterr().err
+
+
+def test_progress_line_counts_up_and_ends_the_line():
+    out = Terminal()
+    p = Progress(stream=out, interval=0)
+    p(4, 10)
+    p(10, 10)
+    text = out.getvalue()
+    assert "\r4/10 texts" in text and "\r10/10 texts" in text and text.endswith("\n")
+
+
+def test_idle_cpus_is_between_one_and_the_cpu_count(monkeypatch):
+    monkeypatch.setattr("os.getloadavg", lambda: (0.0, 0.0, 0.0))
+    full = idle_cpus()
+    assert full >= 1
+    monkeypatch.setattr("os.getloadavg", lambda: (99.0, 0.0, 0.0))
+    assert idle_cpus() == 1
