@@ -108,7 +108,7 @@ def judge(run: RunResult, meta: dict) -> RunResult:
     run.limitation = limitation_of(meta, run.dtype)
     run.notes += [n for n in meta.get("notes", []) if n not in run.notes]
     if meta.get("jax_enable_x64") and run.dtype == "float64":
-        run.notes.append("JAX_ENABLE_X64=1 set for this backend (workaround: JAX truncates float64 otherwise)")
+        run.notes.append("jax_enable_x64 on (JAX_ENABLE_X64=1; without it JAX truncates float64 to float32)")
     if run.dtype == "float64" and run.limitation is None and not run.passed:
         worst = max((t.max_rel for t in run.taps), default=0.0)
         if 1e-9 < worst < 1e-5:
