@@ -165,6 +165,8 @@ def diagnose(runs: list[RunResult]) -> list[str]:
                     f"{r.label}: fails at {r.first_divergence!r} but float64 agrees: accumulated rounding, "
                     "not structure (check the op's numerics in this dtype before touching the tolerance)"
                 )
+            elif twin is not None:
+                lines.append(f"{r.label}: fails at {r.first_divergence!r}; float64 fails too: structure (below)")
             else:
                 lines.append(
                     f"{r.label}: fails at {r.first_divergence!r}; run --dtype float64 to tell structure from rounding"
