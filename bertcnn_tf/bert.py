@@ -14,7 +14,7 @@ import math
 import warnings
 
 import keras
-import numpy as np
+import ml_dtypes
 from keras import ops
 
 from parity.config import BertCnnConfig
@@ -236,7 +236,7 @@ class BertModel(keras.layers.Layer):
         """Returns (embeddings, [each encoder layer's output]); the pooler is not computed."""
         embedded = self.embeddings(input_ids, token_type_ids, training=training)  # (B, T, H)
         # HF's extended mask: 0 for tokens, the dtype's minimum for padding keys.
-        neg = np.finfo(np.dtype(self.compute_dtype)).min
+        neg = ml_dtypes.finfo(self.compute_dtype).min  # np.finfo knows no bfloat16
         additive = (1.0 - ops.cast(attention_mask, self.compute_dtype)) * neg
         additive = additive[:, None, None, :]  # (B, 1, 1, T)
         return embedded, self.encoder(embedded, additive, training=training)
