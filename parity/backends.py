@@ -121,7 +121,7 @@ def build_keras(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], dtype:
 def _meta(model, arrays: Mapping[str, np.ndarray], dtype: str) -> dict:
     import keras
 
-    computed = sorted({str(a.dtype) for a in arrays.values() if np.issubdtype(a.dtype, np.floating)})
+    computed = sorted({a.dtype.name for a in arrays.values() if a.dtype.kind == "f" or a.dtype.name == "bfloat16"})
     meta = {
         "backend": keras.backend.backend(),
         "requested_dtype": dtype,
@@ -165,7 +165,9 @@ def keras_taps(config, tensors, inputs, dtype: str = "float32", device: str = "c
         else:
             taps = model(**inputs, training=False, return_taps=True)
         out = {k: np.asarray(ops.convert_to_numpy(v)) for k, v in taps.items()}
-    return out, _meta(model, out, dtype)
+    meta = _meta(model, out, dtype)
+    # npz has no bfloat16; float32 holds every bfloat16 value exactly.
+    return {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in out.items()}, meta
 
 
 def keras_grads(config, tensors, inputs, labels, dtype: str = "float32", device: str = "cpu"):

@@ -64,3 +64,17 @@ def _tiny(tmp_path):
     config = BertCnnConfig(**TINY)
     save_checkpoint(tmp_path / "ckpt", config, random_tensors(config))
     return tmp_path / "ckpt"
+
+
+def test_bf16_tier_plumbing_runs_on_cpu():
+    """The bf16 tier's Keras side (bfloat16 build, bf16 -> float32 transport) works without a GPU."""
+    import numpy as np
+
+    from parity.backends import keras_taps
+    from parity.config import BertCnnConfig
+    from tests.conftest import TINY, random_inputs, random_tensors
+
+    config = BertCnnConfig(**TINY)
+    taps, meta = keras_taps(config, random_tensors(config), random_inputs(config, [7, 4, 2]), "bfloat16")
+    assert meta["computed_dtypes"] == ["bfloat16"]
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in taps.values())
