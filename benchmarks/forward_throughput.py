@@ -75,7 +75,13 @@ def main() -> int:
     p.add_argument("--sizes", default="minilm,base")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: as predict, idle CPUs)")
     args = p.parse_args()
+    import torch
+
+    from parity.predict import idle_cpus
+
+    torch.set_num_threads(args.threads or idle_cpus())
 
     load_before = U.loadavg()
     out, rows = {}, []
@@ -117,13 +123,17 @@ def main() -> int:
             )
     load_after = U.loadavg()
     print(U.table(["size", "model", "forward, median (min–max)", "seq/s", "vs HF (per-round)", "first call"], rows))
-    print(f"batch {args.batch} x {args.seq} tokens; load average before {load_before}, after {load_after}")
+    print(
+        f"batch {args.batch} x {args.seq} tokens, torch threads {torch.get_num_threads()}; "
+        f"load average before {load_before}, after {load_after}"
+    )
     path = U.write_results(
         "forward_throughput",
         {
             "what": __doc__.splitlines()[0],
             "batch": args.batch,
             "seq_len": args.seq,
+            "torch_threads": torch.get_num_threads(),
             "loadavg_before": load_before,
             "loadavg_after": load_after,
             "environment": U.environment(),

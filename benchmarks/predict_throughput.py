@@ -4,8 +4,10 @@ Each contender is one fresh process over the same corpus (imports, model load,
 tokenisation, inference and printing included), as a user would run it: ~1500
 sentences of the Python language reference (`benchmarks/corpus.py`), batch size 32,
 truncation at 128 tokens. Rounds are interleaved; we report the median wall time
-with its min-max, and the speed-up as the median of per-round ratios (each ratio
-taken under the same momentary load).
+with its min-max, the speed-up as the median of per-round ratios (each ratio taken
+under about the same momentary load), and the CPU time each process used (user +
+sys, all its threads): on a shared machine the wall time follows the neighbours'
+load, the CPU time mostly follows the work done.
 
     python benchmarks/predict_throughput.py [--repeats 5] [--size 1500]
 """
@@ -110,29 +112,31 @@ def main() -> int:
 
         load_before = U.loadavg()
         print(f"corpus: {args.size} sentences from pydoc_data.topics; load {load_before}", file=sys.stderr)
-        times = U.interleaved({n: runner(n, c) for n, c in commands.items()}, args.repeats)
+        cpu: dict[str, list[float]] = {}
+        times = U.interleaved({n: runner(n, c) for n, c in commands.items()}, args.repeats, cpu=cpu)
         load_after = U.loadavg()
 
     base = "hf-pipeline"
     rows, results = [], {}
     for name, samples in times.items():
-        s = U.summary(samples)
-        ratio = U.paired_ratios(times, base, name)
+        s, c = U.summary(samples), U.summary(cpu[name])
+        ratio, cpu_ratio = U.paired_ratios(times, base, name), U.paired_ratios(cpu, base, name)
         results[name] = {
             "wall_s": s,
+            "cpu_s": c,
             "texts_per_s": args.size / s["median"],
             "speedup_vs_pipeline": ratio,
+            "cpu_ratio_vs_pipeline": cpu_ratio,
             "command": " ".join(commands[name]),
         }
-        rows.append(
-            [
-                name,
-                U.spread(s),
-                f"{args.size / s['median']:.0f}",
-                f"{ratio['median']:.2f}× ({ratio['min']:.2f}–{ratio['max']:.2f})",
-            ]
-        )
-    print(U.table(["process", "wall time, median (min–max)", "texts/s", "speed-up vs pipeline (per-round)"], rows))
+        rows.append([
+            name, U.spread(s), f"{args.size / s['median']:.0f}",
+            f"{ratio['median']:.2f}× ({ratio['min']:.2f}–{ratio['max']:.2f})",
+            U.spread(c), f"{cpu_ratio['median']:.2f}× ({cpu_ratio['min']:.2f}–{cpu_ratio['max']:.2f})",
+        ])  # fmt: skip
+    header = ["process", "wall, median (min–max)", "texts/s", "wall speed-up vs pipeline (per round)",
+              "CPU time (min–max)", "CPU ratio vs pipeline"]  # fmt: skip
+    print(U.table(header, rows))
     print(f"load average before {load_before}, after {load_after}; {U.environment()['cpus']} CPUs")
     path = U.write_results(
         "predict_throughput",
