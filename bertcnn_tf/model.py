@@ -7,22 +7,21 @@ TensorFlow (default), JAX and torch backends.
 
 from __future__ import annotations
 
-import os
-
 import keras
 import numpy as np
 from keras import ops
 
 from bertcnn_tf.bert import BertModel
 from parity import taps as T
-from parity.checkpoint import backbone_checkpoint, floating_dtype, load_checkpoint, save_checkpoint
+from parity.checkpoint import floating_dtype
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
 from parity.layout import check_tensors, keras_to_torch, rows, torch_to_keras
+from parity.pretrained import PretrainedMixin
 
 
 @keras.saving.register_keras_serializable(package="bertcnn")
-class BertCNN(keras.Model):
+class BertCNN(PretrainedMixin, keras.Model):
     def __init__(self, config: BertCnnConfig, **kwargs):
         if isinstance(config, dict):  # from_config / .keras archives
             config = BertCnnConfig.from_dict(config)
@@ -31,7 +30,6 @@ class BertCNN(keras.Model):
         kwargs.setdefault("name", "bert_cnn")
         super().__init__(**kwargs)
         self.config = config
-        self.name_or_path: str | None = None
         dt = self.dtype_policy
         self.bert = BertModel(config, name="bert", dtype=dt)
         self.convs = [
@@ -120,7 +118,7 @@ class BertCNN(keras.Model):
         config = dict(config)
         return cls(config.pop("config"), **config)
 
-    # -- canonical weights ---------------------------------------------------------
+    # -- canonical weights (the checkpoint API comes from PretrainedMixin) --------------
     def get_canonical_weights(self) -> dict[str, np.ndarray]:
         """All weights as canonical (torch-layout) arrays, through the weight table."""
         return keras_to_torch(keras_weights(self), self.config)
@@ -130,31 +128,6 @@ class BertCNN(keras.Model):
         variables = _variables_by_path(self)
         for path, value in torch_to_keras(tensors, self.config).items():
             variables[path].assign(value.astype(variables[path].dtype, copy=False))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> BertCNN:
-        """Load a canonical checkpoint (config.json + model.safetensors), in its own dtype."""
-        config, tensors = load_checkpoint(directory)
-        model = cls._from_tensors(config, tensors, **kwargs)
-        model.name_or_path = str(directory)
-        return model
-
-    @classmethod
-    def from_backbone(cls, backbone_dir: str | os.PathLike, *, seed: int = 0, **head) -> BertCNN:
-        """A pretrained Hugging Face BERT plus a fresh CNN head drawn from `seed`.
-
-        The head comes from `parity.checkpoint.init_head`, so the PyTorch build's
-        `from_backbone` with the same seed is the same function, bit for bit.
-        """
-        config, tensors, _ = backbone_checkpoint(backbone_dir, seed=seed, **head)
-        model = cls._from_tensors(config, tensors)
-        model.name_or_path = str(backbone_dir)
-        return model
-
-    def save_pretrained(self, directory: str | os.PathLike, *, tokenizer_from: str | os.PathLike | None = None):
-        """Write a canonical checkpoint; the tokenizer of `name_or_path` travels with it."""
-        src = tokenizer_from or self.name_or_path
-        return save_checkpoint(directory, self.config, self.get_canonical_weights(), tokenizer_from=src)
 
     @classmethod
     def _from_tensors(cls, config: BertCnnConfig, tensors: dict[str, np.ndarray], **kwargs) -> BertCNN:

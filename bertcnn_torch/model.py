@@ -8,8 +8,6 @@ State_dict keys and shapes are exactly those of the seed's PyTorch class
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,18 +15,18 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from parity import taps as T
-from parity.checkpoint import backbone_checkpoint, floating_dtype, load_checkpoint, save_checkpoint
+from parity.checkpoint import floating_dtype
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
+from parity.pretrained import PretrainedMixin
 
 
-class BertCNN(nn.Module):
+class BertCNN(PretrainedMixin, nn.Module):
     def __init__(self, config: BertCnnConfig, *, attn_implementation: str = "sdpa"):
         super().__init__()
         if not isinstance(config, BertCnnConfig):
             raise ValueError(f"BertCNN takes a parity.BertCnnConfig. Received: {type(config).__name__}")
         self.config = config
-        self.name_or_path: str | None = None  # where the weights came from; its tokenizer travels on save
         bert_config = BertConfig(**config.to_hf_dict(), attn_implementation=attn_implementation)
         self.bert = BertModel(bert_config, add_pooling_layer=True)
         self.convs = nn.ModuleList(
@@ -103,32 +101,10 @@ class BertCNN(nn.Module):
             return taps
         return logits
 
-    # -- checkpoints -----------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> BertCNN:
-        """Load a canonical checkpoint (config.json + model.safetensors), in its own dtype."""
-        config, tensors = load_checkpoint(directory)
-        model = cls._from_tensors(config, tensors, **kwargs)
-        model.name_or_path = str(directory)
-        return model
-
-    @classmethod
-    def from_backbone(cls, backbone_dir: str | os.PathLike, *, seed: int = 0, **head) -> BertCNN:
-        """A pretrained Hugging Face BERT plus a fresh CNN head drawn from `seed`.
-
-        The head comes from `parity.checkpoint.init_head`, so the Keras build's
-        `from_backbone` with the same seed is the same function, bit for bit.
-        """
-        config, tensors, _ = backbone_checkpoint(backbone_dir, seed=seed, **head)
-        model = cls._from_tensors(config, tensors)
-        model.name_or_path = str(backbone_dir)
-        return model
-
-    def save_pretrained(self, directory: str | os.PathLike, *, tokenizer_from: str | os.PathLike | None = None):
-        """Write a canonical checkpoint; the tokenizer of `name_or_path` travels with it."""
-        src = tokenizer_from or self.name_or_path
-        tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in self.state_dict().items()}
-        return save_checkpoint(directory, self.config, tensors, tokenizer_from=src if src else None)
+    # -- canonical weights (the checkpoint API comes from PretrainedMixin) --------------
+    def get_canonical_weights(self) -> dict[str, np.ndarray]:
+        """The state_dict as numpy arrays: it is the canonical layout."""
+        return {k: v.detach().cpu().contiguous().numpy() for k, v in self.state_dict().items()}
 
     @classmethod
     def _from_tensors(cls, config: BertCnnConfig, tensors: dict[str, np.ndarray], **kwargs) -> BertCNN:
