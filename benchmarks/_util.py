@@ -44,24 +44,25 @@ def interleaved(
 ) -> dict[str, list[float]]:
     """Wall seconds of each runner, `repeats` rounds, the order rotated every round.
 
-    With `cpu` (a dict), also the CPU seconds (user + sys) of the child processes each
-    runner waited for: the work done, far less sensitive to other users of the machine
-    than the wall time (but it counts OpenMP threads spinning at barriers as work).
+    With `cpu` (a dict), also the CPU seconds (user + sys, every thread) spent by this
+    process and the child processes each runner waited for: the work done, far less
+    sensitive to other users of the machine than the wall time (but it counts OpenMP
+    threads spinning at barriers as work).
     """
     names = list(runners)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            before, own = resource.getrusage(resource.RUSAGE_CHILDREN), time.process_time()
             t = time.perf_counter()
             runners[name]()
             times[name].append(time.perf_counter() - t)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            used = time.process_time() - own + (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if cpu is not None:
                 cpu.setdefault(name, []).append(used)
             took = times[name][-1]
-            print(f"  round {r + 1}/{repeats} {name}: {took:.3f} s wall, {used:.3f} s child CPU, "
+            print(f"  round {r + 1}/{repeats} {name}: {took:.3f} s wall, {used:.3f} s CPU, "
                   f"load {loadavg()[0]}", file=log, flush=True)  # fmt: skip
     return times
 

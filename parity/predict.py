@@ -122,7 +122,7 @@ def keras_forward(checkpoint: str, *, compiled: bool = True, jit_compile: bool =
 
 
 def keras_predictor(model, *, compiled: bool = True, jit_compile: bool = False) -> Forward:
-    """numpy in, numpy out, on a compiled graph when the backend allows, else eager.
+    """numpy in, numpy out, on a compiled graph on TensorFlow, else eager (other backends: not measured yet).
 
     Eager Keras runs op by op through Python: on this CPU a MiniLM batch takes 2-3x
     longer than the same graph. On TensorFlow the graph is traced once for
@@ -144,13 +144,6 @@ def keras_predictor(model, *, compiled: bool = True, jit_compile: bool = False) 
             input_signature=None if jit_compile else [spec],
             jit_compile=jit_compile,
         )
-    elif compiled and keras.backend.backend() == "jax":
-        import jax
-
-        jitted = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, **x, training=False)[0])
-        tv = [v.value for v in model.trainable_variables]
-        ntv = [v.value for v in model.non_trainable_variables]
-        compiled_call = lambda x: jitted(tv, ntv, x)  # noqa: E731
 
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False):
         if return_taps or compiled_call is None:
@@ -159,7 +152,12 @@ def keras_predictor(model, *, compiled: bool = True, jit_compile: bool = False) 
                 return {k: ops.convert_to_numpy(v) for k, v in out.items()}
             return ops.convert_to_numpy(out)
         check_inputs(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"), model.config)
-        x = {k: np.asarray(inputs[k], dtype=np.int64) for k in names if k in inputs}
+        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        x = {
+            "input_ids": ids,
+            "attention_mask": np.asarray(inputs.get("attention_mask", np.ones_like(ids)), dtype=np.int64),
+            "token_type_ids": np.asarray(inputs.get("token_type_ids", np.zeros_like(ids)), dtype=np.int64),
+        }
         return ops.convert_to_numpy(compiled_call(x))
 
     return forward

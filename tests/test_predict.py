@@ -109,3 +109,20 @@ def test_idle_cpus_is_between_one_and_the_cpu_count(monkeypatch):
     assert full >= 1
     monkeypatch.setattr("os.getloadavg", lambda: (99.0, 0.0, 0.0))
     assert idle_cpus() == 1
+
+
+def test_keras_compiled_path_matches_eager_and_still_checks_inputs(tiny_checkpoint):
+    from parity.predict import keras_forward
+
+    compiled, config = keras_forward(str(tiny_checkpoint))
+    eager, _ = keras_forward(str(tiny_checkpoint), compiled=False)
+    tok = Tokenizer(tiny_checkpoint, max_length=config.max_position_embeddings)
+    for texts in (LINES[:3], LINES[2:9]):  # two shapes through one trace
+        inputs = tok([t for t in texts if t])
+        np.testing.assert_allclose(compiled(inputs), eager(inputs), rtol=0, atol=1e-6)
+    ids_only = {"input_ids": tok([LINES[0]])["input_ids"]}
+    np.testing.assert_allclose(compiled(ids_only), eager(ids_only), rtol=0, atol=1e-6)
+    bad = tok([LINES[0]])
+    bad["input_ids"][0, 1] = config.vocab_size
+    with pytest.raises(ValueError, match=r"`input_ids` must lie in \[0, vocab_size=30522\).*Received: out-of-range"):
+        compiled(bad)
