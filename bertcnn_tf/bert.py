@@ -184,16 +184,40 @@ class BertLayer(keras.layers.Layer):
         return self.layer_output(self.intermediate(attended), attended, training=training)
 
 
+class LayerList(keras.layers.Layer):
+    """torch's nn.ModuleList: children named "0", "1", ... inside a layer of their own.
+
+    Variable paths then read `encoder/layer/3/...` like torch's `encoder.layer.3...`,
+    with no '.' in any name (Keras's torch backend refuses '.' in parameter names).
+    """
+
+    def __init__(self, layers, **kwargs):
+        super().__init__(**kwargs)
+        self.items = list(layers)
+
+    def build(self, input_shape=None):
+        for item in self.items:
+            item.build(input_shape)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.items[i]
+
+
 class BertEncoder(keras.layers.Layer):
     def __init__(self, config: BertCnnConfig, **kwargs):
         super().__init__(**kwargs)
-        self.layer = [
-            BertLayer(config, name=f"layer.{i}", dtype=self.dtype_policy) for i in range(config.num_hidden_layers)
-        ]
+        dt = self.dtype_policy
+        layers = [BertLayer(config, name=str(i), dtype=dt) for i in range(config.num_hidden_layers)]
+        self.layer = LayerList(layers, name="layer", dtype=dt)
 
     def build(self, input_shape=None):
-        for layer in self.layer:
-            layer.build()
+        self.layer.build()
 
     def call(self, hidden, additive_mask, training=None):
         """Returns the output of every layer (the last is the encoder's output)."""

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from bertcnn_tf.bert import BertModel
+from bertcnn_tf.bert import BertModel, LayerList
 from parity import taps as T
 from parity.checkpoint import floating_dtype
 from parity.config import BertCnnConfig
@@ -32,10 +32,10 @@ class BertCNN(PretrainedMixin, keras.Model):
         self.config = config
         dt = self.dtype_policy
         self.bert = BertModel(config, name="bert", dtype=dt)
-        self.convs = [
-            keras.layers.Conv1D(config.num_filters, k, name=f"convs.{j}", dtype=dt)
-            for j, k in enumerate(config.kernel_sizes)
+        convs = [
+            keras.layers.Conv1D(config.num_filters, k, name=str(j), dtype=dt) for j, k in enumerate(config.kernel_sizes)
         ]
+        self.convs = LayerList(convs, name="convs", dtype=dt)
         self.dropout = keras.layers.Dropout(config.classifier_dropout, name="dropout", dtype=dt)
         fc_in = config.pooled_size
         self.hidden = None
@@ -47,8 +47,7 @@ class BertCNN(PretrainedMixin, keras.Model):
         self.fc.build((None, fc_in))
         # Every shape is known from the config: build now, so weights exist before any call.
         self.bert.build()
-        for conv in self.convs:
-            conv.build((None, None, config.hidden_size))
+        self.convs.build((None, None, config.hidden_size))
         self.built = True
 
     def call(self, input_ids, attention_mask=None, token_type_ids=None, training=None, return_taps=False):

@@ -39,41 +39,6 @@ def current_backend() -> str:
 
 
 # -- workarounds -------------------------------------------------------------------------
-def _patch_torch_param_names() -> str | None:
-    """Let Keras's torch backend track variables whose paths contain '.'.
-
-    The build's layer names equal the torch attribute names (`layer.0`, `convs.1`) so
-    the weight table stays a table; Keras's torch backend registers every variable in
-    a `torch.nn.ParameterDict` keyed by its path, and torch refuses '.' in such keys
-    (KeyError at build time). Only those registry keys are renamed; Keras variable
-    paths, values and the computation are untouched.
-    """
-    import keras
-
-    if keras.backend.backend() != "torch":
-        return None
-    import torch
-    from keras.src.backend.torch.layer import TorchLayer
-
-    if getattr(TorchLayer, "_bertcnn_patched", False):
-        return _TORCH_NOTE
-
-    def track(self):
-        self._torch_params = torch.nn.ParameterDict({v.path.replace(".", "_"): v.value for v in self.variables})
-
-    def post_track(self, variable):
-        if hasattr(self, "_torch_params"):
-            key = variable.path.replace(".", "_")
-            if key not in self.torch_params:
-                self.torch_params[key] = variable.value
-
-    TorchLayer._track_variables = track
-    TorchLayer._post_track_variable = post_track
-    TorchLayer._bertcnn_patched = True
-    return _TORCH_NOTE
-
-
-_TORCH_NOTE = "Keras torch backend: ParameterDict keys renamed '.'->'_' (torch refuses '.'); numerics untouched"
 
 
 def _keep_float64() -> str | None:
@@ -108,7 +73,6 @@ def _keras_device(device: str):
 
 def build_keras(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], dtype: str):
     """The Keras build in `dtype` holding the canonical `tensors`."""
-    _patch_torch_param_names()
     if dtype == "float64":
         _keep_float64()
     from bertcnn_tf import BertCNN
@@ -129,8 +93,6 @@ def _meta(model, arrays: Mapping[str, np.ndarray], dtype: str) -> dict:
         "variable_dtypes": sorted({str(v.dtype) for v in model.weights}),
         "notes": [],
     }
-    if keras.backend.backend() == "torch":
-        meta["notes"].append(_TORCH_NOTE)
     if dtype == "float64" and keras.backend.backend() != "tensorflow":
         from keras.src.backend.common import dtypes
 

@@ -69,7 +69,7 @@ def _layer_norm(torch_prefix: str, keras_prefix: str) -> list[tuple[str, str, Op
     ]
 
 
-_T, _K = "bert.encoder.layer.{i}", "bert/encoder/layer.{i}"
+_T, _K = "bert.encoder.layer.{i}", "bert/encoder/layer/{i}"
 _ENCODER_LAYER = [
     *_dense(f"{_T}.attention.self.query", f"{_K}/attention/self/query"),
     *_dense(f"{_T}.attention.self.key", f"{_K}/attention/self/key"),
@@ -82,8 +82,8 @@ _ENCODER_LAYER = [
 ]
 _POOLER = _dense("bert.pooler.dense", "bert/pooler/dense")
 _CONV = [
-    ("convs.{j}.weight", "convs.{j}/kernel", CONV1D),
-    ("convs.{j}.bias", "convs.{j}/bias", IDENTITY),
+    ("convs.{j}.weight", "convs/{j}/kernel", CONV1D),
+    ("convs.{j}.bias", "convs/{j}/bias", IDENTITY),
 ]
 _HIDDEN = _dense("hidden", "hidden")
 _FC = _dense("fc", "fc")
