@@ -75,13 +75,12 @@ def main() -> int:
     p.add_argument("--sizes", default="minilm,base")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: as predict, idle CPUs)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's, all cores)")
     args = p.parse_args()
     import torch
 
-    from parity.predict import idle_cpus
-
-    torch.set_num_threads(args.threads or idle_cpus())
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     load_before = U.loadavg()
     out, rows = {}, []

@@ -53,50 +53,15 @@ def main() -> int:
         ckpt = make_checkpoint(tmp / "ckpt")
         py = sys.executable
         common = ["--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+
+        def ours(framework: str) -> list[str]:
+            predict = ["predict", "--checkpoint", str(ckpt), "--framework", framework, "--file", str(text_file)]
+            return [py, "-m", "parity", *predict, *common]
+
         commands = {
             "hf-pipeline": [py, str(U.ROOT / "benchmarks" / "hf_pipeline.py"), str(text_file), *common],
-            "bertcnn-torch": [
-                py,
-                "-m",
-                "parity",
-                "predict",
-                "--checkpoint",
-                str(ckpt),
-                "--framework",
-                "torch",
-                "--file",
-                str(text_file),
-                *common,
-            ],
-            # The same build on torch's default thread count, to show what the idle-CPU default buys.
-            "bertcnn-torch --threads 2": [
-                py,
-                "-m",
-                "parity",
-                "predict",
-                "--checkpoint",
-                str(ckpt),
-                "--framework",
-                "torch",
-                "--file",
-                str(text_file),
-                "--threads",
-                "2",
-                *common,
-            ],
-            "bertcnn-keras": [
-                py,
-                "-m",
-                "parity",
-                "predict",
-                "--checkpoint",
-                str(ckpt),
-                "--framework",
-                "keras",
-                "--file",
-                str(text_file),
-                *common,
-            ],
+            "bertcnn-torch": ours("torch"),
+            "bertcnn-keras": ours("keras"),
         }
 
         def runner(name: str, cmd: list[str]):

@@ -166,29 +166,23 @@ def keras_predictor(model, *, compiled: bool = True, jit_compile: bool = False) 
 FRAMEWORKS = {"torch": torch_forward, "keras": keras_forward}
 
 
-def idle_cpus() -> int:
-    """CPUs this process may use minus the 1-minute load average, at least 1.
-
-    PyTorch's OpenMP threads meet at a barrier after every op; when another process
-    holds one of them off its core, each op waits out a scheduler slice (~10 ms, seen
-    as `aten::add` on a (32, 48, 384) tensor taking 10 ms in the profile). On a shared
-    machine one thread per idle core avoids that, and costs nothing on an idle one.
-    """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        return cpus
-    return max(1, min(cpus, round(cpus - busy)))
-
-
 def set_threads(framework: str, threads: int | None) -> None:
-    """Intra-op threads: `threads` for either build; None = idle CPUs for torch, TensorFlow's own default."""
+    """Intra-op threads for either build; None keeps the framework's default (all cores).
+
+    On a machine shared with other busy processes, `--threads 1` can win by far:
+    PyTorch's OpenMP threads meet at a barrier after every op, and a thread held off
+    its core makes every op wait out a scheduler slice (profiled at load ~5 on 2
+    cores: 20.6 s with 2 threads vs 4.9 s with 1). On an idle machine all cores win
+    (1500 sentences: 12.5 s with 2 threads vs 17.9 s with 1), so that is the default;
+    guessing from the load average misfired when runs follow each other.
+    """
+    if not threads:
+        return
     if framework == "torch":
         import torch
 
-        torch.set_num_threads(threads or idle_cpus())
-    elif threads:
+        torch.set_num_threads(threads)
+    else:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -252,7 +246,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive,
         default=None,
         metavar="N",
-        help="intra-op threads (default: torch one per idle CPU, see `idle_cpus`; keras TensorFlow's default)",
+        help="intra-op threads (default: the framework's, all cores; 1 can win on a busy shared machine)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr even on a terminal")
 

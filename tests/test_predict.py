@@ -12,7 +12,7 @@ from conftest import TINY, random_tensors
 from parity.checkpoint import save_checkpoint
 from parity.cli import main
 from parity.config import BertCnnConfig
-from parity.predict import Progress, idle_cpus, predict_logits, torch_forward
+from parity.predict import Progress, predict_logits, torch_forward
 from parity.tokenize import Tokenizer
 
 LINES = ["A short line.", "", "A somewhat longer line of real words, to make the batch uneven.", "Third."] * 5
@@ -101,14 +101,6 @@ def test_progress_line_counts_up_and_ends_the_line():
     p(10, 10)
     text = out.getvalue()
     assert "\r4/10 texts" in text and "\r10/10 texts" in text and text.endswith("\n")
-
-
-def test_idle_cpus_is_between_one_and_the_cpu_count(monkeypatch):
-    monkeypatch.setattr("os.getloadavg", lambda: (0.0, 0.0, 0.0))
-    full = idle_cpus()
-    assert full >= 1
-    monkeypatch.setattr("os.getloadavg", lambda: (99.0, 0.0, 0.0))
-    assert idle_cpus() == 1
 
 
 def test_keras_compiled_path_matches_eager_and_still_checks_inputs(tiny_checkpoint):
