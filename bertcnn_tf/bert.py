@@ -229,12 +229,17 @@ class BertEncoder(keras.layers.Layer):
 
 
 class BertPooler(keras.layers.Layer):
-    """Kept for weight parity with `BertModel` (the seed's state_dict has it); unused by the head."""
+    """Kept for weight parity with `BertModel` (the seed's state_dict has it); unused by the head.
+
+    Not trainable: no loss reaches it (torch's optimisers skip it for the same reason),
+    and `fit` would otherwise warn that it has no gradients.
+    """
 
     def __init__(self, config: BertCnnConfig, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size = config.hidden_size
         self.dense = keras.layers.Dense(config.hidden_size, activation="tanh", name="dense", dtype=self.dtype_policy)
+        self.trainable = False  # after the sublayer exists, so it propagates
 
     def build(self, input_shape=None):
         self.dense.build((None, self.hidden_size))

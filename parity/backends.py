@@ -171,10 +171,11 @@ def keras_grads(config, tensors, inputs, labels, dtype: str = "float32", device:
             grads = [v.value.grad for v in variables]
         else:
             raise ValueError(f"Gradients are implemented for {BACKENDS}. Received: backend {backend!r}")
-        by_path = {}
+        # Weights the loss does not reach (BERT's pooler, frozen in Keras) have gradient exactly zero.
+        by_path = {_rel_path(model, v): np.zeros(v.shape, v.dtype) for v in model.weights}
         for v, g in zip(variables, grads, strict=True):
-            # An unused weight (BERT's pooler) has no gradient: exactly zero.
-            by_path[_rel_path(model, v)] = np.zeros(v.shape, v.dtype) if g is None else ops.convert_to_numpy(g)
+            if g is not None:
+                by_path[_rel_path(model, v)] = ops.convert_to_numpy(g)
     out = keras_to_torch(by_path, config)
     meta = _meta(model, out, dtype)
     meta["loss"] = float(ops.convert_to_numpy(loss))
