@@ -87,9 +87,11 @@ def environment() -> dict:
 
 
 def write_results(name: str, data: dict) -> Path:
+    """benchmarks/results/NAME.json, with the environment it was measured in added."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps({**data, "environment": environment()}, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path.relative_to(ROOT)}")
     return path
 
 

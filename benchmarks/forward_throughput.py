@@ -126,7 +126,7 @@ def main() -> int:
         f"batch {args.batch} x {args.seq} tokens, torch threads {torch.get_num_threads()}; "
         f"load average before {load_before}, after {load_after}"
     )
-    path = U.write_results(
+    U.write_results(
         "forward_throughput",
         {
             "what": __doc__.splitlines()[0],
@@ -135,11 +135,9 @@ def main() -> int:
             "torch_threads": torch.get_num_threads(),
             "loadavg_before": load_before,
             "loadavg_after": load_after,
-            "environment": U.environment(),
             "results": out,
         },
     )
-    print(f"wrote {path.relative_to(U.ROOT)}")
     return 0
 
 

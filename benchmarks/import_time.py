@@ -70,7 +70,7 @@ def main() -> int:
         f"interpreter start-up subtracted: {U.spread(U.summary(startup), digits=3)}; "
         f"load average before {load_before}, after {load_after}"
     )
-    path = U.write_results(
+    U.write_results(
         "import_time",
         {
             "what": __doc__.splitlines()[0],
@@ -78,11 +78,9 @@ def main() -> int:
             "interpreter_startup_s": U.summary(startup),
             "loadavg_before": load_before,
             "loadavg_after": load_after,
-            "environment": U.environment(),
             "results": results,
         },
     )
-    print(f"wrote {path.relative_to(U.ROOT)}")
     return 0
 
 

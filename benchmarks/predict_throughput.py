@@ -103,7 +103,7 @@ def main() -> int:
               "CPU time (min–max)", "CPU ratio vs pipeline"]  # fmt: skip
     print(U.table(header, rows))
     print(f"load average before {load_before}, after {load_after}; {U.environment()['cpus']} CPUs")
-    path = U.write_results(
+    U.write_results(
         "predict_throughput",
         {
             "what": __doc__.splitlines()[0],
@@ -113,11 +113,9 @@ def main() -> int:
             "repeats": args.repeats,
             "loadavg_before": load_before,
             "loadavg_after": load_after,
-            "environment": U.environment(),
             "results": results,
         },
     )
-    print(f"wrote {path.relative_to(U.ROOT)}")
     return 0
 
 
