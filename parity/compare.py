@@ -68,6 +68,20 @@ class RunResult:
         }
 
 
+def _pair(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], name: str):
+    """Both builds' `name` as float64, refusing a missing tensor or a shape mismatch."""
+    for side, got in (("reference", reference), ("candidate", candidate)):
+        if name not in got:
+            raise ValueError(
+                f"The {side} build returned no {name!r}. Received: {len(got)} tensors, e.g. {sorted(got)[:5]}"
+            )
+    a = np.asarray(reference[name], dtype=np.float64)
+    b = np.asarray(candidate[name], dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"{name!r} has different shapes in the two builds. Received: {a.shape} vs {b.shape}")
+    return a, b
+
+
 def compare_taps(
     reference: Mapping[str, np.ndarray],
     candidate: Mapping[str, np.ndarray],
@@ -83,13 +97,7 @@ def compare_taps(
     real = np.asarray(attention_mask).astype(bool)
     result = RunResult(dtype=dtype, device=device, backend=backend)
     for name in tap_names(config):
-        if name not in reference or name not in candidate:
-            side, got = ("reference", reference) if name not in reference else ("candidate", candidate)
-            raise ValueError(f"The {side} build returned no tap {name!r}. Received: taps {sorted(got)}")
-        a = np.asarray(reference[name], dtype=np.float64)
-        b = np.asarray(candidate[name], dtype=np.float64)
-        if a.shape != b.shape:
-            raise ValueError(f"Tap {name!r} has different shapes in the two builds. Received: {a.shape} vs {b.shape}")
+        a, b = _pair(reference, candidate, name)
         shape = list(a.shape)
         if is_token_level(name):
             a, b = a[real], b[real]  # (n_real_tokens, H)
@@ -112,13 +120,7 @@ def compare_arrays(
     """Whole-array comparison of named tensors (gradients, trained weights), in `names` order."""
     result = RunResult(dtype=dtype, device=device, backend=backend, check=check)
     for name in names:
-        if name not in reference or name not in candidate:
-            side, got = ("reference", reference) if name not in reference else ("candidate", candidate)
-            raise ValueError(f"The {side} build returned no tensor {name!r}. Received: {len(got)} tensors")
-        a = np.asarray(reference[name], dtype=np.float64)
-        b = np.asarray(candidate[name], dtype=np.float64)
-        if a.shape != b.shape:
-            raise ValueError(f"{name!r} has different shapes in the two builds. Received: {a.shape} vs {b.shape}")
+        a, b = _pair(reference, candidate, name)
         result.taps.append(_tap(f"{prefix}{name}", list(a.shape), a, b, tolerance))
     return result
 

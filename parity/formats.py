@@ -50,6 +50,11 @@ class FormatError(ValueError):
     """An unreadable or hostile input file; the message is one line."""
 
 
+def _first_line(e: BaseException) -> str:
+    """A library's error, cut to one line: user errors are reported on one stderr line."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
 def bad(path: str | os.PathLike, what: str, expected: str) -> FormatError:
     return FormatError(f"{path}: {what}; expected {expected}. Received: {str(path)!r}")
 
@@ -265,7 +270,7 @@ def read_torch(path: Path) -> Weights:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as e:  # untrusted bytes: any failure inside the unpickler is a bad file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        first = _first_line(e)
         raise bad(
             path,
             f"refused by torch.load(weights_only=True): {first}",
@@ -439,7 +444,7 @@ def read_keras_h5(
     except (ValueError, FileNotFoundError):
         raise
     except Exception as e:  # h5py/HDF5 errors on damaged input: OSError, KeyError, RuntimeError, TypeError
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        first = _first_line(e)
         raise bad(
             where,
             f"not a readable Keras weights file ({type(e).__name__}: {first})",

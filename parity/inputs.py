@@ -62,3 +62,18 @@ def _check_range(name: str, arr: np.ndarray, size: int, size_name: str) -> None:
             f"`{name}` must lie in [0, {size_name}={size}); check that the tokenizer matches the model. "
             f"Received: out-of-range values {np.unique(bad)[:8].tolist()}"
         )
+
+
+def random_batch(config: BertCnnConfig, lengths, seed: int = 0, width: int | None = None) -> dict[str, np.ndarray]:
+    """Seeded right-padded ids/mask/token types for rows of the given real lengths.
+
+    For checkpoints without a tokenizer (the report) and for tests: random ids reach
+    every embedding row, which real text would not.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths)
+    width = width or int(lengths.max())
+    mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(0, config.vocab_size, size=mask.shape) * mask + config.pad_token_id * (1 - mask)
+    types = rng.integers(0, config.type_vocab_size, size=mask.shape) * mask
+    return {"input_ids": ids.astype(np.int64), "attention_mask": mask, "token_type_ids": types.astype(np.int64)}

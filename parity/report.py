@@ -17,6 +17,7 @@ import numpy as np
 from parity.checkpoint import backbone_checkpoint, embedded_backbone_dir, load_checkpoint
 from parity.compare import RunResult, argmax_tap, compare_arrays, compare_taps, diagnose, format_table
 from parity.config import BertCnnConfig
+from parity.inputs import random_batch
 from parity.tokenize import Tokenizer
 from parity.tolerance import tolerance_for
 
@@ -61,13 +62,8 @@ def sample_inputs(config: BertCnnConfig, tokenizer_dir: Path, *, seed: int = 0) 
     if (tokenizer_dir / "tokenizer.json").is_file():
         tok = Tokenizer(tokenizer_dir, max_length=config.max_position_embeddings, pad_token_id=config.pad_token_id)
         return tok(list(SENTENCES))
-    rng = np.random.default_rng(seed)
-    lengths = np.array([min(n, config.max_position_embeddings) for n in (29, 6, 3, 25, 18, 17, 4)])
-    width = int(lengths.max())
-    mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int64)
-    ids = rng.integers(0, config.vocab_size, size=mask.shape) * mask + config.pad_token_id * (1 - mask)
-    types = rng.integers(0, config.type_vocab_size, size=mask.shape) * mask
-    return {"input_ids": ids.astype(np.int64), "attention_mask": mask, "token_type_ids": types.astype(np.int64)}
+    lengths = [min(n, config.max_position_embeddings) for n in (29, 6, 3, 25, 18, 17, 4)]
+    return random_batch(config, lengths, seed=seed)
 
 
 def torch_taps(w: Weights, dtype: str = "float32", device: str = "cpu") -> dict[str, np.ndarray]:

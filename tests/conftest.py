@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from parity.config import BertCnnConfig
+from parity.inputs import random_batch
 from parity.layout import rows
 
 settings.register_profile(
@@ -55,15 +56,7 @@ def random_tensors(config: BertCnnConfig, seed: int = 0, dtype=np.float32) -> di
     return {r.torch_name: (rng.standard_normal(r.torch_shape) * 0.2).astype(dtype) for r in rows(config)}
 
 
-def random_inputs(config: BertCnnConfig, lengths, seed: int = 0, width: int | None = None) -> dict[str, np.ndarray]:
-    """Right-padded ids/mask/token types for rows of the given real lengths."""
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths)
-    width = width or int(lengths.max())
-    mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int64)
-    ids = rng.integers(0, config.vocab_size, size=mask.shape) * mask + config.pad_token_id * (1 - mask)
-    types = rng.integers(0, config.type_vocab_size, size=mask.shape) * mask
-    return {"input_ids": ids.astype(np.int64), "attention_mask": mask, "token_type_ids": types.astype(np.int64)}
+random_inputs = random_batch  # right-padded ids/mask/token types for given real lengths
 
 
 @pytest.fixture
