@@ -66,6 +66,8 @@ class BertCnnConfig:
     classifier_dropout: float = 0.5
     head_hidden_size: int | None = None
     mask_padding: bool = True
+    # Class names by id; JSON carries them as Hugging Face's `id2label`/`label2id`.
+    label_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; the dataclass is frozen and hashable, so store a tuple.
@@ -117,6 +119,16 @@ class BertCnnConfig:
             _fail("`head_hidden_size` must be None or a positive integer", hh)
         if not isinstance(self.mask_padding, bool):
             _fail("`mask_padding` must be True or False", self.mask_padding)
+        names = self.label_names
+        if isinstance(names, list):
+            object.__setattr__(self, "label_names", names := tuple(names))
+        if names is not None:
+            if not isinstance(names, tuple) or not all(isinstance(n, str) and n.strip() for n in names):
+                _fail("`label_names` must be None or a sequence of non-empty strings", names)
+            if len(set(names)) != len(names):
+                _fail("`label_names` must be distinct", names)
+            if len(names) != self.num_labels:
+                _fail(f"`label_names` must name every one of num_labels={self.num_labels} classes", names)
 
     # -- derived sizes -------------------------------------------------------
     @property
@@ -132,10 +144,20 @@ class BertCnnConfig:
     def max_kernel_size(self) -> int:
         return max(self.kernel_sizes)
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names by id; the ids themselves ("0", "1", ...) when the checkpoint names none."""
+        return self.label_names or tuple(str(i) for i in range(self.num_labels))
+
     # -- serialisation -------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; label names in Hugging Face's convention (`id2label` keys are strings)."""
         d = dataclasses.asdict(self)
         d["kernel_sizes"] = list(self.kernel_sizes)
+        names = d.pop("label_names")
+        if names is not None:
+            d["id2label"] = {str(i): n for i, n in enumerate(names)}
+            d["label2id"] = {n: i for i, n in enumerate(names)}
         return d
 
     def to_json(self) -> str:
@@ -146,6 +168,13 @@ class BertCnnConfig:
         """Strict: an unknown key is a typo or a different model, never silently dropped."""
         if not isinstance(d, dict):
             raise ValueError(f"A BertCnnConfig must be built from a JSON object (dict). Received: {d!r}")
+        d = dict(d)
+        if "label_names" in d:
+            raise ValueError(
+                "label names are stored as Hugging Face's id2label/label2id, not label_names. "
+                f"Received: label_names={d['label_names']!r}"
+            )
+        d["label_names"] = _label_names(d.pop("id2label", None), d.pop("label2id", None))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -185,6 +214,21 @@ class BertCnnConfig:
 
     def replace(self, **changes: Any) -> BertCnnConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _label_names(id2label: Any, label2id: Any) -> tuple[str, ...] | None:
+    """HF's `id2label` {"0": name, ...} (and `label2id`, which must be its inverse) -> names by id."""
+    if id2label is None and label2id is None:
+        return None
+    if not isinstance(id2label, dict) or not id2label:
+        _fail('`id2label` must be a JSON object {"0": name, "1": name, ...}', id2label)
+    ids = sorted(id2label, key=lambda k: int(k) if isinstance(k, str) and k.isdigit() else -1)
+    if ids != [str(i) for i in range(len(id2label))]:
+        _fail("`id2label` keys must be the ids 0..num_labels-1, as strings", sorted(id2label))
+    names = tuple(id2label[k] for k in ids)
+    if label2id is not None and label2id != {n: i for i, n in enumerate(names)}:
+        _fail("`label2id` must be the inverse of `id2label`", label2id)
+    return names
 
 
 def _is_int(x: Any) -> bool:

@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -161,9 +161,9 @@ def _read(src: Path, fmt: str, given: BertCnnConfig | None) -> F.Weights:
         strict_check({k: v.shape for k, v in w.tensors.items()}, given, what=str(src))
     elif given is not None and given != w.config:
         diffs = [
-            f"{k} (--config {v!r}, {src.name} {getattr(w.config, k)!r})"
-            for k, v in given.to_dict().items()
-            if v != w.config.to_dict()[k]
+            f"{k} (--config {getattr(given, k)!r}, {src.name} {getattr(w.config, k)!r})"
+            for k in (f.name for f in fields(BertCnnConfig))
+            if getattr(given, k) != getattr(w.config, k)
         ]
         raise ValueError(
             f"--config disagrees with the config stored in {src}: {'; '.join(diffs)}. "

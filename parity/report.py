@@ -205,7 +205,8 @@ def _keras_weights(args, w: Weights) -> Weights:
         return w
     kw = load_weights(args.keras_checkpoint, seed=args.seed)
     if kw.config != w.config:
-        diff = {k: (v, kw.config.to_dict()[k]) for k, v in w.config.to_dict().items() if kw.config.to_dict()[k] != v}
+        ours, theirs = w.config.to_dict(), kw.config.to_dict()
+        diff = {k: (ours.get(k), theirs.get(k)) for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)}
         raise ValueError(
             "--checkpoint and --keras-checkpoint must share one config to be compared tap by tap. "
             f"Received: differing keys (torch side, keras side) {diff}"

@@ -64,3 +64,25 @@ def test_from_hf_config_refuses_other_models():
 def test_missing_config_file_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="Received"):
         BertCnnConfig.from_json_file(tmp_path / "config.json")
+
+
+def test_label_names_travel_as_hf_id2label_and_label2id(tiny_config):
+    c = tiny_config.replace(label_names=("neg", "neu", "pos"))
+    d = json.loads(c.to_json())
+    assert d["id2label"] == {"0": "neg", "1": "neu", "2": "pos"} and d["label2id"] == {"neg": 0, "neu": 1, "pos": 2}
+    assert "label_names" not in d and BertCnnConfig.from_dict(d) == c
+    assert c.labels == ("neg", "neu", "pos") and tiny_config.labels == ("0", "1", "2")  # ids stand in
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"id2label": {"0": "a", "1": "b"}},  # 2 names for 3 labels
+        {"id2label": {"0": "a", "2": "b", "1": "c"}, "label2id": {"a": 0, "b": 1, "c": 2}},  # not inverse
+        {"id2label": {"0": "a", "1": "a", "2": "b"}},  # not distinct
+        {"id2label": {"1": "a", "2": "b", "3": "c"}},  # ids not 0..n-1
+    ],
+)
+def test_inconsistent_label_names_are_refused(tiny_config, bad):
+    with pytest.raises(ValueError, match="Received"):
+        BertCnnConfig.from_dict({**tiny_config.to_dict(), **bad})

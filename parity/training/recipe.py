@@ -1,0 +1,115 @@
+"""One training recipe for both frameworks: a frozen, validated, JSON round-trippable dataclass.
+
+Defaults are torch's AdamW and Hugging Face Trainer's: betas (0.9, 0.999), eps 1e-8,
+weight decay 0.01 except on biases and LayerNorm weights, global-norm clipping at 1.0,
+linear warmup then linear decay to 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+DTYPES = ("float32", "float64")
+
+
+def _fail(what: str, received: Any) -> None:
+    raise ValueError(f"Invalid TrainingRecipe: {what}. Received: {received!r}")
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 2e-5  # peak learning rate, reached at the end of warmup
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.01  # decoupled (AdamW); never on biases or LayerNorm weights
+    warmup_steps: int | None = None  # exactly one of warmup_steps / warmup_ratio decides warmup
+    warmup_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0  # global 2-norm, torch's clip_grad_norm_; None = no clipping
+    seed: int = 0  # head init is the checkpoint's; this seeds shuffling and dropout
+    dtype: str = "float32"
+    dropout: bool = True
+    shuffle: bool = True  # False: file order, contiguous batches
+    group_by_length: bool = False  # with shuffle: similar lengths batched together (HF's group_by_length)
+    max_length: int = 128  # tokens; longer texts are truncated (and counted)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        for name in ("epochs", "batch_size", "max_length"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                _fail(f"`{name}` must be a positive integer", v)
+        if not _is_num(self.lr) or not self.lr > 0 or not math.isfinite(self.lr):
+            _fail("`lr` must be a positive number", self.lr)
+        b = self.betas
+        if not (isinstance(b, tuple) and len(b) == 2 and all(_is_num(x) and 0.0 <= x < 1.0 for x in b)):
+            _fail("`betas` must be two numbers in [0, 1)", b)
+        if not _is_num(self.eps) or not self.eps > 0:
+            _fail("`eps` must be a positive number", self.eps)
+        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+            _fail("`weight_decay` must be a number >= 0", self.weight_decay)
+        if self.warmup_steps is not None:
+            if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+                _fail("`warmup_steps` must be None or an integer >= 0", self.warmup_steps)
+            if self.warmup_ratio:
+                _fail("give `warmup_steps` or `warmup_ratio`, not both", (self.warmup_steps, self.warmup_ratio))
+        if not _is_num(self.warmup_ratio) or not 0.0 <= self.warmup_ratio <= 1.0:
+            _fail("`warmup_ratio` must be a number in [0, 1]", self.warmup_ratio)
+        if self.max_grad_norm is not None and (not _is_num(self.max_grad_norm) or not self.max_grad_norm > 0):
+            _fail("`max_grad_norm` must be None (no clipping) or a positive number", self.max_grad_norm)
+        if not _is_int(self.seed) or self.seed < 0:
+            _fail("`seed` must be an integer >= 0", self.seed)
+        if self.dtype not in DTYPES:
+            _fail(f"`dtype` must be one of {DTYPES}", self.dtype)
+        for name in ("dropout", "shuffle", "group_by_length"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(f"`{name}` must be True or False", getattr(self, name))
+
+    def steps_per_epoch(self, num_rows: int) -> int:
+        """Optimizer updates per epoch: the last, partial batch is kept."""
+        return -(-num_rows // self.batch_size)
+
+    def total_steps(self, num_rows: int) -> int:
+        return self.epochs * self.steps_per_epoch(num_rows)
+
+    def warmup(self, num_rows: int) -> int:
+        """Warmup updates: `warmup_steps`, or ceil(warmup_ratio x total) as HF Trainer computes it."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return math.ceil(self.warmup_ratio * self.total_steps(num_rows))
+
+    # -- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingRecipe:
+        if not isinstance(d, dict):
+            raise ValueError(f"A TrainingRecipe is built from a JSON object. Received: {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown TrainingRecipe keys; expected {sorted(f.name for f in fields(cls))}. "
+                             f"Received: {unknown}")  # fmt: skip
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainingRecipe:
+        return dataclasses.replace(self, **changes)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
