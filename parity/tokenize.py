@@ -36,15 +36,19 @@ class Tokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(ids, type_ids) per text, truncated, unpadded: tokenise once, batch later in any grouping."""
+        return self.encode_counted(texts)[0]
+
+    def encode_counted(self, texts: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """`encode`, plus how many texts were longer than `max_length` and cut: callers report it."""
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"texts must be a sequence of str. Received: {type(texts).__name__}")
         if not texts:
             raise ValueError("texts must not be empty. Received: []")
-        n = self.max_length
-        return [
-            (np.asarray(e.ids[:n], dtype=np.int64), np.asarray(e.type_ids[:n], dtype=np.int64))
-            for e in self._tok.encode_batch(list(texts))
-        ]
+        n, truncated, rows = self.max_length, 0, []
+        for e in self._tok.encode_batch(list(texts)):
+            truncated += len(e.ids) > n
+            rows.append((np.asarray(e.ids[:n], dtype=np.int64), np.asarray(e.type_ids[:n], dtype=np.int64)))
+        return rows, truncated
 
     def pad(
         self, encoded: Sequence[tuple[np.ndarray, np.ndarray]], *, pad_to: int | None = None
