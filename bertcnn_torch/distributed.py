@@ -49,7 +49,6 @@ __all__ = [
     "on_main",
     "shard",
     "shutdown",
-    "step_seed",
     "unwrap",
     "wrap",
 ]
@@ -224,18 +223,6 @@ def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= world.world_size
     return value
-
-
-def step_seed(seed: int, step: int, world: World) -> None:
-    """Under DDP, reseed this rank's torch generators from (seed, step, rank) before a step.
-
-    Each rank draws its own dropout masks, so one process's random stream cannot be
-    reproduced anyway; deriving each step's stream from (seed, step, rank) makes a
-    resumed run bit-identical without saving every rank's generator state. No-op in a
-    single process, whose stream the trainer's saved RNG state continues.
-    """
-    if world.distributed:
-        torch.manual_seed(((seed * 1_000_003 + step) * 4099 + world.rank) % 2**63)
 
 
 def on_main(world: World, fn: Callable[..., Any], *args: Any, barrier: bool = True, **kwargs: Any) -> Any:
