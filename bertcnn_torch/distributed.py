@@ -27,7 +27,9 @@ AdamW skips it in both cases: same training.
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ __all__ = [
     "device_for",
     "env_world",
     "init",
+    "join",
     "on_main",
     "shard",
     "shutdown",
@@ -129,7 +132,24 @@ def init(device: torch.device | str = "cpu", backend: str | None = None, timeout
         torch.cuda.set_device(device_id)
     if not dist.is_initialized():
         dist.init_process_group(chosen, timeout=datetime.timedelta(seconds=timeout_s), device_id=device_id)
+        atexit.register(shutdown)
     return World(world.rank, world.world_size, world.local_rank, chosen)
+
+
+def join(directory: str | os.PathLike, device: torch.device | str = "cpu", backend: str | None = None) -> World:
+    """`init`, then rank 0 finishes or undoes a save a kill interrupted in `directory` before any rank reads it.
+
+    Only rank 0 ever writes the training directory; this makes the other ranks' reads
+    (`--resume`) see the same whole save rank 0 sees.
+    """
+    from parity.training.state import recover
+
+    world = init(device, backend)
+    if world.distributed:
+        if world.is_main:
+            recover(directory)
+        dist.barrier()
+    return world
 
 
 def shutdown() -> None:
@@ -205,7 +225,11 @@ def wrap(model: nn.Module, world: World) -> nn.Module:
         return model
     param = next(model.parameters())
     device_ids = [param.device.index] if param.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    ddp = nn.parallel.DistributedDataParallel
+    # torch >= 2.13 renamed broadcast_buffers (now deprecated) to forward_sync_buffers.
+    new = "forward_sync_buffers" in inspect.signature(ddp).parameters
+    no_sync = "forward_sync_buffers" if new else "broadcast_buffers"
+    return ddp(model, device_ids=device_ids, **{no_sync: False})
 
 
 def unwrap(model: nn.Module) -> nn.Module:
