@@ -23,7 +23,8 @@ def jsonl(*objs) -> str:
 
 
 def test_jsonl_with_names_sorted_into_ids_and_blank_lines_counted(tmp_path):
-    f = write(tmp_path, "d.jsonl", jsonl({"text": "good", "label": "pos"}, "", {"text": "bad", "label": "neg"}) + "  \n")
+    content = jsonl({"text": "good", "label": "pos"}, "", {"text": "bad", "label": "neg"}) + "  \n"
+    f = write(tmp_path, "d.jsonl", content)
     d = read_labelled(f, num_labels=2)
     assert d.texts == ("good", "bad") and d.lines == (1, 3)
     assert d.label_names == ("neg", "pos") and d.named  # sorted: the data's names become the checkpoint's
@@ -68,16 +69,41 @@ BAD = [
     ("a.jsonl", jsonl({"text": "x", "label": ""}), 2, None, "a.jsonl:1: empty label"),
     ("a.jsonl", jsonl({"text": "x", "label": 0}, {"text": "y", "label": 2}), 2, None, "a.jsonl:2: unknown label id"),
     ("a.jsonl", jsonl({"text": "x", "label": -1}), 2, None, "a.jsonl:1: unknown label id"),
-    ("a.jsonl", jsonl({"text": "x", "label": "pos"}, {"text": "y", "label": "meh"}), 2, ("neg", "pos"),
-     "a.jsonl:2: unknown label; expected an id below 2 or one of the checkpoint's names"),
-    ("a.jsonl", jsonl({"text": "x", "label": "pos"}, {"text": "y", "label": 0}), 2, None,
-     "a.jsonl:2: labels mix names and integer ids"),
-    ("a.jsonl", jsonl({"text": "x", "label": "pos"}), 2, None,
-     "a.jsonl: the labels are 1 distinct names but the checkpoint has num_labels=2"),
-    ("a.jsonl", '{"text": "x", "label": 0}\n{"text": "\\ud800", "label": 0}\n', 2, None,
-     "a.jsonl:2: an unpaired surrogate"),
-    ("a.jsonl", b'{"text": "x", "label": 0}\n\n{"text": "caf\xe9", "label": 0}\n', 2, None,
-     "a.jsonl:3: bytes that are not UTF-8"),
+    (
+        "a.jsonl",
+        jsonl({"text": "x", "label": "pos"}, {"text": "y", "label": "meh"}),
+        2,
+        ("neg", "pos"),
+        "a.jsonl:2: unknown label; expected an id below 2 or one of the checkpoint's names",
+    ),
+    (
+        "a.jsonl",
+        jsonl({"text": "x", "label": "pos"}, {"text": "y", "label": 0}),
+        2,
+        None,
+        "a.jsonl:2: labels mix names and integer ids",
+    ),
+    (
+        "a.jsonl",
+        jsonl({"text": "x", "label": "pos"}),
+        2,
+        None,
+        "a.jsonl: the labels are 1 distinct names but the checkpoint has num_labels=2",
+    ),
+    (
+        "a.jsonl",
+        '{"text": "x", "label": 0}\n{"text": "\\ud800", "label": 0}\n',
+        2,
+        None,
+        "a.jsonl:2: an unpaired surrogate",
+    ),
+    (
+        "a.jsonl",
+        b'{"text": "x", "label": 0}\n\n{"text": "caf\xe9", "label": 0}\n',
+        2,
+        None,
+        "a.jsonl:3: bytes that are not UTF-8",
+    ),
     ("a.jsonl", "\n \n", 2, None, "a.jsonl: the file has no rows"),
     ("a.csv", "text,label\nx,0\ny,1,extra\n", 2, None, "a.csv:3: ragged row: 3 fields; expected 2"),
     ("a.csv", "text,label\nx\n", 2, None, "a.csv:2: ragged row: 1 fields; expected 2"),

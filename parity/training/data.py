@@ -258,7 +258,8 @@ def _resolve(
             raise _bad(path, line, f"labels mix names and integer ids; expected {kind} throughout, as on line "
                        f"{first_line} ({first!r})", label)  # fmt: skip
     if by_id:
-        return [_id(path, line, label, num_labels) for line, _, label in rows], tuple(map(str, range(num_labels))), False
+        ids = [_id(path, line, label, num_labels) for line, _, label in rows]
+        return ids, tuple(map(str, range(num_labels))), False
     found = sorted({label for _, _, label in rows})
     if len(found) != num_labels:
         raise ValueError(
