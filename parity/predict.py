@@ -191,27 +191,43 @@ def load_forward(
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {sorted(FRAMEWORKS)}. Received: {framework!r}")
     cfg, tensors, tokenizer = read_weights(source, config)
+    return build_forward(framework, cfg, tensors, tokenizer, attn_implementation=attn_implementation, compiled=compiled)
+
+
+def build_forward(
+    framework: str,
+    config: BertCnnConfig,
+    tensors: dict[str, np.ndarray],
+    tokenizer: Path | None = None,
+    *,
+    attn_implementation: str = "sdpa",
+    compiled: bool = True,
+) -> Loaded:
+    """`framework`'s build from canonical tensors (the slow part: imports the framework, builds the model)."""
     if framework == "torch":
         from bertcnn_torch import BertCNN
 
-        forward = torch_predictor(BertCNN._from_tensors(cfg, tensors, attn_implementation=attn_implementation))
-    else:
+        forward = torch_predictor(BertCNN._from_tensors(config, tensors, attn_implementation=attn_implementation))
+    elif framework == "keras":
         from bertcnn_tf import BertCNN
 
-        forward = keras_predictor(BertCNN._from_tensors(cfg, tensors), compiled=compiled)
-    return Loaded(forward, cfg, tokenizer)
+        forward = keras_predictor(BertCNN._from_tensors(config, tensors), compiled=compiled)
+    else:
+        raise ValueError(f"framework must be one of {sorted(FRAMEWORKS)}. Received: {framework!r}")
+    return Loaded(forward, config, tokenizer)
 
 
-def load_tokenizer(loaded: Loaded, source: str, tokenizer: str | None, max_length: int | None) -> Tokenizer:
-    """The tokenizer for `loaded` at `max_length` (default: the position table), checked against the config."""
-    config = loaded.config
+def load_tokenizer(
+    config: BertCnnConfig, own: Path | None, source: str, tokenizer: str | None, max_length: int | None
+) -> Tokenizer:
+    """`tokenizer` (else the source's own, `own`) at `max_length` (default: the position table)."""
     max_length = max_length or config.max_position_embeddings
     if max_length > config.max_position_embeddings:
         raise UsageError(
             f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
             f"Received: {max_length}"
         )
-    where = tokenizer or loaded.tokenizer
+    where = tokenizer or own
     if where is None:
         raise UsageError(
             f"{source} carries no tokenizer; pass --tokenizer DIR (a folder with tokenizer.json, such as the "
@@ -468,9 +484,10 @@ def run(args: argparse.Namespace) -> int:
     if not texts:
         raise UsageError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     set_threads(args.framework, args.threads)
-    loaded = load_forward(args.framework, args.checkpoint, config=args.config)
-    tokenizer = load_tokenizer(loaded, args.checkpoint, args.tokenizer, args.max_length)
-    config, forward = loaded.config, loaded.forward
+    config, tensors, own_tokenizer = read_weights(args.checkpoint, args.config)
+    tokenizer = load_tokenizer(config, own_tokenizer, args.checkpoint, args.tokenizer, args.max_length)
+    forward = build_forward(args.framework, config, tensors).forward
+    del tensors
     encoded, truncated = tokenizer.encode_counted(texts)
     if truncated:
         print(truncation_note(truncated, len(texts), tokenizer.max_length, config), file=sys.stderr)
