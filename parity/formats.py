@@ -76,8 +76,16 @@ def dtype_name(a: np.ndarray) -> str:
 
 
 def format_of(path: str | os.PathLike, *, for_output: bool = False) -> str:
-    """The format a path names: by suffix for files, any other name is a directory."""
-    p = Path(path)
+    """The format a path names: by suffix for files; a directory has no suffix or ends with `/`.
+
+    An unknown suffix is refused rather than taken for a directory name, so a typo
+    (`model.kears`) or a format this tool does not write (`x.onnx`) never becomes a
+    checkpoint folder of that name. `ckpt.v2/` (trailing slash) is a directory.
+    """
+    raw = os.fspath(path)
+    p = Path(raw)
+    if raw.endswith(("/", os.sep)):
+        return DIR
     name = p.name.lower()
     if name.endswith(".weights.h5"):
         return KERAS_WEIGHTS
@@ -93,9 +101,22 @@ def format_of(path: str | os.PathLike, *, for_output: bool = False) -> str:
             f"Plain .h5 files (legacy Keras 2 models) are not supported; Keras weights must end in .weights.h5. "
             f"Received: {str(p)!r}"
         )
-    if p.is_file() or (not for_output and suffix and not p.exists()):
-        raise ValueError(f"Unknown weight format for {str(p)!r}; expected {FORMAT_HELP}. Received: {str(p)!r}")
-    return DIR
+    if suffix == ".onnx":
+        raise ValueError(
+            "ONNX is a serving format, not a weight format `bertcnn port` writes; make ONNX with `bertcnn export`. "
+            f"Received: {raw!r}"
+        )
+    if p.is_dir():
+        return DIR  # an existing folder, whatever its name
+    if not suffix:
+        if p.is_file():
+            raise ValueError(f"Unknown weight format for {raw!r}; expected {FORMAT_HELP}. Received: {raw!r}")
+        return DIR
+    what = "destination" if for_output else "source"
+    raise ValueError(
+        f"Unknown weight format suffix {suffix!r} for the {what}; expected {FORMAT_HELP}, "
+        f"and a directory name without a suffix (or ending in '/', e.g. {p.name}/). Received: {raw!r}"
+    )
 
 
 @dataclass

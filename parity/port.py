@@ -81,7 +81,7 @@ def port(
     if not src.exists():
         raise FileNotFoundError(f"Source not found; expected {F.FORMAT_HELP}. Received: {str(src)!r}")
     src_fmt = F.DIR if src.is_dir() else F.format_of(src)
-    dst_fmt = F.format_of(dst, for_output=True)
+    dst_fmt = F.format_of(dest, for_output=True)
     if dst.resolve() == src.resolve():
         raise ValueError(
             f"Source and destination are the same path; the source is never overwritten. Received: {str(dst)!r}"
