@@ -19,7 +19,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON heade
 MAX_JSON_BYTES = 16 * 1024 * 1024  # config.json / metadata.json inside a .keras archive
 CONFIG_METADATA_KEY = "bertcnn.config"  # a bare .safetensors we write carries its config here
 REGISTERED_NAME = "bertcnn>BertCNN"
+
+_HF_INT_BUFFERS = ("bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
 
 _ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 _ST_CODES = {v: k for k, v in _ST_DTYPES.items()}
@@ -126,6 +128,7 @@ class Weights:
     config: BertCnnConfig | None
     tensors: dict[str, np.ndarray]
     tokenizer_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what a reader left out, for the user
 
 
 # -- safetensors ---------------------------------------------------------------------------------
@@ -304,8 +307,12 @@ def read_torch(path: Path) -> Weights:
             f"holds a {hint}, not a flat name->tensor state_dict",
             "torch.save(model.state_dict()) (save the state_dict itself, not a wrapper)",
         )
-    tensors = {}
+    tensors, notes = {}, []
     for k, t in obj.items():
+        if k in _HF_INT_BUFFERS and not t.is_floating_point():
+            # transformers < 4.31 saved these index buffers in every BertModel state_dict; not weights.
+            notes.append(f"{k} (an index buffer older transformers saved, not a weight) was left out")
+            continue
         if t.dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
             raise bad(path, f"tensor {k!r} has dtype {t.dtype}", "floating tensors")
         t = t.detach().contiguous()
@@ -313,7 +320,7 @@ def read_torch(path: Path) -> Weights:
             tensors[k] = t.view(torch.int16).numpy().view(np_dtype("bfloat16"))
         else:
             tensors[k] = t.numpy()
-    return Weights(None, tensors)
+    return Weights(None, tensors, notes=notes)
 
 
 def write_torch(path: Path, tensors: Iterable[tuple[str, np.ndarray]], progress: Callable[[int], None]) -> None:

@@ -14,7 +14,25 @@ from conftest import TINY, random_tensors
 
 from parity.config import BertCnnConfig
 
-WORDS = "call me ishmael hi it was the best of times worst age wisdom happy families are alike".split()
+WORDS = [
+    "call",
+    "me",
+    "ishmael",
+    "hi",
+    "it",
+    "was",
+    "the",
+    "best",
+    "of",
+    "times",
+    "worst",
+    "age",
+    "wisdom",
+    "happy",
+    "families",
+    "are",
+    "alike",
+]
 
 
 def tiny_tokenizer(directory: Path, vocab_size: int = TINY["vocab_size"]) -> None:
