@@ -95,6 +95,7 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[BertCnnConfig, dict[s
             f"Checkpoint directory not found; expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME} "
             f"(make one with `bertcnn init`). Received: {str(d)!r}"
         )
+    _refuse_hf_bert(d)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (d / name).is_file():
             raise FileNotFoundError(
@@ -110,6 +111,21 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[BertCnnConfig, dict[s
         ) from None
     check_tensors(tensors, expected_shapes(config), what=f"Checkpoint {str(d)!r}")
     return config, tensors
+
+
+def _refuse_hf_bert(d: Path) -> None:
+    """A Hugging Face BERT folder is a backbone, not a checkpoint: say which command turns it into one."""
+    try:
+        raw = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # missing or unreadable: the checks that follow say so
+    if isinstance(raw, dict) and "model_type" in raw:
+        raise ValueError(
+            f"{d} is a Hugging Face model (model_type {raw['model_type']!r}), not a bertcnn checkpoint; make one "
+            f"with `bertcnn init CK_DIR --backbone {d}` (a new CNN head on this BERT), or, for a model fine-tuned "
+            f"from it with the seeds' class, `bertcnn port MODEL.pt CK_DIR --backbone {d}`. "
+            f"Received: model_type={raw['model_type']!r}"
+        )
 
 
 def copy_tokenizer(src: str | os.PathLike, dest: str | os.PathLike) -> list[str]:

@@ -380,7 +380,17 @@ def strict_check(shapes: Mapping[str, tuple], config: BertCnnConfig, *, what: st
     except PortError as e:
         hints = config_disagreements(shapes, config)
         if hints:
-            raise PortError(f"{what}: config disagrees with the tensors: {'; '.join(hints)}.\n{e}") from None
+            summary, *detail = str(e).splitlines()
+            raise PortError(
+                "\n".join(
+                    [
+                        f"{what}: config disagrees with the tensors: {'; '.join(hints)}; pass the config the weights "
+                        f"were trained with. Received: {len(hints)} differing fields",
+                        "  " + summary,
+                        *detail,
+                    ]
+                )
+            ) from None
         raise
 
 
