@@ -192,6 +192,18 @@ def _worker(out: Path) -> None:
         (out / "meta.json").write_text(json.dumps(meta))
 
     D.on_main(world, write)
+
+    # The pitfall put back: DDP around the model with the pooler left trainable.
+    model = torch.nn.parallel.DistributedDataParallel(_model(config, tensors))
+    x, y = _batch(inputs, labels, GRAD_BATCHES[0])
+    share = D.shard(len(y), world.rank, world.world_size)
+    error = "no error"
+    try:
+        for _ in range(2):
+            F.cross_entropy(model(**{k: share.take(v) for k, v in x.items()}), share.take(y)).backward()
+    except RuntimeError as e:
+        error = str(e)
+    D.on_main(world, lambda: (out / "pooler.txt").write_text(error))
     D.shutdown()
 
 
@@ -205,6 +217,7 @@ def ddp_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = np.load(out / "ddp.npz")
     meta = json.loads((out / "meta.json").read_text())
+    meta["pooler_error"] = (out / "pooler.txt").read_text()
     return data, meta, _reference()
 
 
@@ -231,6 +244,12 @@ def test_ddp_gradient_equals_the_global_batch_gradient(ddp_run):
     assert _max_diff(_split(data, "naive1"), ref_grads[1]) > 1e3 * tol
     # Equal shares weigh 1 either way; a lone row and its stand-in give the same mean too.
     assert _max_diff(_split(data, "naive0"), ref_grads[0]) <= tol
+
+
+def test_a_trainable_pooler_breaks_ddp_and_the_frozen_one_does_not(ddp_run):
+    """No loss reaches BERT's pooler; left trainable, DDP's reducer waits for its gradient."""
+    _, meta, _ = ddp_run
+    assert "Expected to have finished reduction" in meta["pooler_error"], meta["pooler_error"][:300]
 
 
 def test_ddp_logged_loss_is_the_global_mean(ddp_run):
