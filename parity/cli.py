@@ -16,7 +16,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-EXIT_OK, EXIT_PARITY, EXIT_INPUT = 0, 1, 2
+# 3: a report that could not run every check it was asked for (a Keras backend crashed);
+# what finished is still reported. Kept apart from 1, which means a measured parity failure.
+EXIT_OK, EXIT_PARITY, EXIT_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 class UsageError(ValueError):
@@ -77,9 +79,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="add the seed Keras example's dense+ReLU layer of N units (default: none, the seed PyTorch head)",
     )
-    p.add_argument("--no-mask-padding", action="store_true", help="max-pool over padding too, exactly as the seeds")
+    p.add_argument(
+        "--no-mask-padding",
+        action="store_true",
+        help="max-pool over padding too, exactly as the seeds (default: windows touching padding are left out)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the head initialisation (default: 0)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in DIR")
+    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in DIR (default: refuse)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,10 +135,20 @@ COMMANDS = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bertcnn")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s module is imported, so `--help` and each command stay fast."""
     parser = argparse.ArgumentParser(prog="bertcnn", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
