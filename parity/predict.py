@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.cli import UsageError
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
 from parity.tokenize import Tokenizer
@@ -139,7 +138,7 @@ def read_weights(source: str | os.PathLike, config: str | os.PathLike | None = N
     given = None if config is None else BertCnnConfig.from_json_file(config)
     if src.is_dir():
         if given is not None:
-            raise UsageError(
+            raise ValueError(
                 f"{src} is a checkpoint directory, which carries its own config.json; drop --config. "
                 f"Received: --config {config}"
             )
@@ -151,7 +150,7 @@ def read_weights(source: str | os.PathLike, config: str | os.PathLike | None = N
     def expect_for(cfg: BertCnnConfig):
         return lambda shapes: strict_check(shapes, cfg, what=str(src))
 
-    needs = UsageError(
+    needs = ValueError(
         f"{src} is a {fmt} file, which carries no model config; pass --config path/to/config.json "
         f"(the config.json of the checkpoint these weights belong to). Received: no --config"
     )
@@ -170,7 +169,7 @@ def read_weights(source: str | os.PathLike, config: str | os.PathLike | None = N
             raise needs
         w.config = given
     elif given is not None and given != w.config:
-        raise UsageError(
+        raise ValueError(
             f"--config disagrees with the config stored in {src}; drop --config (the file carries its own). "
             f"Received: --config {config}"
         )
@@ -223,13 +222,13 @@ def load_tokenizer(
     """`tokenizer` (else the source's own, `own`) at `max_length` (default: the position table)."""
     max_length = max_length or config.max_position_embeddings
     if max_length > config.max_position_embeddings:
-        raise UsageError(
+        raise ValueError(
             f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
             f"Received: {max_length}"
         )
     where = tokenizer or own
     if where is None:
-        raise UsageError(
+        raise ValueError(
             f"{source} carries no tokenizer; pass --tokenizer DIR (a folder with tokenizer.json, such as the "
             "checkpoint or Hugging Face BERT these weights came from). Received: no --tokenizer"
         )
@@ -476,13 +475,13 @@ def run(args: argparse.Namespace) -> int:
         from_file, blank = read_texts(args.file)
         if not from_file and not texts:
             name = "standard input" if args.file == "-" else args.file
-            raise UsageError(
+            raise ValueError(
                 f"{name} has no texts to predict; expected one text per line. "
                 f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
             )
         texts += from_file
     if not texts:
-        raise UsageError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
+        raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     set_threads(args.framework, args.threads)
     config, tensors, own_tokenizer = read_weights(args.checkpoint, args.config)
     tokenizer = load_tokenizer(config, own_tokenizer, args.checkpoint, args.tokenizer, args.max_length)
