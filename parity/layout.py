@@ -100,6 +100,22 @@ class Row:
     def keras_shape(self) -> tuple[int, ...]:
         return self.op.keras_shape(self.torch_shape)
 
+    @property
+    def decayed(self) -> bool:
+        return is_decayed(self.torch_name)
+
+
+def is_decayed(torch_name: str) -> bool:
+    """Whether AdamW's decoupled weight decay applies to this canonical tensor.
+
+    Hugging Face Trainer's rule (`Trainer.get_decay_parameter_names`): no decay on biases
+    nor on LayerNorm weights. Both trainers take their no-decay set from here (torch's
+    param groups, the Keras optimizer's per-variable predicate), so the two cannot
+    disagree; Keras' own `exclude_from_weight_decay` matches short variable names
+    (`gamma`, `bias`) instead and is not used.
+    """
+    return not (torch_name.endswith(".bias") or ".LayerNorm." in torch_name)
+
 
 def rows(config: BertCnnConfig) -> list[Row]:
     """Every tensor of the model, in forward order, with its canonical (torch) shape."""
