@@ -133,7 +133,7 @@ def test_help_states_exit_codes_defaults_and_version():
     report = " ".join(run("report", "--help").stdout.split())
     assert "Exit codes: 0 every check ran and passed; 1 parity failure" in report and "3 incomplete" in report
     init = " ".join(run("init", "--help").stdout.split())
-    assert all(f"(default: {d})" in init for d in ("3,4,5", "100", "2", "0"))
+    assert all(f"(default: {d})" in init for d in ("3,4,5", "100", "0")) and "(default: 2" in init
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("bertcnn ")
 
