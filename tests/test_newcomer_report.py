@@ -84,9 +84,9 @@ def test_report_on_your_own_texts(ck, tmp_path, capsys):
     [
         (
             b"hello\n\xffbad\n",
-            "t.txt:2: not UTF-8 (byte 0xff at column 1); save the file as UTF-8. Received: b'\\xffbad'",
+            "t.txt:2: bytes that are not UTF-8; expected a UTF-8 text file",
         ),
-        (b"\n  \n", "holds no texts (only blank lines)"),
+        (b"\n  \n", "t.txt has no texts to compare on; expected one text per line. Received: 2 blank line(s)"),
     ],
 )
 def test_bad_text_files_exit_2_with_file_and_line(ck, tmp_path, capsys, content, message):
