@@ -1,7 +1,8 @@
 """`bertcnn` / `python -m parity`: the parity report, checkpoint init, prediction.
 
 Results go to stdout, errors to stderr. Exit codes: 0 ok, 1 parity failure,
-2 bad input (one line saying what was wrong; `--debug` shows the traceback).
+2 bad input (one line saying what was wrong; `--debug` shows the traceback),
+3 a report that could not run every check (a Keras backend crashed).
 """
 
 from __future__ import annotations

@@ -75,40 +75,12 @@ def sample_inputs(
         tok = Tokenizer(tokenizer_dir, max_length=config.max_position_embeddings, pad_token_id=config.pad_token_id)
         encoded, truncated = tok.encode_counted(list(texts or SENTENCES))
         if truncated:
-            print(
-                f"note: {truncated} of {len(encoded)} texts are longer than {tok.max_length} tokens "
-                "(max_position_embeddings) and were cut to that length",
-                file=sys.stderr,
-            )
+            from parity.predict import truncation_note
+
+            print(truncation_note(truncated, len(encoded), tok.max_length, config), file=sys.stderr)
         return tok.pad(encoded)
     lengths = [min(n, config.max_position_embeddings) for n in (29, 6, 3, 25, 18, 17, 4)]
     return random_batch(config, lengths, seed=seed)
-
-
-def read_texts(path: str) -> list[str]:
-    """One text per line, blank lines skipped; `-` is stdin. Bad bytes are reported as FILE:LINE."""
-    name = "<stdin>" if path == "-" else path
-    if path == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"--file must be a text file with one text per line. Received: {path!r}")
-        raw = p.read_bytes()
-    texts = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        try:
-            text = line.decode("utf-8").strip()
-        except UnicodeDecodeError as e:
-            raise ValueError(
-                f"{name}:{number}: not UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1}); save the file as "
-                f"UTF-8. Received: {line[max(0, e.start - 10) : e.start + 10]!r}"
-            ) from None
-        if text:
-            texts.append(text)
-    if not texts:
-        raise ValueError(f"--file {name} holds no texts (only blank lines); put one text per line. Received: {name!r}")
-    return texts
 
 
 def torch_taps(w: Weights, dtype: str = "float32", device: str = "cpu") -> dict[str, np.ndarray]:
@@ -354,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
     check_dependencies(args)
-    texts = list(args.texts) + (read_texts(args.file) if args.file else [])
+    texts = user_texts(args)
 
     from parity.backends import current_backend, keras_side
     from parity.devices import keras_gpu, set_matmul_precision, torch_gpu
@@ -492,6 +464,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print("PARITY OK")
     return EXIT_OK
+
+
+def user_texts(args: argparse.Namespace) -> list[str]:
+    """TEXT arguments, then --file's lines (read as `bertcnn predict` reads them: FILE:LINE on bad bytes)."""
+    from parity.predict import read_texts
+
+    texts = list(args.texts)
+    if args.file:
+        from_file, blank = read_texts(args.file)
+        if not from_file and not texts:
+            name = "standard input" if args.file == "-" else args.file
+            raise ValueError(
+                f"{name} has no texts to compare on; expected one text per line. "
+                f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
+            )
+        texts += from_file
+    return texts
 
 
 def _backend_error(backend: str, group: list[dict], e: Exception) -> dict:
