@@ -185,6 +185,7 @@ def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_fro
     (staging / RECIPE_NAME).write_text(snap.recipe.to_json(), encoding="utf-8")
     np.savez(staging / RNG_NAME, **snap.rng)
     (staging / METRICS_NAME).write_text("".join(json.dumps(m) + "\n" for m in snap.metrics), encoding="utf-8")
+    _honour_umask(staging)
     _fsync_tree(staging)
     (staging / STATE_NAME).write_text(json.dumps(asdict(snap.state), indent=2) + "\n", encoding="utf-8")
     _fsync_tree(staging)
@@ -195,6 +196,14 @@ def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_fro
     if previous.exists():
         shutil.rmtree(previous)
     return dest
+
+
+def _honour_umask(d: Path) -> None:
+    """safetensors writes its files 0600 whatever the umask; give every file the usual 0666 & ~umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in d.iterdir():
+        os.chmod(f, 0o666 & ~mask)
 
 
 def _fsync_tree(d: Path) -> None:
