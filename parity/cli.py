@@ -132,6 +132,7 @@ COMMANDS = {
     "init": ("parity.cli", "write a canonical checkpoint: pretrained BERT + seeded CNN head"),
     "predict": ("parity.predict", "logits per text with either build"),
     "port": ("parity.port", "convert weights between checkpoint formats and frameworks, losslessly"),
+    "train": ("parity.training.command", "fine-tune a checkpoint with PyTorch or Keras (same recipe, same result)"),
     "evaluate": ("parity.training.evaluate", "accuracy, macro-F1, per-label scores, confusion matrix of a file"),
 }
 

@@ -227,7 +227,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="also train N plain-SGD steps in both builds (Keras: compile/fit) and compare the weights",
+        help="also train N AdamW updates (warmup, decay, clipping; dropout off) with the two real trainers "
+        "(torch loop, Keras compile/fit) and compare weights and optimizer moments",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw max abs difference per tap, one line per run")
 
@@ -331,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     from parity.backends import current_backend, keras_side
     from parity.devices import keras_gpu, set_matmul_precision, torch_gpu
     from parity.grad import seeded_labels, torch_grads
-    from parity.train import DEFAULT_LR, torch_train
+    from parity.train import parity_recipe, torch_train
 
     w = load_weights(args.checkpoint, seed=args.seed, texts=texts or None)
     kw = _keras_weights(args, w)
@@ -358,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
             devices.append(device)
 
     ref_cache: dict[tuple, dict[str, np.ndarray]] = {}
+    losses: dict[str, list] = {}  # training loss curves per framework, for --plot
 
     def reference(task: dict) -> dict[str, np.ndarray]:
         key = (task["task"], task["dtype"], task["device"], task.get("tier"))
@@ -369,9 +371,9 @@ def run(args: argparse.Namespace) -> int:
             elif task["task"] == "grad":
                 ref_cache[key] = torch_grads(w.config, w.tensors, w.inputs, labels, task["dtype"], task["device"])[0]
             else:
-                ref_cache[key] = torch_train(
-                    w.config, w.tensors, train_x, train_y, batch_size=train_bs, lr=DEFAULT_LR, dtype=task["dtype"]
-                )[0]
+                ref_cache[key], losses[f"torch {task['dtype']}"] = torch_train(
+                    w.config, w.tensors, train_x, train_y, parity_recipe(train_bs, task["dtype"])
+                )
         return ref_cache[key]
 
     runs: list[RunResult] = []
@@ -390,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         for task in tasks:
             if task["task"] == "train":
-                task.update(batch_size=train_bs, lr=DEFAULT_LR)
+                task.update(recipe=parity_recipe(train_bs, task["dtype"]).to_dict())
         inputs = {"taps": w.inputs, "grad": w.inputs, "train": train_x}
         # Tasks share one child per backend; train takes other inputs, so it gets its own call.
         groups = [[t for t in tasks if t["task"] != "train"], [t for t in tasks if t["task"] == "train"]]
@@ -409,6 +411,8 @@ def run(args: argparse.Namespace) -> int:
             for task, (arrays, meta) in zip(group, results, strict=True):
                 run = _compare(task, reference(task), arrays, w, backend)
                 runs.append(judge(run, meta))
+                if task["task"] == "train":
+                    losses[f"keras/{backend} {task['dtype']}"] = meta["metrics"]
                 if task["task"] == "taps" and task["tier"] == "strict" and task["dtype"] == "float32":
                     keras_cpu_gpu[(backend, task["device"])] = arrays
                 print(format_table(run) + "\n")
@@ -446,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and runs:
         from parity.plot import plot_runs
 
-        plot_runs(runs, args.plot)
+        plot_runs(runs, args.plot, losses=losses)
         print(f"wrote {args.plot}")
     elif args.plot:
         print(f"no plot written: nothing was compared ({args.plot})")
@@ -527,17 +531,12 @@ def _compare(task: dict, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]
             run.taps.append(argmax_tap(ref["logits"], cand["logits"], tol.max_argmax_disagreement))
     else:
         prefix = "grad/" if check == "grad" else "train/"
-        run = compare_arrays(
-            ref,
-            cand,
-            grad_names(w.config),
-            tolerance_for(dtype, device, check),
-            prefix=prefix,
-            dtype=dtype,
-            device=device,
-            backend=backend,
-            check=check,
-        )
+        tol = tolerance_for(dtype, device, check)
+        common = dict(dtype=dtype, device=device, backend=backend, check=check)
+        run = compare_arrays(ref, cand, grad_names(w.config), tol, prefix=prefix, **common)
+        if check == "train":  # and every AdamW moment, under canonical names
+            moments = [k for k in ref if k.startswith("exp_avg")]
+            run.taps += compare_arrays(ref, cand, moments, tol, prefix="moments/", **common).taps
     run.check = "forward" if check == "taps" else check
     run.tier = task.get("tier", "strict")
     return run
