@@ -87,6 +87,7 @@ COMMANDS = {
     "init": ("parity.cli", "write a canonical checkpoint: pretrained BERT + seeded CNN head"),
     "predict": ("parity.predict", "logits per text with either build"),
     "port": ("parity.port", "convert weights between checkpoint formats and frameworks, losslessly"),
+    "export": ("parity.serving.command", "write a serving directory: ONNX, TensorFlow SavedModel or LiteRT"),
 }
 
 

@@ -222,7 +222,7 @@ def _positive(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--checkpoint", required=True, metavar="DIR")
-    p.add_argument("--framework", required=True, choices=("torch", "keras"))
+    p.add_argument("--framework", choices=("torch", "keras"), help="required unless DIR is an export (bertcnn export)")
     p.add_argument("--file", metavar="PATH", help="read one text per line (blank lines skipped)")
     p.add_argument("--json", action="store_true", help='one JSON object per line: {"text", "logits", "label"}')
     p.add_argument("--taps", metavar="FILE.npz", help="save every tap plus the input_ids/attention_mask they came from")
@@ -262,8 +262,17 @@ def run(args: argparse.Namespace) -> int:
         texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise UsageError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
-    set_threads(args.framework, args.threads)
-    forward, config = FRAMEWORKS[args.framework](args.checkpoint)
+    from parity.serving import export_forward, is_export
+
+    if is_export(args.checkpoint):  # an export runs in its own runtime; --framework does not apply
+        if args.framework:
+            print(f"note: {args.checkpoint} is an export; --framework {args.framework} ignored", file=sys.stderr)
+        forward, config = export_forward(args.checkpoint, threads=args.threads)
+    elif args.framework is None:
+        raise UsageError(f"--framework torch|keras is required for a checkpoint. Received: {args.checkpoint!r}")
+    else:
+        set_threads(args.framework, args.threads)
+        forward, config = FRAMEWORKS[args.framework](args.checkpoint)
     max_length = args.max_length or config.max_position_embeddings
     if max_length > config.max_position_embeddings:
         raise UsageError(

@@ -198,6 +198,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also train N plain-SGD steps in both builds (Keras: compile/fit) and compare the weights",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw max abs difference per tap, one line per run")
+    p.add_argument("--artifact", metavar="OUT", help="check an export directory (bertcnn export) against --checkpoint")
 
 
 def _keras_weights(args, w: Weights) -> Weights:
@@ -249,6 +250,10 @@ def run(args: argparse.Namespace) -> int:
     from parity.grad import seeded_labels, torch_grads
     from parity.train import DEFAULT_LR, torch_train
 
+    if args.artifact:  # an export, run in its own runtime, vs the PyTorch build (parity.serving.check)
+        from parity.serving.check import run_check
+
+        return run_check(args.checkpoint, args.artifact, json_path=args.json)
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
     w = load_weights(args.checkpoint, seed=args.seed)
