@@ -66,7 +66,9 @@ def export_litert(model: BertCNN, path: str | os.PathLike) -> dict:
 
     # Freezing drops the output's name; a wrapper gives the signature its `logits` back.
     def serve(input_ids, attention_mask, token_type_ids):
-        return {OUTPUT_NAME: frozen(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]}
+        return {
+            OUTPUT_NAME: frozen(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        }
 
     named = tf.function(serve, input_signature=_specs()).get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([named], tf.Module())

@@ -74,4 +74,3 @@ def _opset(path: Path) -> int:
 
     proto = onnx.load(str(path), load_external_data=False)
     return next(int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-

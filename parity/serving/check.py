@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,21 +86,22 @@ def check_artifact(checkpoint: str | os.PathLike, export: str | os.PathLike) -> 
             f"{Path(checkpoint) / WEIGHTS_NAME} has {ck_hash[:12]}...; compare it with the checkpoint it came from"
         )
     if ex_config.to_dict() != ck_config.to_dict():
-        differ = sorted(k for k in ck_config.to_dict().keys() | ex_config.to_dict().keys()
-                        if ck_config.to_dict().get(k) != ex_config.to_dict().get(k))
+        differ = sorted(
+            k
+            for k in ck_config.to_dict().keys() | ex_config.to_dict().keys()
+            if ck_config.to_dict().get(k) != ex_config.to_dict().get(k)
+        )
         run.limitation = f"the export's config.json differs from the checkpoint's in {differ}"
         return run
     cases = check_cases(ck_config, Path(checkpoint))
     batches = [b for _, b in cases]
     candidate, meta = run_in_child(export, batches)
     reference = torch_logits(ck_config, tensors, batches)
-    for (name, batch), ref, cand in zip(cases, reference, candidate, strict=True):
+    for (name, _), ref, cand in zip(cases, reference, candidate, strict=True):
         run.taps.append(_logits_tap(f"logits/{name}", ref, cand, tol.atol))
-    loaded = [m for m in meta.get("frameworks_loaded", []) if m in ("torch", "keras", "transformers")]
-    run.notes.append(
-        f"runtime process loaded {', '.join(meta.get('frameworks_loaded', [])) or 'no deep-learning framework'}"
-        + (" (not isolated from the builds)" if loaded else "")
-    )
+    loaded = meta.get("frameworks_loaded", [])
+    why = " (`import tensorflow` loads Keras itself)" if "keras" in loaded and manifest.format == "saved_model" else ""
+    run.notes.append(f"the runtime's process loaded {', '.join(loaded) or 'no deep-learning framework'}{why}")
     return run
 
 
@@ -122,7 +122,6 @@ def run_check(checkpoint: str | os.PathLike, export: str | os.PathLike, *, json_
             "--artifact needs --checkpoint CK, the checkpoint the export was made from. Received: no --checkpoint"
         )
     print(f"artifact: {export}; reference: PyTorch build of {checkpoint}", flush=True)
-    print("running the export in its own runtime (child process)...", file=sys.stderr)
     run = check_artifact(checkpoint, export)
     print(format_table(run) + "\n")
     if run.limitation:
@@ -132,8 +131,13 @@ def run_check(checkpoint: str | os.PathLike, export: str | os.PathLike, *, json_
     if json_path:
         from parity.cli import write_text_atomic
 
-        doc = {"passed": run.passed, "source": str(checkpoint), "artifact": str(export),
-               "results": [run.to_dict()], "skipped": []}
+        doc = {
+            "passed": run.passed,
+            "source": str(checkpoint),
+            "artifact": str(export),
+            "results": [run.to_dict()],
+            "skipped": [],
+        }
         write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
     print("PARITY OK" if run.passed else "PARITY FAILED")
     return 0 if run.passed else 1

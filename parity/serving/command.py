@@ -9,7 +9,6 @@ input/output names and dtypes). Written atomically; an existing OUT needs --forc
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from parity.checkpoint import WEIGHTS_NAME, load_checkpoint
@@ -35,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
 
 
-def export(checkpoint: str, fmt: str, out: str, *, framework: str | None = None, opset: int | None = None,
-           force: bool = False) -> Manifest:
+def export(
+    checkpoint: str, fmt: str, out: str, *, framework: str | None = None, opset: int | None = None, force: bool = False
+) -> Manifest:
     framework = framework or SOURCES[fmt][0]
     if framework not in SOURCES[fmt]:
         raise ValueError(
@@ -84,7 +84,6 @@ def export(checkpoint: str, fmt: str, out: str, *, framework: str | None = None,
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"exporting {args.checkpoint} to {args.format}...", file=sys.stderr)
     manifest = export(
         args.checkpoint, args.format, args.out, framework=args.framework, opset=args.opset, force=args.force
     )

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
 from parity.serving.directory import load_config
-from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, Manifest, read_manifest
+from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, read_manifest
 
 RUNTIMES = {"onnx": "onnxruntime", "saved_model": "tensorflow", "litert": "ai-edge-litert"}
 # What to install for each runtime (the pyproject extras).
@@ -49,7 +48,8 @@ def _need(module: str, fmt: str):
         return importlib.import_module(module)
     except ImportError:
         raise ValueError(
-            f"running a {fmt} export needs {RUNTIMES[fmt]}: pip install '{EXTRAS[fmt]}'. Received: {module} not installed"
+            f"running a {fmt} export needs {RUNTIMES[fmt]}: pip install '{EXTRAS[fmt]}'. "
+            f"Received: {module} not installed"
         ) from None
 
 
@@ -158,7 +158,8 @@ def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False) -> np.ndarray:
         if return_taps:
             raise ValueError(
-                "an export computes logits only; for taps run the checkpoint it came from with --framework torch|keras. "
+                "an export computes logits only; for taps run the checkpoint it came from "
+                "with --framework torch|keras. "
                 f"Received: {str(directory)!r}"
             )
         x = full_inputs(inputs)
@@ -236,10 +237,6 @@ def _format(directory: str) -> str | None:
         return read_manifest(directory).format
     except (ValueError, FileNotFoundError):
         return None
-
-
-def describe(manifest: Manifest, config: BertCnnConfig) -> str:
-    return f"{manifest.format} (from the {manifest.framework} build, {config.num_labels} labels)"
 
 
 if __name__ == "__main__":
