@@ -134,6 +134,7 @@ COMMANDS = {
     "port": ("parity.port", "convert weights between checkpoint formats and frameworks, losslessly"),
     "train": ("parity.training.command", "fine-tune a checkpoint with PyTorch or Keras (same recipe, same result)"),
     "evaluate": ("parity.training.evaluate", "accuracy, macro-F1, per-label scores, confusion matrix of a file"),
+    "export": ("parity.serving.command", "write a serving directory: ONNX, TensorFlow SavedModel or LiteRT"),
 }
 
 

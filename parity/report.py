@@ -231,6 +231,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(torch loop, Keras compile/fit) and compare weights and optimizer moments",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw max abs difference per tap, one line per run")
+    p.add_argument("--artifact", metavar="OUT", help="check an export directory (bertcnn export) against --checkpoint")
 
 
 # -- what a run needs, checked before any work ----------------------------------------------------
@@ -324,6 +325,10 @@ def plan(args, devices: list[str]) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from parity.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_PARITY
 
+    if args.artifact:  # an export, run in its own runtime, vs the PyTorch build (parity.serving.check)
+        from parity.serving.check import run_check
+
+        return run_check(args.checkpoint, args.artifact, json_path=args.json)
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
     check_dependencies(args)
