@@ -396,9 +396,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--framework",
-        required=True,
         choices=("torch", "keras"),
-        help="which build runs the model: the PyTorch one or the Keras 3 one (same weights, same function)",
+        help="which build runs the model: the PyTorch one or the Keras 3 one (same weights, same function); "
+        "not needed for an export directory (`bertcnn export`), which runs in its own runtime",
     )
     p.add_argument(
         "--file",
@@ -490,11 +490,24 @@ def run(args: argparse.Namespace) -> int:
         texts += from_file
     if not texts:
         raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
-    set_threads(args.framework, args.threads)
-    config, tensors, own_tokenizer = read_weights(args.checkpoint, args.config)
-    tokenizer = load_tokenizer(config, own_tokenizer, args.checkpoint, args.tokenizer, args.max_length)
-    forward = build_forward(args.framework, config, tensors).forward
-    del tensors
+    from parity.serving import export_forward, is_export
+
+    if is_export(args.checkpoint):  # an export runs in its own runtime; --framework does not apply
+        if args.framework:
+            print(f"note: {args.checkpoint} is an export; --framework {args.framework} ignored", file=sys.stderr)
+        forward, config = export_forward(args.checkpoint, threads=args.threads)
+        tokenizer = load_tokenizer(config, Path(args.checkpoint), args.checkpoint, args.tokenizer, args.max_length)
+    elif args.framework is None:
+        raise ValueError(
+            "--framework torch|keras is required for a checkpoint (only an export directory runs without one). "
+            f"Received: {args.checkpoint!r}"
+        )
+    else:
+        set_threads(args.framework, args.threads)
+        config, tensors, own_tokenizer = read_weights(args.checkpoint, args.config)
+        tokenizer = load_tokenizer(config, own_tokenizer, args.checkpoint, args.tokenizer, args.max_length)
+        forward = build_forward(args.framework, config, tensors).forward
+        del tensors
     encoded, truncated = tokenizer.encode_counted(texts)
     if truncated:
         print(truncation_note(truncated, len(texts), tokenizer.max_length, config), file=sys.stderr)
