@@ -471,6 +471,14 @@ def run(args: argparse.Namespace) -> int:
     from parity.training.metrics import softmax
 
     texts = list(args.texts)
+    for i, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as surrogate escapes
+            raise ValueError(
+                f"TEXT argument {i} has bytes that are not UTF-8; expected UTF-8 text (or use --file). "
+                f"Received: {text.encode('utf-8', 'surrogateescape')[:80]!r}"
+            ) from None
     if args.file:
         from_file, blank = read_texts(args.file)
         if not from_file and not texts:
