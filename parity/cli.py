@@ -1,7 +1,8 @@
 """`bertcnn` / `python -m parity`: the parity report, checkpoint init, prediction.
 
 Results go to stdout, errors to stderr. Exit codes: 0 ok, 1 parity failure,
-2 bad input (one line saying what was wrong; `--debug` shows the traceback).
+2 bad input (one line saying what was wrong; `--debug` shows the traceback),
+3 a report that could not run every check (a Keras backend crashed).
 """
 
 from __future__ import annotations
@@ -131,7 +132,9 @@ COMMANDS = {
     "init": ("parity.cli", "write a canonical checkpoint: pretrained BERT + seeded CNN head"),
     "predict": ("parity.predict", "logits per text with either build"),
     "port": ("parity.port", "convert weights between checkpoint formats and frameworks, losslessly"),
+    "train": ("parity.training.command", "fine-tune a checkpoint with PyTorch or Keras (same recipe, same result)"),
     "evaluate": ("parity.training.evaluate", "accuracy, macro-F1, per-label scores, confusion matrix of a file"),
+    "export": ("parity.serving.command", "write a serving directory: ONNX, TensorFlow SavedModel or LiteRT"),
 }
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.cli import UsageError
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
 from parity.tokenize import Tokenizer
@@ -139,7 +138,7 @@ def read_weights(source: str | os.PathLike, config: str | os.PathLike | None = N
     given = None if config is None else BertCnnConfig.from_json_file(config)
     if src.is_dir():
         if given is not None:
-            raise UsageError(
+            raise ValueError(
                 f"{src} is a checkpoint directory, which carries its own config.json; drop --config. "
                 f"Received: --config {config}"
             )
@@ -151,7 +150,7 @@ def read_weights(source: str | os.PathLike, config: str | os.PathLike | None = N
     def expect_for(cfg: BertCnnConfig):
         return lambda shapes: strict_check(shapes, cfg, what=str(src))
 
-    needs = UsageError(
+    needs = ValueError(
         f"{src} is a {fmt} file, which carries no model config; pass --config path/to/config.json "
         f"(the config.json of the checkpoint these weights belong to). Received: no --config"
     )
@@ -170,7 +169,7 @@ def read_weights(source: str | os.PathLike, config: str | os.PathLike | None = N
             raise needs
         w.config = given
     elif given is not None and given != w.config:
-        raise UsageError(
+        raise ValueError(
             f"--config disagrees with the config stored in {src}; drop --config (the file carries its own). "
             f"Received: --config {config}"
         )
@@ -223,13 +222,13 @@ def load_tokenizer(
     """`tokenizer` (else the source's own, `own`) at `max_length` (default: the position table)."""
     max_length = max_length or config.max_position_embeddings
     if max_length > config.max_position_embeddings:
-        raise UsageError(
+        raise ValueError(
             f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
             f"Received: {max_length}"
         )
     where = tokenizer or own
     if where is None:
-        raise UsageError(
+        raise ValueError(
             f"{source} carries no tokenizer; pass --tokenizer DIR (a folder with tokenizer.json, such as the "
             "checkpoint or Hugging Face BERT these weights came from). Received: no --tokenizer"
         )
@@ -397,9 +396,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--framework",
-        required=True,
         choices=("torch", "keras"),
-        help="which build runs the model: the PyTorch one or the Keras 3 one (same weights, same function)",
+        help="which build runs the model: the PyTorch one or the Keras 3 one (same weights, same function); "
+        "not needed for an export directory (`bertcnn export`), which runs in its own runtime",
     )
     p.add_argument(
         "--file",
@@ -472,22 +471,43 @@ def run(args: argparse.Namespace) -> int:
     from parity.training.metrics import softmax
 
     texts = list(args.texts)
+    for i, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as surrogate escapes
+            raise ValueError(
+                f"TEXT argument {i} has bytes that are not UTF-8; expected UTF-8 text (or use --file). "
+                f"Received: {text.encode('utf-8', 'surrogateescape')[:80]!r}"
+            ) from None
     if args.file:
         from_file, blank = read_texts(args.file)
         if not from_file and not texts:
             name = "standard input" if args.file == "-" else args.file
-            raise UsageError(
+            raise ValueError(
                 f"{name} has no texts to predict; expected one text per line. "
                 f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
             )
         texts += from_file
     if not texts:
-        raise UsageError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
-    set_threads(args.framework, args.threads)
-    config, tensors, own_tokenizer = read_weights(args.checkpoint, args.config)
-    tokenizer = load_tokenizer(config, own_tokenizer, args.checkpoint, args.tokenizer, args.max_length)
-    forward = build_forward(args.framework, config, tensors).forward
-    del tensors
+        raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
+    from parity.serving import export_forward, is_export
+
+    if is_export(args.checkpoint):  # an export runs in its own runtime; --framework does not apply
+        if args.framework:
+            print(f"note: {args.checkpoint} is an export; --framework {args.framework} ignored", file=sys.stderr)
+        forward, config = export_forward(args.checkpoint, threads=args.threads)
+        tokenizer = load_tokenizer(config, Path(args.checkpoint), args.checkpoint, args.tokenizer, args.max_length)
+    elif args.framework is None:
+        raise ValueError(
+            "--framework torch|keras is required for a checkpoint (only an export directory runs without one). "
+            f"Received: {args.checkpoint!r}"
+        )
+    else:
+        set_threads(args.framework, args.threads)
+        config, tensors, own_tokenizer = read_weights(args.checkpoint, args.config)
+        tokenizer = load_tokenizer(config, own_tokenizer, args.checkpoint, args.tokenizer, args.max_length)
+        forward = build_forward(args.framework, config, tensors).forward
+        del tensors
     encoded, truncated = tokenizer.encode_counted(texts)
     if truncated:
         print(truncation_note(truncated, len(texts), tokenizer.max_length, config), file=sys.stderr)

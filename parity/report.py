@@ -75,40 +75,12 @@ def sample_inputs(
         tok = Tokenizer(tokenizer_dir, max_length=config.max_position_embeddings, pad_token_id=config.pad_token_id)
         encoded, truncated = tok.encode_counted(list(texts or SENTENCES))
         if truncated:
-            print(
-                f"note: {truncated} of {len(encoded)} texts are longer than {tok.max_length} tokens "
-                "(max_position_embeddings) and were cut to that length",
-                file=sys.stderr,
-            )
+            from parity.predict import truncation_note
+
+            print(truncation_note(truncated, len(encoded), tok.max_length, config), file=sys.stderr)
         return tok.pad(encoded)
     lengths = [min(n, config.max_position_embeddings) for n in (29, 6, 3, 25, 18, 17, 4)]
     return random_batch(config, lengths, seed=seed)
-
-
-def read_texts(path: str) -> list[str]:
-    """One text per line, blank lines skipped; `-` is stdin. Bad bytes are reported as FILE:LINE."""
-    name = "<stdin>" if path == "-" else path
-    if path == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"--file must be a text file with one text per line. Received: {path!r}")
-        raw = p.read_bytes()
-    texts = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        try:
-            text = line.decode("utf-8").strip()
-        except UnicodeDecodeError as e:
-            raise ValueError(
-                f"{name}:{number}: not UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1}); save the file as "
-                f"UTF-8. Received: {line[max(0, e.start - 10) : e.start + 10]!r}"
-            ) from None
-        if text:
-            texts.append(text)
-    if not texts:
-        raise ValueError(f"--file {name} holds no texts (only blank lines); put one text per line. Received: {name!r}")
-    return texts
 
 
 def torch_taps(w: Weights, dtype: str = "float32", device: str = "cpu") -> dict[str, np.ndarray]:
@@ -255,9 +227,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="also train N plain-SGD steps in both builds (Keras: compile/fit) and compare the weights",
+        help="also train N AdamW updates (warmup, decay, clipping; dropout off) with the two real trainers "
+        "(torch loop, Keras compile/fit) and compare weights and optimizer moments",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw max abs difference per tap, one line per run")
+    p.add_argument("--artifact", metavar="OUT", help="check an export directory (bertcnn export) against --checkpoint")
 
 
 # -- what a run needs, checked before any work ----------------------------------------------------
@@ -351,15 +325,19 @@ def plan(args, devices: list[str]) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from parity.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_PARITY
 
+    if args.artifact:  # an export, run in its own runtime, vs the PyTorch build (parity.serving.check)
+        from parity.serving.check import run_check
+
+        return run_check(args.checkpoint, args.artifact, json_path=args.json)
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
     check_dependencies(args)
-    texts = list(args.texts) + (read_texts(args.file) if args.file else [])
+    texts = user_texts(args)
 
     from parity.backends import current_backend, keras_side
     from parity.devices import keras_gpu, set_matmul_precision, torch_gpu
     from parity.grad import seeded_labels, torch_grads
-    from parity.train import DEFAULT_LR, torch_train
+    from parity.train import parity_recipe, torch_train
 
     w = load_weights(args.checkpoint, seed=args.seed, texts=texts or None)
     kw = _keras_weights(args, w)
@@ -386,6 +364,7 @@ def run(args: argparse.Namespace) -> int:
             devices.append(device)
 
     ref_cache: dict[tuple, dict[str, np.ndarray]] = {}
+    losses: dict[str, list] = {}  # training loss curves per framework, for --plot
 
     def reference(task: dict) -> dict[str, np.ndarray]:
         key = (task["task"], task["dtype"], task["device"], task.get("tier"))
@@ -397,9 +376,9 @@ def run(args: argparse.Namespace) -> int:
             elif task["task"] == "grad":
                 ref_cache[key] = torch_grads(w.config, w.tensors, w.inputs, labels, task["dtype"], task["device"])[0]
             else:
-                ref_cache[key] = torch_train(
-                    w.config, w.tensors, train_x, train_y, batch_size=train_bs, lr=DEFAULT_LR, dtype=task["dtype"]
-                )[0]
+                ref_cache[key], losses[f"torch {task['dtype']}"] = torch_train(
+                    w.config, w.tensors, train_x, train_y, parity_recipe(train_bs, task["dtype"])
+                )
         return ref_cache[key]
 
     runs: list[RunResult] = []
@@ -418,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         for task in tasks:
             if task["task"] == "train":
-                task.update(batch_size=train_bs, lr=DEFAULT_LR)
+                task.update(recipe=parity_recipe(train_bs, task["dtype"]).to_dict())
         inputs = {"taps": w.inputs, "grad": w.inputs, "train": train_x}
         # Tasks share one child per backend; train takes other inputs, so it gets its own call.
         groups = [[t for t in tasks if t["task"] != "train"], [t for t in tasks if t["task"] == "train"]]
@@ -437,6 +416,8 @@ def run(args: argparse.Namespace) -> int:
             for task, (arrays, meta) in zip(group, results, strict=True):
                 run = _compare(task, reference(task), arrays, w, backend)
                 runs.append(judge(run, meta))
+                if task["task"] == "train":
+                    losses[f"keras/{backend} {task['dtype']}"] = meta["metrics"]
                 if task["task"] == "taps" and task["tier"] == "strict" and task["dtype"] == "float32":
                     keras_cpu_gpu[(backend, task["device"])] = arrays
                 print(format_table(run) + "\n")
@@ -474,7 +455,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and runs:
         from parity.plot import plot_runs
 
-        plot_runs(runs, args.plot)
+        plot_runs(runs, args.plot, losses=losses)
         print(f"wrote {args.plot}")
     elif args.plot:
         print(f"no plot written: nothing was compared ({args.plot})")
@@ -492,6 +473,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print("PARITY OK")
     return EXIT_OK
+
+
+def user_texts(args: argparse.Namespace) -> list[str]:
+    """TEXT arguments, then --file's lines (read as `bertcnn predict` reads them: FILE:LINE on bad bytes)."""
+    from parity.predict import read_texts
+
+    texts = list(args.texts)
+    if args.file:
+        from_file, blank = read_texts(args.file)
+        if not from_file and not texts:
+            name = "standard input" if args.file == "-" else args.file
+            raise ValueError(
+                f"{name} has no texts to compare on; expected one text per line. "
+                f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
+            )
+        texts += from_file
+    return texts
 
 
 def _backend_error(backend: str, group: list[dict], e: Exception) -> dict:
@@ -538,17 +536,12 @@ def _compare(task: dict, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]
             run.taps.append(argmax_tap(ref["logits"], cand["logits"], tol.max_argmax_disagreement))
     else:
         prefix = "grad/" if check == "grad" else "train/"
-        run = compare_arrays(
-            ref,
-            cand,
-            grad_names(w.config),
-            tolerance_for(dtype, device, check),
-            prefix=prefix,
-            dtype=dtype,
-            device=device,
-            backend=backend,
-            check=check,
-        )
+        tol = tolerance_for(dtype, device, check)
+        common = dict(dtype=dtype, device=device, backend=backend, check=check)
+        run = compare_arrays(ref, cand, grad_names(w.config), tol, prefix=prefix, **common)
+        if check == "train":  # and every AdamW moment, under canonical names
+            moments = [k for k in ref if k.startswith("exp_avg")]
+            run.taps += compare_arrays(ref, cand, moments, tol, prefix="moments/", **common).taps
     run.check = "forward" if check == "taps" else check
     run.tier = task.get("tier", "strict")
     return run

@@ -6,9 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY, random_tensors
 from hypothesis import given
 from hypothesis import strategies as st
 
+from parity.checkpoint import save_checkpoint
+from parity.cli import main
+from parity.config import BertCnnConfig
 from parity.training.data import read_labelled
 
 
@@ -128,6 +132,28 @@ def test_every_bad_row_is_refused_with_file_and_line_on_one_line(tmp_path, name,
     msg = str(info.value)
     assert msg.startswith(str(tmp_path / start)), msg
     assert "\n" not in msg and "Received: " in msg
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny 2-label checkpoints, unnamed and named neg/pos: the data is refused before any model is built."""
+    out = {}
+    for names in (None, ("neg", "pos")):
+        config = BertCnnConfig(**{**TINY, "num_labels": 2, "label_names": names})
+        out[names] = save_checkpoint(tmp_path_factory.mktemp("ck") / "ck", config, random_tensors(config))
+    return out
+
+
+@pytest.mark.parametrize(("name", "content", "num_labels", "names", "start"), BAD, ids=[b[-1] for b in BAD])
+def test_the_cli_exits_2_with_the_same_line_and_prints_nothing(
+    tmp_path, checkpoints, capsys, name, content, num_labels, names, start
+):
+    f = write(tmp_path, name, content)
+    argv = ["evaluate", "--checkpoint", str(checkpoints[names]), "--file", str(f), "--framework", "torch", "--json"]
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith(f"bertcnn evaluate: error: {tmp_path / start}")
+    assert out.err.count("\n") == 1 and "Received: " in out.err
 
 
 def test_a_missing_file_and_bad_arguments(tmp_path):

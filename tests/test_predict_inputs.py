@@ -57,6 +57,16 @@ def test_non_utf8_bytes_are_reported_by_file_and_line(ck, tmp_path, capsys):
     assert err.rstrip().endswith("Received: byte b'\\xe9' on line 3")
 
 
+def test_a_non_utf8_text_argument_is_refused_not_a_traceback(ck, capsys):
+    text = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python hands such argv bytes over
+    code, out, err = predict(capsys, "--checkpoint", str(ck), "--framework", "torch", "fine", text)
+    assert (code, out) == (2, "")
+    assert err == (
+        "bertcnn predict: error: TEXT argument 2 has bytes that are not UTF-8; expected UTF-8 text "
+        "(or use --file). Received: b'caf\\xe9'\n"
+    )
+
+
 def test_file_dash_reads_stdin_with_bom_and_crlf(ck, capsys, monkeypatch):
     stdin = io.TextIOWrapper(io.BytesIO(("\ufeff" + "\r\n".join(TEXTS) + "\r\n").encode()))
     monkeypatch.setattr(sys, "stdin", stdin)

@@ -68,10 +68,10 @@ def command_of(line: str) -> str:
     return line.strip()
 
 
-def steps() -> list[tuple[str, str, str]]:
+def steps(text: str | None = None) -> list[tuple[str, str, str]]:
     """(where, kind, code) to run, in README order: python blocks whole, bash blocks line by line."""
     out = []
-    for start, lang, body in blocks(README.read_text(encoding="utf-8")):
+    for start, lang, body in blocks(README.read_text(encoding="utf-8") if text is None else text):
         if lang == "python":
             out.append((f"README.md:{start}", "python", body))
         elif lang in ("bash", "sh", "shell"):
@@ -80,6 +80,29 @@ def steps() -> list[tuple[str, str, str]]:
                 if command and command not in SKIP:
                     out.append((f"README.md:{start + offset}", "bash", line))
     return out
+
+
+def run_steps(todo: list[tuple[str, str, str]], root: Path) -> str | None:
+    """Run each step in `root/work`; the first failure as a message, or None."""
+    shims = root / "bin"
+    shims.mkdir(exist_ok=True)
+    for name, target in (("bertcnn", f'"{sys.executable}" -m parity'), ("python", f'"{sys.executable}"')):
+        (shims / name).write_text(f'#!/bin/sh\nexec {target} "$@"\n')
+        (shims / name).chmod(0o755)
+    work = root / "work"
+    work.mkdir(exist_ok=True)
+    env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env.pop("KERAS_BACKEND", None)
+    for where, kind, code in todo:
+        if kind == "python":
+            (root / "block.py").write_text(code, encoding="utf-8")
+            argv = [sys.executable, str(root / "block.py")]
+        else:
+            argv = ["bash", "-euo", "pipefail", "-c", code]
+        proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            return f"{where} ({kind}) exit {proc.returncode}:\n{code}\n{proc.stdout}\n{proc.stderr}"
+    return None
 
 
 def test_skip_list_names_only_readme_commands_and_each_has_a_reason():
@@ -104,22 +127,16 @@ def test_no_link_leaves_the_repository():
     assert "shared/" not in text and "seeds/" not in text
 
 
+def test_the_runner_catches_a_snippet_that_fails_and_a_missing_prerequisite(tmp_path):
+    """The README's old torch snippet (no `import torch`) and a block run before what it needs."""
+    text = "```bash\nbertcnn --version   # runs\n```\n```python\nx = torch.zeros(1)\n```\n"
+    failure = run_steps(steps(text), tmp_path)
+    assert failure.startswith("README.md:4 (python) exit 1") and "NameError: name 'torch' is not defined" in failure
+    failure = run_steps(steps("```bash\nls ck/config.json\n```\n"), tmp_path)
+    assert failure.startswith("README.md:2 (bash) exit 2") and "No such file" in failure
+
+
 @pytest.mark.slow
 def test_every_readme_example_runs_as_written(tmp_path):
-    shims = tmp_path / "bin"
-    shims.mkdir()
-    for name, target in (("bertcnn", f'"{sys.executable}" -m parity'), ("python", f'"{sys.executable}"')):
-        (shims / name).write_text(f'#!/bin/sh\nexec {target} "$@"\n')
-        (shims / name).chmod(0o755)
-    work = tmp_path / "work"
-    work.mkdir()
-    env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
-    env.pop("KERAS_BACKEND", None)
-    for where, kind, code in steps():
-        if kind == "python":
-            (tmp_path / "block.py").write_text(code, encoding="utf-8")
-            argv = [sys.executable, str(tmp_path / "block.py")]
-        else:
-            argv = ["bash", "-euo", "pipefail", "-c", code]
-        proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"{where} ({kind}) exit {proc.returncode}:\n{code}\n{proc.stdout}\n{proc.stderr}"
+    failure = run_steps(steps(), tmp_path)
+    assert failure is None, failure

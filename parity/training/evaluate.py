@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 
-from parity.cli import UsageError
 from parity.training.data import FORMATS, read_labelled
 from parity.training.metrics import evaluate_logits
 
@@ -89,7 +88,7 @@ def evaluate(
         file, num_labels=cfg.num_labels, label_names=cfg.label_names, text_column=text_column, label_column=label_column
     )
     if data.named and cfg.label_names is None:
-        raise UsageError(
+        raise ValueError(
             f"{file} labels its rows by name ({', '.join(data.label_names)}) but the checkpoint names no labels, "
             "so names cannot be matched to its ids; use integer ids in the file, or a checkpoint with names "
             f"(`bertcnn init DIR --labels ...`, or one trained on named data). Received: {list(data.label_names)!r}"
