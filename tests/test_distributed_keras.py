@@ -22,7 +22,6 @@ from bertcnn_tf.distributed import pad_for_devices, simulated_devices_flag
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS, BATCH, EPOCHS = 11, 5, 2
-LR = 2.0**-5
 
 
 @pytest.mark.parametrize(("size", "n"), [(6, 2), (5, 2), (1, 2), (7, 3), (4, 1)])
@@ -69,7 +68,9 @@ def _child(out: Path) -> None:
     import keras
 
     from bertcnn_tf import distributed as KD
+    from bertcnn_tf.optimizers import TorchAdamW
     from parity.backends import build_keras
+    from parity.training import TrainingRecipe
 
     config, tensors, batches = _batches()
 
@@ -88,8 +89,10 @@ def _child(out: Path) -> None:
 
     def train(n_devices):
         model = build_keras(config, tensors, "float64")
+        recipe = TrainingRecipe(epochs=EPOCHS, batch_size=BATCH, lr=1e-2, warmup_steps=2, max_grad_norm=0.5,
+                                dtype="float64", dropout=False, shuffle=False)  # fmt: skip
         model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=LR),
+            optimizer=TorchAdamW.from_recipe(recipe, model, ROWS),  # torch's AdamW, schedule and clipping
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"),
         )
         model.fit(Batches(n_devices), epochs=1, shuffle=False, verbose=0)
@@ -136,7 +139,7 @@ def test_two_simulated_devices_equal_one_device(keras_run):
     worst = {k: float(np.abs(w["two"][k] - w["one"][k]).max()) for k in w["one"]}
     bad = {k: d for k, d in worst.items() if d > tol.bound(k, float(np.abs(w["one"][k]).max()))}
     assert not bad, bad
-    print(f"Keras DataParallel 2 devices vs 1, {meta['steps']} SGD steps: max weight diff {max(worst.values()):.1e}")
+    print(f"Keras DataParallel 2 devices vs 1, {meta['steps']} AdamW steps: max weight diff {max(worst.values()):.1e}")
 
 
 def test_an_unpadded_uneven_batch_is_refused_by_jax(keras_run):
