@@ -130,6 +130,7 @@ def keras_run(tmp_path_factory):
             ("one", "two")}, json.loads((out / "meta.json").read_text())  # fmt: skip
 
 
+@pytest.mark.slow  # a JAX child compiling 4 train steps: ~70 s of CPU
 def test_two_simulated_devices_equal_one_device(keras_run):
     from parity.tolerance import tolerance_for
 
@@ -142,6 +143,7 @@ def test_two_simulated_devices_equal_one_device(keras_run):
     print(f"Keras DataParallel 2 devices vs 1, {meta['steps']} AdamW steps: max weight diff {max(worst.values()):.1e}")
 
 
+@pytest.mark.slow
 def test_an_unpadded_uneven_batch_is_refused_by_jax(keras_run):
     _, meta = keras_run
     assert meta["refused"], "JAX sharded 5 rows over 2 devices?"
