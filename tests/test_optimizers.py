@@ -346,3 +346,27 @@ def test_state_is_refused_unless_it_names_exactly_the_trained_tensors():
         split_moments({"exp_avg.fc.bias": np.zeros(3)})
     with pytest.raises(ValueError, match=r"wrong shape: convs\.0\.weight"):
         opt.import_state(model, {**moments, "exp_avg.convs.0.weight": np.zeros((2, 12, 5))}, 3)
+
+
+def test_float_lr_single_tensor_matches_torch_and_config_round_trips():
+    """A float lr is held in float64 (Keras' own variable is float32: 1e-3 would be 1.00000005e-3)."""
+    import keras
+    import torch
+
+    from bertcnn_tf import TorchAdamW
+
+    rng = np.random.default_rng(1)
+    p0, grads = rng.standard_normal((4, 3)), rng.standard_normal((3, 4, 3)) * [[[1e-3]], [[1.0]], [[1e-2]]]
+    kp = keras.Variable(p0, dtype="float64")
+    ours = TorchAdamW(1e-3, weight_decay=0.1, max_grad_norm=0.5)
+    tp = torch.tensor(p0, requires_grad=True)
+    ref = torch.optim.AdamW([tp], lr=1e-3, weight_decay=0.1)
+    for g in grads:
+        ours.apply([keras.ops.convert_to_tensor(g, dtype="float64")], [kp])
+        tp.grad = torch.tensor(g)
+        assert float(ours.grad_norm.numpy()) == pytest.approx(float(torch.nn.utils.clip_grad_norm_([tp], 0.5)), 1e-15)
+        ref.step()
+        np.testing.assert_allclose(kp.numpy(), tp.detach().numpy(), rtol=0, atol=1e-15)
+    assert str(ours._learning_rate.dtype) == "float64"
+    again = TorchAdamW.from_config(ours.get_config())
+    assert (again.max_grad_norm, again.torch_weight_decay, again.epsilon) == (0.5, 0.1, 1e-8)
