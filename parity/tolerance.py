@@ -73,18 +73,22 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
         atol=1e-10, rtol=0.0, measured="tiny, 16 AdamW updates, TF: weights 2.0e-13, moments <= 8.7e-18"
     ),
     # AdamW fine-tuning: bertcnn_tf.TorchAdamW + LinearWarmupDecay under Keras fit vs
-    # torch.optim.AdamW + LambdaLR + clip_grad_norm_, weights and both moments
-    # (tests/test_optimizers.py: tiny config, 8 updates, lr 0.03, warmup 2, clipping on some).
+    # torch.optim.AdamW + LambdaLR + clip_grad_norm_; weights and both moments
+    # (tests/test_optimizers*.py: tiny config, 8 updates, lr 0.03, warmup 2, clipping on some).
     # Adam divides by sqrt(v) + eps, so where the exact gradient is 0 (attention key biases:
-    # softmax ignores a shift) the rounding noise itself is normalised into steps: the worst
-    # tensor is always a key bias, and the float32 figure grows with lr x updates.
-    # float32 (TF backend): 3.5e-4 (key bias; every other tensor <= 6.8e-5): 4x margin.
+    # softmax ignores a shift) each framework's rounding noise is itself normalised into
+    # steps: the worst tensor is always a key bias, and in float32 that figure grows with
+    # lr x updates (re-measure before using the bound for long runs).
+    # float32 (jax with x64 off): key bias TF 3.5e-4, jax 3.3e-4, torch 7.3e-4; every other
+    # tensor <= 9.9e-5 (torch backend): >= 4x margin.
     ("float32", "cpu", "adamw"): Tolerance(
-        atol=1.5e-3, rtol=0.0, measured="tiny, 8 updates, lr 0.03: 3.5e-4 (key bias), others <= 6.8e-5 (TF)"
+        atol=3e-3,
+        rtol=0.0,
+        measured="tiny, 8 updates, lr 0.03: key bias <= 7.3e-4 (TF 3.5e-4, jax 3.3e-4, torch 7.3e-4); others <= 9.9e-5",
     ),
-    # float64 (TF backend): 8.7e-13 (key bias), every other tensor <= 1.2e-13: >= 100x margin.
+    # float64: key bias TF 8.7e-13, jax 3.6e-13, torch 1.3e-13; every other tensor <= 1.2e-13: >= 100x.
     ("float64", "cpu", "adamw"): Tolerance(
-        atol=1e-10, rtol=0.0, measured="tiny, 8 updates, lr 0.03: 8.7e-13 (key bias), others <= 1.2e-13 (TF)"
+        atol=1e-10, rtol=0.0, measured="tiny, 8 updates, lr 0.03: <= 8.7e-13 (key bias, TF), others <= 1.2e-13"
     ),
     # Serving artifacts (`bertcnn report --artifact`, `export --verify`): the export run in its
     # runtime vs the PyTorch build, logits only (atol), on the report's sentences and the
