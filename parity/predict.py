@@ -486,7 +486,9 @@ def run(args: argparse.Namespace) -> int:
 
     if is_export(args.checkpoint):  # an export runs in its own runtime; --framework does not apply
         if args.taps:
-            raise UsageError(f"an export computes logits only: --taps needs a checkpoint. Received: {args.checkpoint!r}")
+            raise ValueError(
+                f"an export computes logits only: --taps needs a checkpoint. Received: {args.checkpoint!r}"
+            )
         if args.framework:
             print(f"note: {args.checkpoint} is an export; --framework {args.framework} ignored", file=sys.stderr)
         forward, config = export_forward(args.checkpoint, threads=args.threads)
