@@ -18,6 +18,7 @@ trainer (`parity.training`); this module only computes updates the way torch use
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -67,6 +68,7 @@ class TorchTrainer:
     def __init__(self, run: Run, *, device: str = "cpu", rank: int = 0, world_size: int = 1):
         self.run, self.device, self.rank, self.world_size = run, device, rank, world_size
         snap, r = run.start, run.recipe
+        run.start = replace(snap, state=replace(snap.state, framework="torch"))  # its saves are torch's now
         self.dtype = getattr(torch, r.dtype)
         config = snap.config if r.dropout else no_dropout(snap.config)
         tensors = {k: np.asarray(v, dtype=r.dtype) for k, v in snap.tensors.items()}
