@@ -50,13 +50,13 @@ def test_train_writes_a_checkpoint_in_the_training_dtype_with_label_names(traine
 
 
 def test_a_non_empty_directory_is_refused_without_resume_or_force(trained, capsys):
-    out, args = trained
+    _, args = trained
     assert main([a for a in args if a != "--json"]) == 2
     assert "exists and is not empty; pass --resume" in capsys.readouterr().err
 
 
 def test_resume_refuses_another_recipe_and_other_data(trained, files, capsys):
-    out, args = trained
+    out, _ = trained
     resume = ["train", "--train", str(files / "train.jsonl"), "--out", str(out), "--framework", "torch", "--resume"]
     assert main([*resume, "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
