@@ -25,8 +25,8 @@ class Tolerance:
 
 
 # Keyed by (dtype, device, check): `forward` compares taps, `grad` the gradient of the
-# loss w.r.t. every weight, `train` the weights and AdamW moments after training with both real trainers. GPU tiers: `float32`
-# is strict (TF32 off everywhere), `float32-default` leaves each framework's default
+# loss w.r.t. every weight, `train` the weights and AdamW moments after training with both
+# real trainers. GPU tiers: `float32` is strict (TF32 off everywhere), `float32-default` leaves each framework's default
 # matmul precision (TF32 where the GPU has it), `bfloat16` is judged on argmax agreement.
 TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # float32 is what users run. Measured with `bertcnn report` (embedded MiniLM-L6,
