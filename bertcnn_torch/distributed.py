@@ -123,9 +123,9 @@ def init(device: torch.device | str = "cpu", backend: str | None = None, timeout
     On CUDA each rank takes GPU LOCAL_RANK; call `device_for(world)` for its device.
     """
     world = env_world()
+    chosen = choose_backend(device, backend)  # checked in a single process too
     if not world.distributed:
         return world
-    chosen = choose_backend(device, backend)
     device_id = None
     if torch.device(device).type == "cuda":
         device_id = torch.device("cuda", world.local_rank)

@@ -169,3 +169,36 @@ def test_two_nodes_by_c10d_rendezvous_on_one_machine_equal_one_process(data):
     assert sum(bool(o.strip()) for o, _ in outs) == 1  # one summary: global rank 0's
     worst = _assert_same_training(data / "one", data / "nodes")
     print(f"2 'nodes' (c10d rendezvous, 1 process each) vs 1 process: max weight/moment diff {worst:.1e}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment", "env"),
+    [
+        (["--framework", "torch", "--data-parallel"], "--data-parallel is Keras on JAX", {}),
+        (["--framework", "keras", "--dist-backend", "gloo"], "are for --framework torch", {}),
+        (["--framework", "keras"], "WORLD_SIZE=2", {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}),
+        (["--framework", "torch", "--dist-backend", "nccl"], "nccl reduces CUDA tensors only", {}),
+        (["--framework", "torch"], "Partial torchrun environment", {"RANK": "1"}),
+    ],
+)
+def test_misplaced_data_parallel_options_exit_2_with_one_line(argv, fragment, env, tmp_path, capsys, monkeypatch):
+    from parity.cli import main
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["train", "--train", str(tmp_path / "t.jsonl"), "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Received" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_keras_data_parallel_needs_the_jax_backend():
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() == "jax":
+        pytest.skip("this process runs Keras on JAX")
+    from bertcnn_tf.distributed import use_data_parallel
+
+    with pytest.raises(ValueError, match=r"KERAS_BACKEND=jax.*Received: (tensorflow|torch)"):
+        use_data_parallel()
