@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["device_count", "pad_for_devices", "use_data_parallel"]
+__all__ = ["device_count", "pad_for_devices", "simulated_devices_flag", "use_data_parallel"]
 
 
 def use_data_parallel(devices: list | None = None):
