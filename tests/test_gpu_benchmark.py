@@ -49,9 +49,12 @@ def _gpu_module():
 
 @pytest.mark.slow
 def test_gpu_script_runs_on_cpu_and_writes_every_required_key(tmp_path):
+    """As benchmarks/gpu.sh runs it on a GPU machine (tokenizer and corpus from the carry), at tiny size."""
+    _gpu_module().make_carry(tmp_path / "carry")
     out = tmp_path / "gpu.json"
     cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--size", "tiny", "--corpus-size", "24", "--batch", "4",
-           "--seq", "32", "--repeats", "2", "--iters", "2", "--matmul-n", "128", "--out", str(out)]  # fmt: skip
+           "--seq", "32", "--repeats", "2", "--iters", "2", "--matmul-n", "128", "--out", str(out),
+           "--minilm-carry", str(tmp_path / "carry" / "minilm"), "--corpus", str(tmp_path / "carry" / "corpus.txt")]  # fmt: skip
     env = dict(os.environ, KERAS_BACKEND="jax", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
@@ -69,6 +72,7 @@ def test_gpu_script_runs_on_cpu_and_writes_every_required_key(tmp_path):
     assert doc["throughput"]["keras_bf16_variables"] == ["bfloat16"]
     assert doc["train"]["available"] in (True, False) and doc["train"]["reason"]
     assert "PARITY OK" in proc.stdout
+    assert "carried" in doc["minilm"] and doc["corpus"]["source"].endswith("corpus.txt")
 
 
 def test_cpu_run_refuses_to_default_to_the_committed_results(tmp_path):
