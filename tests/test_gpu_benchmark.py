@@ -50,11 +50,12 @@ def _gpu_module():
 @pytest.mark.slow
 def test_gpu_script_runs_on_cpu_and_writes_every_required_key(tmp_path):
     """As benchmarks/gpu.sh runs it on a GPU machine (tokenizer and corpus from the carry), at tiny size."""
-    _gpu_module().make_carry(tmp_path / "carry")
+    carry = tmp_path / "carry"
+    _gpu_module().make_carry(carry)
     out = tmp_path / "gpu.json"
     cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--size", "tiny", "--corpus-size", "24", "--batch", "4",
            "--seq", "32", "--repeats", "2", "--iters", "2", "--matmul-n", "128", "--out", str(out),
-           "--minilm-carry", str(tmp_path / "carry" / "minilm"), "--corpus", str(tmp_path / "carry" / "corpus.txt")]  # fmt: skip
+           "--minilm-carry", str(carry / "minilm"), "--corpus", str(carry / "corpus.txt")]  # fmt: skip
     env = dict(os.environ, KERAS_BACKEND="jax", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
