@@ -196,6 +196,7 @@ def make_carry(dest: Path) -> Path:
         "word_sha256": hashlib.sha256(np.ascontiguousarray(full[word_key]).tobytes()).hexdigest(),
     }
     save_file(tensors, str(out / "carry.safetensors"), metadata=meta)
+    _honour_umask(out / "carry.safetensors")
     for name in ("config.json", *TOKENIZER_FILES):
         if (src / name).is_file():
             shutil.copyfile(src / name, out / name)
@@ -249,6 +250,13 @@ def check_carried_ids(backbone: Path, batches: list[np.ndarray]) -> None:
             "The inputs use token ids whose MiniLM word-embedding rows were not carried; rebuild the carry "
             f"with `benchmarks/gpu.py --make-carry` from the same corpus. Received: ids {missing[:8].tolist()}"
         )
+
+
+def _honour_umask(path: Path) -> None:
+    """safetensors writes 0600 whatever the umask; give the file the mode any other file would get."""
+    mask = os.umask(0)
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
 
 
 def _sha256(path: Path) -> str:
