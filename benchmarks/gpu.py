@@ -447,12 +447,12 @@ def parity_section(models: dict, backbone: Path, device: str, texts: list[str], 
 
 
 # -- throughput -----------------------------------------------------------------------------------------
-def flops_per_sequence(config, seq: int, head: str = "cnn") -> dict:
+def flops_per_sequence(config, seq: int, head: str = "cnn", *, pooler: bool = True) -> dict:
     """Matmul FLOPs (2 per multiply-add) of one forward of one sequence of `seq` real tokens.
 
     encoder, per layer:  Q, K, V projections 3 * 2*T*H*H, scores Q.K^T 2*T*T*H, probs.V 2*T*T*H,
                          attention output 2*T*H*H, FFN 2*T*H*I + 2*T*I*H
-    pooler:              2*H*H (computed by both builds and by HF, used only by HF's classifier)
+    pooler:              2*H*H (computed by the PyTorch build, unused there, and by HF; the Keras build skips it)
     cnn head:            sum over widths k of 2*(T-k+1)*k*H*F, then fc 2*(n_widths*F)*C
                          (+ 2*(n_widths*F)*D + 2*D*C with head_hidden_size D)
     hf head:             classifier 2*H*C
@@ -462,7 +462,7 @@ def flops_per_sequence(config, seq: int, head: str = "cnn") -> dict:
     h, i, n = c.hidden_size, c.intermediate_size, c.num_hidden_layers
     dense = 3 * 2 * t * h * h + 2 * t * h * h + 2 * t * h * i + 2 * t * i * h  # QKV, attention output, FFN
     attention = 2 * t * t * h + 2 * t * t * h  # scores and probs.V, all heads
-    parts = {"encoder_dense": n * dense, "encoder_attention": n * attention, "pooler": 2 * h * h}
+    parts = {"encoder_dense": n * dense, "encoder_attention": n * attention, "pooler": 2 * h * h if pooler else 0}
     if head == "cnn":
         pooled = len(c.kernel_sizes) * c.num_filters
         parts["conv"] = sum(2 * max(t - k + 1, 1) * k * h * c.num_filters for k in c.kernel_sizes)
@@ -624,6 +624,7 @@ def throughput_section(
     times = U.interleaved(runners, repeats)
 
     cnn = flops_per_sequence(config, seq, "cnn")
+    keras_flops = flops_per_sequence(config, seq, "cnn", pooler=False)
     hf_flops = flops_per_sequence(config, seq, "hf")
     out: dict = {
         "batch": batch,
@@ -634,12 +635,17 @@ def throughput_section(
         "device-to-host copy per call); the Keras call is checked by its caller, not timed here",
         "calls_per_round": iters,
         "matmul_ceiling": ceiling,
-        "flops_per_sequence": {"bertcnn": cnn, "hf": hf_flops, "formula": flops_per_sequence.__doc__},
+        "flops_per_sequence": {
+            "bertcnn_torch": cnn,
+            "bertcnn_keras": keras_flops,
+            "hf": hf_flops,
+            "formula": flops_per_sequence.__doc__,
+        },
     }
     for name, samples in times.items():
         per_call = U.summary([s / iters for s in samples])
         sps = batch / per_call["median"]
-        f = (hf_flops if name == "hf" else cnn)["total"]
+        f = {"hf": hf_flops, "keras_jax": keras_flops}.get(name, cnn)["total"]
         out[name] = {
             "what": variants[name],
             "seq_per_s": sps,
