@@ -100,6 +100,22 @@ class Row:
     def keras_shape(self) -> tuple[int, ...]:
         return self.op.keras_shape(self.torch_shape)
 
+    @property
+    def decayed(self) -> bool:
+        return is_decayed(self.torch_name)
+
+
+def is_decayed(torch_name: str) -> bool:
+    """Whether AdamW's decoupled weight decay applies to this canonical tensor.
+
+    Hugging Face Trainer's rule (`Trainer.get_decay_parameter_names`): no decay on biases
+    nor on LayerNorm weights. Both trainers take their no-decay set from here (torch's
+    param groups, the Keras optimizer's per-variable predicate), so the two cannot
+    disagree; Keras' own `exclude_from_weight_decay` matches short variable names
+    (`gamma`, `bias`) instead and is not used.
+    """
+    return not (torch_name.endswith(".bias") or ".LayerNorm." in torch_name)
+
 
 def rows(config: BertCnnConfig) -> list[Row]:
     """Every tensor of the model, in forward order, with its canonical (torch) shape."""
@@ -167,15 +183,15 @@ def check_tensors(
     misshaped = [k for k in expected if k in got and got[k] != tuple(expected[k])]
     if not (missing or unexpected or misshaped):
         return
-    lines = [f"{what} does not match the model's weight layout:"]
+    # One summary line (what, how to fix, Received), then the tensors one per indented line.
+    lines = [
+        f"{what} does not match the model's weight layout; check that the config (layers, hidden size, vocab, "
+        "kernel sizes, filters, labels, head_hidden_size) is the one the weights were trained with. "
+        f"Received: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped tensors"
+    ]
     lines += [f"  missing: {k} (expected shape {tuple(expected[k])})" for k in missing]
     lines += [f"  unexpected: {k} (shape {got[k]})" for k in unexpected]
     lines += [f"  wrong shape: {k}: expected {tuple(expected[k])}, got {got[k]}" for k in misshaped]
-    lines.append(
-        "Check that the config (layers, hidden size, vocab, kernel sizes, filters, labels, "
-        "head_hidden_size) is the one the weights were trained with. "
-        f"Received: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped"
-    )
     raise PortError("\n".join(lines))
 
 
