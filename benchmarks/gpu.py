@@ -13,7 +13,9 @@ Sections, in order (``--sections`` picks some):
   build on JAX (one ``jax.jit``), ``BertForSequenceClassification`` (SDPA) as the baseline;
   MFU against a bf16 matmul ceiling measured on the same device (``flops_per_sequence``
   says what is counted).
-- train: measured only once ``bertcnn_torch.train`` exists; otherwise recorded as not available.
+- train: the real trainers (``bertcnn train``'s), timed per update: PyTorch with bf16 autocast and
+  in float32, Keras on JAX in float32 (its recipe has no mixed precision); not available before
+  ``bertcnn_torch.train`` existed.
 
 The Keras build runs on JAX here (``KERAS_BACKEND=jax`` is set before Keras loads): the GPU
 machines this was written for have torch and JAX with CUDA but no TensorFlow.
@@ -699,21 +701,90 @@ def torch_profile(call, top: int = 15) -> list[dict]:
     return rows
 
 
-# -- training -----------------------------------------------------------------------------------------
-def train_section() -> dict:
-    """Measured once the trainers land; until then, said so."""
+# -- training ---------------------------------------------------------------------------------------------
+def train_section(config, tensors, device: str, batch: int, seq: int, warm: int, steps: int, ceiling: dict) -> dict:
+    """The real trainers (`bertcnn train`'s), timed per update: PyTorch with and without bf16 autocast,
+    Keras on JAX in float32 (the recipe knows float32 and float64 only: no mixed precision there).
+
+    Each trainer's own `fit()` runs a plan of `warm + steps` updates; an update's time is the gap
+    between two of its log records (each comes after the update's loss reached the host), so it
+    holds everything the trainer does per update: batching, transfer, forward, backward, AdamW.
+    MFU counts 3x the forward's matmul FLOPs per sample (backward ~ 2x forward), the usual convention.
+    """
     if importlib.util.find_spec("bertcnn_torch.train") is None:
         return {
             "available": False,
-            "reason": "not available: bertcnn_torch.train does not exist yet (`bertcnn train` "
-            "has not landed), so there is no training step to measure",
+            "reason": "not available: bertcnn_torch.train does not exist (`bertcnn train` has not landed)",
         }
-    return {
-        "available": True,
-        "measured": False,
-        "reason": "bertcnn_torch.train exists but benchmarks/gpu.py does "
-        "not drive it yet: extend train_section() with its API",
+    import torch
+
+    from bertcnn_tf.train import KerasTrainer
+    from bertcnn_torch.train import TorchTrainer
+    from parity.train import encoded_rows, start
+    from parity.training import TrainingRecipe
+    from parity.training.loop import Run
+
+    n = batch * (warm + steps)
+    rng = np.random.default_rng(1)
+    inputs = {
+        "input_ids": rng.integers(1000, config.vocab_size, (n, seq)).astype(np.int64),
+        "attention_mask": np.ones((n, seq), np.int64),
+        "token_type_ids": np.zeros((n, seq), np.int64),
     }
+    labels = rng.integers(0, config.num_labels, n).astype(np.int64)
+    recipe = TrainingRecipe(epochs=1, batch_size=batch, lr=2e-5, warmup_steps=1, shuffle=False, max_length=seq)
+    flops = 3 * flops_per_sequence(config, seq)["total"]
+
+    def timed(framework: str, make, context) -> dict:
+        run = Run(start(config, tensors, recipe, n, framework), encoded_rows(inputs), labels)
+        stamps, log_update = [], run.log_update
+
+        def stamp(*a, **k):
+            stamps.append(time.perf_counter())
+            return log_update(*a, **k)
+
+        run.log_update = stamp
+        t0 = time.perf_counter()
+        with context:
+            snap = make(run).fit()
+        per_step = np.diff([t0, *stamps])
+        s = U.summary([float(x) for x in per_step[warm:]])
+        sps = batch / s["median"]
+        losses = [m["loss"] for m in snap.metrics if "loss" in m]
+        return {
+            "samples_per_s": sps,
+            "mfu": sps * flops / ceiling["flops_per_s"],
+            "seconds_per_update": s,
+            "first_updates_s": [float(x) for x in per_step[:warm]],
+            "finite_loss": bool(np.isfinite(losses).all()),
+        }
+
+    out: dict = {
+        "available": True,
+        "batch": batch,
+        "seq_len": seq,
+        "updates_timed": steps,
+        "warm_up_updates": warm,
+        "flops_per_sample": flops,
+        "recipe": recipe.to_dict(),
+        "what": train_section.__doc__,
+    }
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16)
+    out["torch_bf16_autocast"] = timed("torch", lambda r: TorchTrainer(r, device=device), autocast)
+    out["torch_fp32"] = timed("torch", lambda r: TorchTrainer(r, device=device), contextlib.nullcontext())
+    out["torch_fp32"]["precision"] = f"torch.backends.cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}"
+    if device == "cuda":
+        torch.cuda.empty_cache()  # JAX allocates its own memory next
+    try:
+        out["keras_jax_fp32"] = timed("keras", KerasTrainer, contextlib.nullcontext())
+        out["keras_jax_fp32"]["precision"] = "JAX default matmul precision (TF32 on GPUs that have it)"
+    except Exception as e:  # the trainer's failure is a finding to report, not the end of the run
+        out["keras_jax_fp32"] = {"failed": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
+        log(f"train: Keras trainer on JAX failed: {out['keras_jax_fp32']['failed']}")
+    out["gpu_fine_tuning_parity"] = (
+        "not measured: `bertcnn report --train-steps` trains on the CPU only (parity.train.torch_train takes no device)"
+    )
+    return out
 
 
 # -- main ------------------------------------------------------------------------------------------------
@@ -764,6 +835,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--make-carry", type=Path, metavar="DIR", help="write the MiniLM carry and corpus to DIR and exit")
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--train-batch", type=int, default=32, help="rows per update in the training section")
+    p.add_argument("--train-steps", type=int, default=10, help="timed updates per trainer (after 2 warm-up)")
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--repeats", type=int, default=7, help="timed rounds per contender (interleaved)")
     p.add_argument("--iters", type=int, default=10, help="calls per timed round")
@@ -780,7 +853,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         if args.device == "cpu":
             p.error("--device cpu needs --out PATH (benchmarks/results/gpu.json is for GPU figures only)")
         args.out = U.RESULTS / "gpu.json"
-    for name in ("corpus_size", "batch", "seq", "repeats", "iters"):
+    for name in ("corpus_size", "batch", "seq", "repeats", "iters", "train_batch", "train_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
     return args
@@ -865,7 +938,13 @@ def main(argv: list[str] | None = None) -> int:
             }
             write_json(args.out, doc)
         if "train" in args.sections:
-            doc["train"] = train_section()
+            ceiling = doc.get("throughput", {}).get("matmul_ceiling") or matmul_ceiling(
+                args.device, args.matmul_n or (8192 if args.device == "cuda" else 512), reps=10
+            )
+            log(f"train: {big}, batch {args.train_batch} x {args.seq}, {args.train_steps} timed updates")
+            doc["train"] = train_section(
+                config, tensors, args.device, args.train_batch, args.seq, 2, args.train_steps, ceiling
+            )
     doc["loadavg_after"] = U.loadavg()
     doc["wall_s"] = time.perf_counter() - t_start
     write_json(args.out, doc)
@@ -896,8 +975,14 @@ def summary_table(doc: dict) -> str:
         for k in ("torch", "torch_compile", "keras_jax", "hf"):
             if "seq_per_s" in tp.get(k, {}):
                 rows.append([f"{tp[k]['what']} seq/s (MFU)", f"{tp[k]['seq_per_s']:.1f} ({tp[k]['mfu']:.1%})"])
-    if "train" in doc:
-        rows.append(["train", doc["train"].get("reason", "measured")])
+    tr = doc.get("train", {})
+    if not tr.get("available", True):
+        rows.append(["train", tr["reason"]])
+    for k in ("torch_bf16_autocast", "torch_fp32", "keras_jax_fp32"):
+        if "failed" in tr.get(k, {}):
+            rows.append([f"train step {k}", f"FAILED: {tr[k]['failed'][:80]}"])
+        elif k in tr:
+            rows.append([f"train step {k} samples/s (MFU)", f"{tr[k]['samples_per_s']:.1f} ({tr[k]['mfu']:.1%})"])
     return f"{doc['device']}\n" + U.table(["what", "value"], rows)
 
 

@@ -82,7 +82,9 @@ class BatchLoss(keras.metrics.Metric):
         self.value.assign(ops.mean(ce))
 
     def result(self):
-        return self.value
+        # A tensor, not the Variable: on JAX, fit's symbolic build cannot trace a returned Variable
+        # ("Triggering __jax_array__() during abstractification is no longer supported", float32).
+        return ops.convert_to_tensor(self.value)
 
     def reset_state(self):
         self.value.assign(0.0)
