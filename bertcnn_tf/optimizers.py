@@ -117,9 +117,10 @@ class TorchAdamW(keras.optimizers.Optimizer):
 
     Args:
         learning_rate: a float, or a schedule (`LinearWarmupDecay` for torch's
-            LambdaLR with transformers' linear warmup/decay). Float64 exactness: a
-            `LinearWarmupDecay` is evaluated in each variable's dtype; any other schedule
-            or float lr goes through Keras' float32 and is rounded to float32.
+            LambdaLR with transformers' linear warmup/decay). Float64 exactness: a float
+            lr is held in float64 (Keras holds it in float32) and a `LinearWarmupDecay`
+            is evaluated in each variable's dtype; any other Keras schedule returns
+            float32, which rounds a float64 run's lr (~6e-8 relative per step).
         beta_1, beta_2, epsilon, weight_decay: torch's names `betas`, `eps`, `weight_decay`,
             with torch's defaults (0.9, 0.999, 1e-8, 0.01).
         max_grad_norm: clip like `clip_grad_norm_(params, max_norm)`; None: no clipping.
@@ -164,6 +165,16 @@ class TorchAdamW(keras.optimizers.Optimizer):
                              f"{weight_decay!r}")  # fmt: skip
         if max_grad_norm is not None and not float(max_grad_norm) > 0.0:
             raise ValueError(f"TorchAdamW: `max_grad_norm` must be None or > 0. Received: {max_grad_norm!r}")
+        if isinstance(self._learning_rate, keras.Variable) and _float64_available():
+            # Keras keeps a float lr in a float32 variable: 2e-5 would train a float64 model
+            # at 2.0000000233e-5. Hold it in float64; float32 runs round it once, like torch.
+            old = self._learning_rate
+            with keras.name_scope(self.name, caller=self):
+                lr = keras.Variable(np.float64(learning_rate), dtype="float64", trainable=False,
+                                    name="learning_rate", aggregation="only_first_replica")  # fmt: skip
+            self._untrack_variable(old)
+            self._track_variable(lr)
+            self._learning_rate = lr
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.torch_weight_decay = float(weight_decay)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
@@ -337,6 +348,14 @@ def _const(x: float, dtype: str):
     """A Python float as a tensor of `dtype`, rounded once. Not `ops.cast(x, dtype)`: on
     TensorFlow that converts to float32 first, so a float64 run would get float32's 0.1."""
     return ops.convert_to_tensor(x, dtype=dtype)
+
+
+def _float64_available() -> bool:
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
 
 
 def _widest(dtypes) -> str:

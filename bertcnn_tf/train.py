@@ -18,6 +18,8 @@ PyTorch trainer.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 from keras import ops
@@ -153,19 +155,29 @@ class KerasTrainer:
         self.optimizer.build(self.model.trainable_variables)
         if snap.state.step:
             self.optimizer.import_state(self.model, snap.moments, snap.state.step)
-        if snap.state.framework == "keras":
+        if snap.state.framework == "keras" and snap.state.step:
             self._set_seed_states(snap.rng)
-        self.state = snap.state
+        # From here on the run (and its saves) is this framework's.
+        run.start = replace(snap, state=replace(snap.state, framework="keras"))
+        self.state = run.start.state
 
     # -- state in and out -----------------------------------------------------------------
     def _seed_variables(self) -> dict:
-        return {v.path: v for v in self.model.variables if v.path.endswith(SEED_STATE)}
+        """The dropout layers' seed-generator states, keyed by their order in the model.
+
+        Not by path: Keras names seed generators from a process-wide counter
+        (`seed_generator_7/...`), so paths differ between processes and between models.
+        """
+        found = [v for v in self.model.variables if v.path.endswith(SEED_STATE)]
+        return {f"keras/seed_generator/{i}": v for i, v in enumerate(found)}
 
     def _set_seed_states(self, rng: dict[str, np.ndarray]) -> None:
-        for path, v in self._seed_variables().items():
-            key = f"keras/{path}"
-            if key in rng:
-                v.assign(rng[key].astype(np.asarray(ops.convert_to_numpy(v.value)).dtype))
+        variables = self._seed_variables()
+        if rng.keys() != variables.keys():
+            raise ValueError(f"The saved random state does not fit this model: expected {len(variables)} dropout "
+                             f"seed states. Received: {sorted(rng)}")  # fmt: skip
+        for key, v in variables.items():
+            v.assign(rng[key].astype(np.asarray(ops.convert_to_numpy(v.value)).dtype))
 
     def sync(self) -> None:
         """Make the model's variables current (JAX keeps the training state outside them during fit)."""
@@ -176,7 +188,7 @@ class KerasTrainer:
         self.sync()
         s = self.run.start
         moments = self.optimizer.export_state(self.model)[0] if state.step else {}
-        rng = {f"keras/{p}": np.asarray(ops.convert_to_numpy(v.value)) for p, v in self._seed_variables().items()}
+        rng = {k: np.asarray(ops.convert_to_numpy(v.value)) for k, v in self._seed_variables().items()}
         return Snapshot(s.config, self.model.get_canonical_weights(), moments, s.recipe, state, rng,
                         list(self.run.metrics))  # fmt: skip
 

@@ -18,12 +18,14 @@ trainer (`parity.training`); this module only computes updates the way torch use
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bertcnn_torch.model import BertCNN
+from parity.layout import is_decayed
 from parity.training.loop import Run
 from parity.training.state import MOMENTS, Snapshot, step_seed, trained_names
 
@@ -32,18 +34,15 @@ def no_dropout(config):
     return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
 
 
-def decays(name: str) -> bool:
-    # Placeholder until parity.layout's predicate lands (opt).
-    return not (name.endswith(".bias") or "LayerNorm" in name)
-
-
 def param_groups(model: BertCNN, weight_decay: float) -> list[dict]:
     """AdamW groups over the trained tensors: decayed, and not decayed (biases, LayerNorm weights)."""
     params = dict(model.named_parameters())
     names = trained_names(model.config)
+    decayed = [n for n in names if is_decayed(n)]
+    kept = [n for n in names if not is_decayed(n)]
     return [
-        {"params": [params[n] for n in names if decays(n)], "weight_decay": weight_decay, "names": [n for n in names if decays(n)]},
-        {"params": [params[n] for n in names if not decays(n)], "weight_decay": 0.0, "names": [n for n in names if not decays(n)]},
+        {"params": [params[n] for n in decayed], "weight_decay": weight_decay, "names": decayed},
+        {"params": [params[n] for n in kept], "weight_decay": 0.0, "names": kept},
     ]
 
 
@@ -67,6 +66,7 @@ class TorchTrainer:
     def __init__(self, run: Run, *, device: str = "cpu", rank: int = 0, world_size: int = 1):
         self.run, self.device, self.rank, self.world_size = run, device, rank, world_size
         snap, r = run.start, run.recipe
+        run.start = replace(snap, state=replace(snap.state, framework="torch"))  # its saves are torch's now
         self.dtype = getattr(torch, r.dtype)
         config = snap.config if r.dropout else no_dropout(snap.config)
         tensors = {k: np.asarray(v, dtype=r.dtype) for k, v in snap.tensors.items()}

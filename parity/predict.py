@@ -493,6 +493,10 @@ def run(args: argparse.Namespace) -> int:
     from parity.serving import export_forward, is_export
 
     if is_export(args.checkpoint):  # an export runs in its own runtime; --framework does not apply
+        if args.taps:
+            raise ValueError(
+                f"an export computes logits only: --taps needs a checkpoint. Received: {args.checkpoint!r}"
+            )
         if args.framework:
             print(f"note: {args.checkpoint} is an export; --framework {args.framework} ignored", file=sys.stderr)
         forward, config = export_forward(args.checkpoint, threads=args.threads)

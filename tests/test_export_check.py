@@ -21,11 +21,25 @@ pytest.importorskip("torch", reason="the torch extra is not installed (the refer
 CONFIG = BertCnnConfig(**TINY, label_names=("neg", "neutral", "pos"))
 
 
+def word_tokenizer():
+    """A word-level tokenizer whose ids fit the tiny vocabulary: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *"abcdefghij"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return tok
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny checkpoint and its ONNX export (from the PyTorch build), made once for the module."""
     tmp = tmp_path_factory.mktemp("export")
     save_checkpoint(tmp / "ck", CONFIG, random_tensors(CONFIG, seed=11))
+    word_tokenizer().save(str(tmp / "ck" / "tokenizer.json"))
     assert main(["export", "--checkpoint", str(tmp / "ck"), "--format", "onnx", str(tmp / "onnx")]) == 0
     return tmp / "ck", tmp / "onnx"
 
@@ -44,7 +58,7 @@ def report(ck, out, capsys, *extra) -> tuple[int, str, str]:
 
 def test_export_dir_and_report_pass(exported, capsys, tmp_path):
     ck, out = exported
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json", "model.onnx", "tokenizer.json"]
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "neutral", "2": "pos"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
@@ -116,17 +130,22 @@ def test_existing_out_needs_force(exported, capsys):
 
 def test_predict_on_export_matches_torch_build(exported, capsys):
     ck, out = exported
-    texts = ["a b c", "d"]
-    # No tokenizer in the tiny checkpoint: feed ids through the forward both commands use.
-    from parity.predict import torch_forward
+    texts = ["a b c d e f g h i j a b c", "j", "zzz b"]  # 15, 3 and 4 tokens: shorter than the widest kernel too
+    assert main(["predict", "--checkpoint", str(out), "--json", *texts]) == 0
+    served = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(["predict", "--checkpoint", str(ck), "--framework", "torch", "--json", *texts]) == 0
+    built = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in served] == texts
+    assert [r["label"] for r in served] == [r["label"] for r in built]
+    assert np.abs(np.array([r["logits"] for r in served]) - [r["logits"] for r in built]).max() <= 1e-5
+
+
+def test_export_forward_checks_inputs(exported):
+    from parity.inputs import random_batch
     from parity.serving import export_forward
 
-    forward, config = export_forward(out)
+    forward, config = export_forward(exported[1])
     assert config == CONFIG
-    ref, _ = torch_forward(str(ck))
-    from parity.inputs import random_batch
-
-    batch = random_batch(CONFIG, [len(texts[0]), 1], seed=2)
-    assert np.abs(forward(batch) - ref(batch)).max() <= 1e-5
+    batch = random_batch(CONFIG, [4, 1], seed=2)
     with pytest.raises(ValueError, match="vocab_size"):
         forward({**batch, "input_ids": batch["input_ids"] + CONFIG.vocab_size})

@@ -17,14 +17,14 @@ from parity.training.state import STATE_NAME, load_snapshot, recover, save_snaps
 from tests.train_helpers import make_run, max_diff, recipe, tiny_setup
 
 
-class Crash(Exception):
+class CrashError(Exception):
     pass
 
 
 def crash_at(step: int):
     def progress(record):
         if "loss" in record and record["step"] == step:
-            raise Crash
+            raise CrashError
 
     return progress
 
@@ -37,7 +37,7 @@ def crashed_then_resumed(setup, r, tmp_path, first: str, second: str, crash: int
 
         trainers["keras"] = keras_train
     out = tmp_path / "run"
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         trainers[first](make_run(setup, r, first, out=out, save_every=save_every, progress=crash_at(crash)))
     saved = load_snapshot(out)
     assert saved.state.step == crash // save_every * save_every and saved.state.framework == first
@@ -99,7 +99,7 @@ def test_keras_save_resumes_in_torch_within_float64_tolerance(setup, tmp_path):
 
 def _saved(setup, r, tmp_path, crash):
     out = tmp_path / "run"
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         torch_train(make_run(setup, r, out=out, save_every=1, progress=crash_at(crash)))
     return out
 

@@ -6,12 +6,14 @@ every weight and every AdamW moment must agree within the float64 train toleranc
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from bertcnn_torch.train import train as torch_train
-from parity.train import encoded_rows, flat
 from parity.tolerance import tolerance_for
+from parity.train import encoded_rows, flat
 from tests.train_helpers import make_run, max_diff, recipe, tiny_setup
 
 
@@ -38,7 +40,7 @@ def torch_runs(setup):
 def test_recipe_exercises_warmup_decay_and_clipping(torch_runs, setup):
     log = [m for m in torch_runs["float64"].metrics if "loss" in m]
     assert len(log) == 16 and [m["lr"] for m in log[:4]] == pytest.approx([0.0, 1e-2 / 3, 2e-2 / 3, 1e-2], abs=1e-18)
-    assert all(a["lr"] > b["lr"] for a, b in zip(log[3:], log[4:], strict=False))  # decays to the end
+    assert all(a["lr"] > b["lr"] for a, b in itertools.pairwise(log[3:]))  # decays to the end
     clipped = [m["clipped"] for m in log]
     assert any(clipped) and not all(clipped), clipped
     tensors = setup[1]

@@ -38,3 +38,33 @@ def make_run(setup, r: TrainingRecipe, framework: str = "torch", **kwargs) -> Ru
 def max_diff(a: dict, b: dict) -> tuple[float, str]:
     assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
     return max((float(np.abs(a[k] - b[k]).max()), k) for k in a)
+
+
+def tiny_checkpoint(directory, seed: int = 0):
+    """A canonical checkpoint of the tiny config with a word-level tokenizer (`w4` ... `w98`)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    from parity.checkpoint import save_checkpoint
+
+    config = BertCnnConfig(**TINY, head_hidden_size=7)
+    save_checkpoint(directory, config, random_tensors(config, seed=seed))
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, **{f"w{i}": i for i in range(4, config.vocab_size)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    special = [("[CLS]", 2), ("[SEP]", 3)]
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=special)
+    tok.save(str(directory / "tokenizer.json"))
+    return config
+
+
+def write_jsonl(path, rows: int, seed: int = 0, max_words: int = 25) -> None:
+    """`rows` lines of random words with labels neg/mid/pos; some longer than 20 tokens."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    names = ("neg", "mid", "pos")
+    lines = []
+    for _ in range(rows):
+        words = " ".join(f"w{i}" for i in rng.integers(4, 99, size=rng.integers(1, max_words)))
+        lines.append(json.dumps({"text": words, "label": names[rng.integers(0, 3)]}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

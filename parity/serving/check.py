@@ -11,6 +11,8 @@ fails the check and says so; it is never compared as if it matched.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -37,15 +39,22 @@ class ArtifactResult(RunResult):
         return f"{self.check} {self.dtype} on {self.device}, {self.backend}"
 
 
-def check_cases(config: BertCnnConfig, tokenizer_dir: Path, *, seed: int = 0) -> list[tuple[str, dict]]:
+def check_cases(
+    config: BertCnnConfig, tokenizer_dir: Path, *, seed: int = 0, notes: list[str] | None = None
+) -> list[tuple[str, dict]]:
     """(name, inputs) for every case; random ids where a case needs a shape real text would not give."""
     from parity.report import sample_inputs
 
     longest = min(128, config.max_position_embeddings)
     widest = config.max_kernel_size
     rng = np.random.default_rng(seed)
+    # The tokenizer's truncation note would go to stderr, where only errors belong: it is a run note here.
+    with contextlib.redirect_stderr(io.StringIO()) as said:
+        sentences = sample_inputs(config, tokenizer_dir, seed=seed)
+    if notes is not None:
+        notes += [line.removeprefix("note: ") for line in said.getvalue().splitlines() if line.strip()]
     cases = [
-        ("sentences", sample_inputs(config, tokenizer_dir, seed=seed)),
+        ("sentences", sentences),
         ("batch-1", random_batch(config, [min(9, longest)], seed=seed + 1)),
         ("length-1", random_batch(config, [1, 1], seed=seed + 2)),
         # Narrower than the widest kernel (width 1 when the widest kernel is 1: nothing is narrower).
@@ -93,7 +102,7 @@ def check_artifact(checkpoint: str | os.PathLike, export: str | os.PathLike) -> 
         )
         run.limitation = f"the export's config.json differs from the checkpoint's in {differ}"
         return run
-    cases = check_cases(ck_config, Path(checkpoint))
+    cases = check_cases(ck_config, Path(checkpoint), notes=run.notes)
     batches = [b for _, b in cases]
     candidate, meta = run_in_child(export, batches)
     reference = torch_logits(ck_config, tensors, batches)

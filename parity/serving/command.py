@@ -47,6 +47,8 @@ def export(
     if opset is not None and not 7 <= opset <= 30:
         raise ValueError(f"--opset must be an ONNX opset number (e.g. 17 or 18). Received: {opset}")
     dest = check_destination(out, force=force)
+    if dest.resolve() == Path(checkpoint).resolve():
+        raise ValueError(f"OUT must not be the checkpoint being exported. Received: {str(out)!r}")
     config, tensors = load_checkpoint(checkpoint)
     digest = sha256_file(Path(checkpoint) / WEIGHTS_NAME)
     with staged(dest) as tmp:

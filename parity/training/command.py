@@ -42,21 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help=f"default {d.epochs}")
     g.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
     g.add_argument("--lr", type=float, help=f"peak learning rate, default {d.lr}")
-    g.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}; never on biases and LayerNorm weights")
+    g.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}; never on biases, LayerNorm weights")
     g.add_argument("--adam-beta1", type=float, help=f"default {d.betas[0]}")
     g.add_argument("--adam-beta2", type=float, help=f"default {d.betas[1]}")
     g.add_argument("--adam-epsilon", type=float, help=f"default {d.eps}")
     w = g.add_mutually_exclusive_group()
     w.add_argument("--warmup-steps", type=int, help="linear warmup over N updates, then linear decay to 0")
     w.add_argument("--warmup-ratio", type=float, help="warmup over this fraction of all updates (default 0)")
-    g.add_argument("--max-grad-norm", type=float, help=f"global-norm clipping, torch's formula; default {d.max_grad_norm}")
+    g.add_argument("--max-grad-norm", type=float, help=f"global-norm clipping (torch's); default {d.max_grad_norm}")
     g.add_argument("--no-clip", action="store_true", help="no gradient clipping")
     g.add_argument("--seed", type=int, help="seeds shuffling and dropout (default 0)")
     g.add_argument("--dtype", choices=("float32", "float64"), help="training dtype, also of the saved weights")
     g.add_argument("--no-dropout", action="store_true", help="train with every dropout probability 0")
     g.add_argument("--no-shuffle", action="store_true", help="file order, contiguous batches")
     g.add_argument("--group-by-length", action="store_true", help="shuffle, batching similar lengths (less padding)")
-    g.add_argument("--max-length", type=int, help=f"tokens per text; longer ones are cut and counted (default {d.max_length})")
+    g.add_argument("--max-length", type=int, help=f"tokens per text; longer: cut, counted (default {d.max_length})")
     p.add_argument("--text-column", default="text", help="text column/key (default: text)")
     p.add_argument("--label-column", default="label", help="label column/key (default: label)")
     p.add_argument("--save-every", type=int, metavar="N", help="also save every N updates (always: each epoch end)")
@@ -122,8 +122,14 @@ def run(args: argparse.Namespace) -> int:
     from parity.tokenize import Tokenizer
     from parity.training.data import read_labelled
     from parity.training.loop import Run, evaluator
-    from parity.training.state import file_sha256, has_state, initial_snapshot, load_snapshot, recipe_differences
-    from parity.training.state import save_snapshot
+    from parity.training.state import (
+        file_sha256,
+        has_state,
+        initial_snapshot,
+        load_snapshot,
+        recipe_differences,
+        save_snapshot,
+    )
 
     out = Path(args.out)
     given = given_recipe(args)
@@ -167,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     max_length = min(recipe.max_length, config.max_position_embeddings)
     tok = Tokenizer(tok_dir, max_length=max_length, pad_token_id=config.pad_token_id)
     encoded, truncated = tok.encode_counted(list(data.texts))
-    print(f"train: {len(encoded)} rows from {args.train}; {truncated} truncated to {max_length} tokens", file=sys.stderr)
+    print(f"train: {len(encoded)} rows from {args.train}; {truncated} truncated to {max_length} tokens",
+          file=sys.stderr)  # fmt: skip
     evaluate = None
     if args.eval:
         held = read_labelled(args.eval, num_labels=config.num_labels, label_names=data.label_names,

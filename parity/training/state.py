@@ -224,9 +224,10 @@ def load_snapshot(directory: str | os.PathLike) -> Snapshot:
     d = Path(directory)
     recover(d)
     if not _is_whole(d):
+        found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "no directory"
         raise FileNotFoundError(
             f"No training state in {str(d)!r}: {STATE_NAME} is missing, so there is nothing to resume; "
-            f"train without --resume to start. Received: {sorted(p.name for p in d.iterdir()) if d.is_dir() else 'no directory'}"
+            f"train without --resume to start. Received: {found}"
         )
     config, tensors = load_checkpoint(d)
     state = TrainerState(**_json(d / STATE_NAME))
