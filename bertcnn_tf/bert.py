@@ -267,5 +267,6 @@ class BertModel(keras.layers.Layer):
         # HF's extended mask: 0 for tokens, the dtype's minimum for padding keys.
         neg = ml_dtypes.finfo(self.compute_dtype).min  # np.finfo knows no bfloat16
         additive = (1.0 - ops.cast(attention_mask, self.compute_dtype)) * neg
-        additive = additive[:, None, None, :]  # (B, 1, 1, T)
+        # expand_dims, not `[:, None, None, :]`: LiteRT has no builtin for that strided slice (it needs Flex ops).
+        additive = ops.expand_dims(ops.expand_dims(additive, 1), 1)  # (B, 1, 1, T)
         return embedded, self.encoder(embedded, additive, training=training)

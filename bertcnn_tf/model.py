@@ -80,6 +80,8 @@ class BertCNN(PretrainedMixin, keras.Model):
             # Unknown length while tracing: pad by a tensor amount (0 when long enough).
             short = ops.maximum(widest - ops.shape(hidden)[1], 0) if seq_len is None else widest - seq_len
             hidden = ops.pad(hidden, [[0, 0], [0, short], [0, 0]])  # (B, >=K, H)
+            # A pad by a tensor amount forgets H; LiteRT's conv needs it static (else a Flex Conv2D).
+            hidden = ops.reshape(hidden, (-1, ops.shape(hidden)[1], self.config.hidden_size))
             attention_mask = ops.pad(attention_mask, [[0, 0], [0, short]])
         mask = ops.cast(attention_mask, self.compute_dtype)
         pooled = []
@@ -88,7 +90,7 @@ class BertCNN(PretrainedMixin, keras.Model):
             if self.config.mask_padding:
                 # ReLU output is >= 0, so zeroing windows that touch padding leaves the
                 # max over valid windows unchanged, and gives 0 if there is none.
-                c = c * valid_windows(mask, k)[:, :, None]
+                c = c * ops.expand_dims(valid_windows(mask, k), -1)  # not [:, :, None]: a Flex op in LiteRT
             if return_taps:
                 taps[T.conv(j)] = c
             pooled.append(ops.max(c, axis=1))  # (B, F) max over time

@@ -49,7 +49,8 @@ class BertCNN(PretrainedMixin, nn.Module):
         return_taps: bool = False,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Logits (B, num_labels); with `return_taps`, every tap of `parity.taps` by name."""
-        check_inputs(_np(input_ids), _np(attention_mask), _np(token_type_ids), self.config)
+        if not torch.compiler.is_compiling():  # traced (export, compile): values unknown; checked by the caller
+            check_inputs(_np(input_ids), _np(attention_mask), _np(token_type_ids), self.config)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         taps: dict[str, torch.Tensor] = {}
@@ -69,9 +70,10 @@ class BertCNN(PretrainedMixin, nn.Module):
             taps[T.LAST_HIDDEN_STATE] = hidden
 
         # CNN head. Inputs shorter than the widest kernel are right-padded (as padding).
-        short = self.config.max_kernel_size - hidden.shape[1]
-        if short > 0:
-            hidden = F.pad(hidden, (0, 0, 0, short))  # (B, K, H)
+        # sym_max, not `if`: an exported graph keeps this for every length instead of fixing one branch.
+        short = torch.sym_max(self.config.max_kernel_size - hidden.shape[1], 0)
+        if not isinstance(short, int) or short > 0:
+            hidden = F.pad(hidden, (0, 0, 0, short))  # (B, >=K, H)
             attention_mask = F.pad(attention_mask, (0, short))
         x = hidden.permute(0, 2, 1)  # (B, H, T) channels-first for nn.Conv1d
         mask = attention_mask.to(hidden.dtype)

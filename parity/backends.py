@@ -182,25 +182,19 @@ def keras_grads(config, tensors, inputs, labels, dtype: str = "float32", device:
     return out, meta
 
 
-def keras_train(config, tensors, inputs, labels, *, batch_size: int, lr: float, dtype: str = "float32"):
-    """`compile`/`fit` with plain SGD, no shuffling, dropout off: one epoch over `inputs`."""
-    import keras
+def keras_train(config, tensors, inputs, labels, *, recipe: dict):
+    """The real Keras trainer (`bertcnn_tf.train`: compile/fit, TorchAdamW) on these rows."""
+    from bertcnn_tf.train import KerasTrainer
+    from parity.train import encoded_rows, flat, start
+    from parity.training import TrainingRecipe
+    from parity.training.loop import Run
 
-    from parity.train import check_lr, no_dropout
-
-    check_lr(lr)
-    model = build_keras(no_dropout(config), tensors, dtype)
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=lr),
-        # A Keras Loss computes in floatx() (float32) unless told otherwise, which would
-        # silently make a float64 run's gradients float32-accurate (measured: 2.6e-9 apart).
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype),
-        jit_compile=False,
-    )
-    history = model.fit(dict(inputs), np.asarray(labels), batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
-    out = model.get_canonical_weights()
-    meta = _meta(model, out, dtype)
-    meta["loss"] = [float(x) for x in history.history["loss"]]
+    r = TrainingRecipe.from_dict(recipe)
+    trainer = KerasTrainer(Run(start(config, tensors, r, len(labels), "keras"), encoded_rows(inputs), labels))
+    snap = trainer.fit()
+    out = flat(snap)
+    meta = _meta(trainer.model, snap.tensors, r.dtype)
+    meta["metrics"] = snap.metrics
     return out, meta
 
 
@@ -216,9 +210,7 @@ def run_task(task: dict, config, tensors, inputs, labels=None):
     if kind == "grad":
         return keras_grads(config, tensors, inputs, labels, task["dtype"], task.get("device", "cpu"))
     if kind == "train":
-        return keras_train(
-            config, tensors, inputs, labels, batch_size=task["batch_size"], lr=task["lr"], dtype=task["dtype"]
-        )
+        return keras_train(config, tensors, inputs, labels, recipe=task["recipe"])
     raise ValueError(f"Unknown task; expected one of {TASKS}. Received: {kind!r}")
 
 

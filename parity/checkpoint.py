@@ -51,6 +51,7 @@ def save_checkpoint(
         (tmp / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
         ordered = {r.torch_name: np.ascontiguousarray(tensors[r.torch_name]) for r in rows(config)}
         save_file(ordered, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        honour_umask(tmp / WEIGHTS_NAME)  # safetensors creates its file 0600 whatever the umask
         if tokenizer_from is not None:
             copy_tokenizer(tokenizer_from, tmp)
         dest.mkdir(exist_ok=True)
@@ -59,6 +60,28 @@ def save_checkpoint(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike) -> None:
+    """Give a file the mode `open()` would have: 0666 minus the umask (0644 under 022, 0600 under 077).
+
+    Libraries that stage through private temp files (safetensors' writer) leave 0600,
+    which a server running as another user cannot read.
+    """
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[BertCnnConfig, dict[str, np.ndarray]]:
@@ -72,6 +95,7 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[BertCnnConfig, dict[s
             f"Checkpoint directory not found; expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME} "
             f"(make one with `bertcnn init`). Received: {str(d)!r}"
         )
+    _refuse_hf_bert(d)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (d / name).is_file():
             raise FileNotFoundError(
@@ -87,6 +111,21 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[BertCnnConfig, dict[s
         ) from None
     check_tensors(tensors, expected_shapes(config), what=f"Checkpoint {str(d)!r}")
     return config, tensors
+
+
+def _refuse_hf_bert(d: Path) -> None:
+    """A Hugging Face BERT folder is a backbone, not a checkpoint: say which command turns it into one."""
+    try:
+        raw = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # missing or unreadable: the checks that follow say so
+    if isinstance(raw, dict) and "model_type" in raw:
+        raise ValueError(
+            f"{d} is a Hugging Face model (model_type {raw['model_type']!r}), not a bertcnn checkpoint; make one "
+            f"with `bertcnn init CK_DIR --backbone {d}` (a new CNN head on this BERT), or, for a model fine-tuned "
+            f"from it with the seeds' class, `bertcnn port MODEL.pt CK_DIR --backbone {d}`. "
+            f"Received: model_type={raw['model_type']!r}"
+        )
 
 
 def copy_tokenizer(src: str | os.PathLike, dest: str | os.PathLike) -> list[str]:

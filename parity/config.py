@@ -180,8 +180,9 @@ class BertCnnConfig:
         if unknown:
             raise ValueError(
                 f"Unknown BertCnnConfig keys {unknown}; expected a subset of {sorted(known)}. "
-                "If this is a Hugging Face BERT config, use BertCnnConfig.from_hf_config. "
-                f"Received: {unknown}"
+                "If this is a Hugging Face BERT config, use BertCnnConfig.from_hf_config "
+                "(`bertcnn port` reads one given to --config). "
+                f"Received: {len(unknown)} unknown keys"
             )
         return cls(**d)
 

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON heade
 MAX_JSON_BYTES = 16 * 1024 * 1024  # config.json / metadata.json inside a .keras archive
 CONFIG_METADATA_KEY = "bertcnn.config"  # a bare .safetensors we write carries its config here
 REGISTERED_NAME = "bertcnn>BertCNN"
+
+_HF_INT_BUFFERS = ("bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
 
 _ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 _ST_CODES = {v: k for k, v in _ST_DTYPES.items()}
@@ -76,8 +78,16 @@ def dtype_name(a: np.ndarray) -> str:
 
 
 def format_of(path: str | os.PathLike, *, for_output: bool = False) -> str:
-    """The format a path names: by suffix for files, any other name is a directory."""
-    p = Path(path)
+    """The format a path names: by suffix for files; a directory has no suffix or ends with `/`.
+
+    An unknown suffix is refused rather than taken for a directory name, so a typo
+    (`model.kears`) or a format this tool does not write (`x.onnx`) never becomes a
+    checkpoint folder of that name. `ckpt.v2/` (trailing slash) is a directory.
+    """
+    raw = os.fspath(path)
+    p = Path(raw)
+    if raw.endswith(("/", os.sep)):
+        return DIR
     name = p.name.lower()
     if name.endswith(".weights.h5"):
         return KERAS_WEIGHTS
@@ -93,9 +103,22 @@ def format_of(path: str | os.PathLike, *, for_output: bool = False) -> str:
             f"Plain .h5 files (legacy Keras 2 models) are not supported; Keras weights must end in .weights.h5. "
             f"Received: {str(p)!r}"
         )
-    if p.is_file() or (not for_output and suffix and not p.exists()):
-        raise ValueError(f"Unknown weight format for {str(p)!r}; expected {FORMAT_HELP}. Received: {str(p)!r}")
-    return DIR
+    if suffix == ".onnx":
+        raise ValueError(
+            "ONNX is a serving format, not a weight format `bertcnn port` writes; make ONNX with `bertcnn export`. "
+            f"Received: {raw!r}"
+        )
+    if p.is_dir():
+        return DIR  # an existing folder, whatever its name
+    if not suffix:
+        if p.is_file():
+            raise ValueError(f"Unknown weight format for {raw!r}; expected {FORMAT_HELP}. Received: {raw!r}")
+        return DIR
+    what = "destination" if for_output else "source"
+    raise ValueError(
+        f"Unknown weight format suffix {suffix!r} for the {what}; expected {FORMAT_HELP}, "
+        f"and a directory name without a suffix (or ending in '/', e.g. {p.name}/). Received: {raw!r}"
+    )
 
 
 @dataclass
@@ -105,6 +128,7 @@ class Weights:
     config: BertCnnConfig | None
     tensors: dict[str, np.ndarray]
     tokenizer_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what a reader left out, for the user
 
 
 # -- safetensors ---------------------------------------------------------------------------------
@@ -283,8 +307,12 @@ def read_torch(path: Path) -> Weights:
             f"holds a {hint}, not a flat name->tensor state_dict",
             "torch.save(model.state_dict()) (save the state_dict itself, not a wrapper)",
         )
-    tensors = {}
+    tensors, notes = {}, []
     for k, t in obj.items():
+        if k in _HF_INT_BUFFERS and not t.is_floating_point():
+            # transformers < 4.31 saved these index buffers in every BertModel state_dict; not weights.
+            notes.append(f"{k} (an index buffer older transformers saved, not a weight) was left out")
+            continue
         if t.dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
             raise bad(path, f"tensor {k!r} has dtype {t.dtype}", "floating tensors")
         t = t.detach().contiguous()
@@ -292,7 +320,7 @@ def read_torch(path: Path) -> Weights:
             tensors[k] = t.view(torch.int16).numpy().view(np_dtype("bfloat16"))
         else:
             tensors[k] = t.numpy()
-    return Weights(None, tensors)
+    return Weights(None, tensors, notes=notes)
 
 
 def write_torch(path: Path, tensors: Iterable[tuple[str, np.ndarray]], progress: Callable[[int], None]) -> None:

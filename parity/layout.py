@@ -183,15 +183,15 @@ def check_tensors(
     misshaped = [k for k in expected if k in got and got[k] != tuple(expected[k])]
     if not (missing or unexpected or misshaped):
         return
-    lines = [f"{what} does not match the model's weight layout:"]
+    # One summary line (what, how to fix, Received), then the tensors one per indented line.
+    lines = [
+        f"{what} does not match the model's weight layout; check that the config (layers, hidden size, vocab, "
+        "kernel sizes, filters, labels, head_hidden_size) is the one the weights were trained with. "
+        f"Received: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped tensors"
+    ]
     lines += [f"  missing: {k} (expected shape {tuple(expected[k])})" for k in missing]
     lines += [f"  unexpected: {k} (shape {got[k]})" for k in unexpected]
     lines += [f"  wrong shape: {k}: expected {tuple(expected[k])}, got {got[k]}" for k in misshaped]
-    lines.append(
-        "Check that the config (layers, hidden size, vocab, kernel sizes, filters, labels, "
-        "head_hidden_size) is the one the weights were trained with. "
-        f"Received: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped"
-    )
     raise PortError("\n".join(lines))
 
 

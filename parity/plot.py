@@ -7,7 +7,7 @@ error grows from the embeddings through the encoder into the head, is visible at
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from parity.compare import RunResult
 
@@ -15,8 +15,14 @@ from parity.compare import RunResult
 FLOOR = 1e-18
 
 
-def plot_runs(runs: Sequence[RunResult], path: str | os.PathLike) -> None:
-    """Forward runs share the x axis (tap names); grad/train runs get a panel of their own."""
+def plot_runs(
+    runs: Sequence[RunResult], path: str | os.PathLike, *, losses: Mapping[str, Sequence[dict]] | None = None
+) -> None:
+    """Forward runs share the x axis (tap names); grad/train runs get a panel of their own.
+
+    `losses`: label -> a trainer's metrics log; their loss curves are overlaid in a last
+    panel, so the two frameworks' training runs can be seen to coincide.
+    """
     try:
         import matplotlib
 
@@ -29,8 +35,10 @@ def plot_runs(runs: Sequence[RunResult], path: str | os.PathLike) -> None:
     if not runs:
         raise ValueError(f"Nothing to plot: no run was compared. Received: {len(runs)} runs")
     panels = [c for c in ("forward", "grad", "train", "cpu-vs-cuda") if any(r.check == c for r in runs)]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 4.5 * len(panels)), squeeze=False)
-    for ax, check in zip(axes[:, 0], panels, strict=True):
+    curves = {k: v for k, v in (losses or {}).items() if v}
+    n = len(panels) + bool(curves)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 4.5 * n), squeeze=False)
+    for ax, check in zip(axes[:, 0], panels, strict=False):
         group = [r for r in runs if r.check == check]
         names = list(dict.fromkeys(t.name for r in group for t in r.taps if t.name != "logits.argmax"))
         pos = {n: i for i, n in enumerate(names)}
@@ -49,6 +57,17 @@ def plot_runs(runs: Sequence[RunResult], path: str | os.PathLike) -> None:
         ax.set_xticks(range(0, len(names), step))
         ax.set_xticklabels([n.split("/", 1)[-1] for n in names[::step]], rotation=70, ha="right", fontsize=7)
         ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    if curves:
+        ax = axes[-1, 0]
+        for i, (label, log) in enumerate(curves.items()):
+            updates = [m for m in log if "loss" in m]
+            ax.plot([m["step"] for m in updates], [m["loss"] for m in updates], marker="o", ms=3,
+                    ls="-" if label.startswith("torch") else "--", lw=2.5 - i * 0.4, label=label)  # fmt: skip
+        ax.set_xlabel("update")
+        ax.set_ylabel("training loss (batch mean)")
+        ax.set_title("training loss: PyTorch trainer vs Keras trainer (same recipe and batches)")
+        ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from parity import formats as F
-from parity.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer, floating_dtype
+from parity.checkpoint import CONFIG_NAME, TOKENIZER_FILES, WEIGHTS_NAME, copy_tokenizer, floating_dtype
 from parity.config import BertCnnConfig
 from parity.layout import PortError, check_tensors, expected_shapes, rows
 
@@ -33,18 +33,57 @@ DTYPE_RULE = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
-        f"{p.description}. Formats by path: {F.FORMAT_HELP}. "
-        "Tensor-only formats (.pt, .weights.h5, foreign .safetensors) need --config."
+        f"{p.description}. Formats by path: {F.FORMAT_HELP}; any other suffix is refused. "
+        "Tensor-only formats (.pt, .weights.h5, foreign .safetensors) need --config or --backbone."
+    )
+    p.epilog = (
+        "A model trained with the seeds' PyTorch class: bertcnn port trained.pt ck/ --backbone HF_BERT_DIR "
+        "(BERT sizes and tokenizer from the backbone, head read off the tensors, mask_padding=False as the seeds). "
+        "Exit codes: 0 written, 2 bad input (one line on stderr; nothing written)."
     )
     p.add_argument("source", metavar="SRC", help="checkpoint to read (never modified)")
-    p.add_argument("dest", metavar="DST", help="where to write; the format follows the name")
-    p.add_argument("--config", metavar="FILE", help="config.json for sources that carry none (.pt, .weights.h5)")
+    p.add_argument(
+        "dest", metavar="DST", help="where to write; the format follows the name (a directory: no suffix, or /)"
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config.json for sources that carry none (.pt, .weights.h5): a bertcnn config.json, or a Hugging Face "
+        "BERT config.json (then the head is read off the tensors)",
+    )
+    p.add_argument(
+        "--backbone",
+        metavar="HF_BERT_DIR",
+        help="the Hugging Face BERT the source was fine-tuned from: its config.json gives the BERT sizes, the head is "
+        "read off the tensors, and its tokenizer is carried into a checkpoint directory",
+    )
+    p.add_argument(
+        "--mask-padding",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --backbone or a Hugging Face --config: pooling of the new config (default: --no-mask-padding, "
+        "the seeds' pooling, which reproduces their logits exactly)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="carry this folder's tokenizer (tokenizer.json, vocab.txt, ...) into a checkpoint directory DST",
+    )
     p.add_argument("--dtype", choices=F.FLOAT_DTYPES, help=DTYPE_RULE)
     p.add_argument("--force", action="store_true", help="replace an existing DST")
 
 
 def run(args: argparse.Namespace) -> int:
-    r = port(args.source, args.dest, config=args.config, dtype=args.dtype, force=args.force)
+    r = port(
+        args.source,
+        args.dest,
+        config=args.config,
+        dtype=args.dtype,
+        force=args.force,
+        backbone=args.backbone,
+        tokenizer=args.tokenizer,
+        mask_padding=args.mask_padding,
+    )
     for note in r.notes:
         print(f"note: {note}", file=sys.stderr)
     print(
@@ -66,6 +105,25 @@ class PortResult:
     notes: list[str]
 
 
+# The seeds' head, as BertCnnConfig fields read off the tensors.
+HEAD_FIELDS = ("kernel_sizes", "num_filters", "num_labels", "head_hidden_size")
+SEED_POOLING_NOTE = (
+    "mask_padding=False: the seeds' pooling (windows over padding count in the max, so a padded text's logits "
+    "depend on its batch), which reproduces the source model exactly; --mask-padding chooses padding-aware pooling"
+)
+
+
+@dataclass
+class _Given:
+    """What the user said about the config: a full bertcnn config, or a BERT config to complete from tensors."""
+
+    config: BertCnnConfig | None = None
+    hf: dict | None = None  # a Hugging Face BERT config.json: BERT sizes only
+    hf_from: str = ""
+    mask_padding: bool | None = None
+    tokenizer_dir: Path | None = None
+
+
 def port(
     source: str | os.PathLike,
     dest: str | os.PathLike,
@@ -74,6 +132,9 @@ def port(
     dtype: str | None = None,
     force: bool = False,
     progress: bool | None = None,
+    backbone: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    mask_padding: bool | None = None,
 ) -> PortResult:
     """Read `source`, check it strictly, write `dest` atomically. Raises ValueError/FileNotFoundError on bad input."""
     start = time.perf_counter()
@@ -81,7 +142,7 @@ def port(
     if not src.exists():
         raise FileNotFoundError(f"Source not found; expected {F.FORMAT_HELP}. Received: {str(src)!r}")
     src_fmt = F.DIR if src.is_dir() else F.format_of(src)
-    dst_fmt = F.format_of(dst, for_output=True)
+    dst_fmt = F.format_of(dest, for_output=True)
     if dst.resolve() == src.resolve():
         raise ValueError(
             f"Source and destination are the same path; the source is never overwritten. Received: {str(dst)!r}"
@@ -92,7 +153,12 @@ def port(
         raise FileNotFoundError(f"Destination folder does not exist; create it first. Received: {str(dst.parent)!r}")
     if dtype is not None and dtype not in F.FLOAT_DTYPES:
         raise ValueError(f"--dtype must be one of {F.FLOAT_DTYPES}. Received: {dtype!r}")
-    given = config if isinstance(config, BertCnnConfig) or config is None else BertCnnConfig.from_json_file(config)
+    if tokenizer is not None and dst_fmt != F.DIR:
+        raise ValueError(
+            f"--tokenizer needs a checkpoint directory destination; a {dst_fmt} file holds weights only. "
+            f"Received: DST {str(dst)!r}"
+        )
+    given = _given(config, backbone, mask_padding)
 
     w = _read(src, src_fmt, given)
     cfg = w.config
@@ -101,9 +167,20 @@ def port(
     out_dtype = dtype or src_dtype
     if out_dtype != src_dtype:
         tensors = {k: _cast(k, v, out_dtype) for k, v in tensors.items()}
-    notes = []
-    if w.tokenizer_dir is not None and dst_fmt != F.DIR:
-        notes.append(f"tokenizer files in {src} were not carried: a {dst_fmt} file holds weights only")
+    notes = list(w.notes)
+    tok_dir = w.tokenizer_dir
+    if tokenizer is not None:
+        tok_dir = _tokenizer_dir(Path(tokenizer), cfg, "--tokenizer")
+    elif given.tokenizer_dir is not None and dst_fmt == F.DIR:
+        tok_dir = _tokenizer_dir(given.tokenizer_dir, cfg, "--backbone")
+        notes.append(f"tokenizer carried from the backbone {str(given.tokenizer_dir)!r}")
+    if tok_dir is not None and dst_fmt != F.DIR:
+        notes.append(f"tokenizer files in {tok_dir} were not carried: a {dst_fmt} file holds weights only")
+    elif tok_dir is None and dst_fmt == F.DIR:
+        notes.append(
+            f"{dst.name} has no tokenizer, so `bertcnn predict` cannot read text with it; add one with "
+            f"`bertcnn port {dst} NEW_DIR --tokenizer HF_BERT_DIR`"
+        )
     if not F.CARRIES_CONFIG[dst_fmt]:
         notes.append(f"{dst.name} holds no config; pass --config with the source's config.json to read it back")
 
@@ -115,8 +192,8 @@ def port(
             tmp.mkdir()
             (tmp / CONFIG_NAME).write_text(cfg.to_json(), encoding="utf-8")
             F.write_safetensors(tmp / WEIGHTS_NAME, ordered, {"format": "pt"}, bar)
-            if w.tokenizer_dir is not None:
-                copy_tokenizer(w.tokenizer_dir, tmp)
+            if tok_dir is not None:
+                copy_tokenizer(tok_dir, tmp)
         elif dst_fmt == F.SAFETENSORS:
             F.write_safetensors(tmp, ordered, {"format": "pt", F.CONFIG_METADATA_KEY: cfg.to_json()}, bar)
         elif dst_fmt == F.TORCH:
@@ -138,7 +215,88 @@ def port(
     )
 
 
-def _read(src: Path, fmt: str, given: BertCnnConfig | None) -> F.Weights:
+def _given(config, backbone, mask_padding: bool | None) -> _Given:
+    """--config (bertcnn or Hugging Face config.json) / --backbone, checked before any weights are read."""
+    if config is not None and backbone is not None:
+        raise ValueError(
+            "Pass --config or --backbone, not both: --backbone reads the BERT config from the backbone's "
+            f"config.json. Received: --config {str(config)!r} --backbone {str(backbone)!r}"
+        )
+    given = _Given(mask_padding=mask_padding)
+    if isinstance(config, BertCnnConfig):
+        given.config = config
+    elif config is not None:
+        raw = _read_json(Path(config))
+        if _is_hf_bert(raw):
+            given.hf, given.hf_from = raw, f"--config {config}"
+        else:
+            given.config = BertCnnConfig.from_dict(raw)
+    elif backbone is not None:
+        b = Path(backbone)
+        if not (b / CONFIG_NAME).is_file():
+            raise FileNotFoundError(
+                f"--backbone must be a Hugging Face BERT directory with a {CONFIG_NAME} (and its tokenizer). "
+                f"Received: {str(b)!r}"
+            )
+        raw = _read_json(b / CONFIG_NAME)
+        if not _is_hf_bert(raw):
+            raise ValueError(
+                f"--backbone {b} holds no Hugging Face BERT config (model_type 'bert'); a bertcnn checkpoint's "
+                f"config goes to --config. Received: model_type={raw.get('model_type')!r}"
+            )
+        given.hf, given.hf_from = raw, f"--backbone {b}"
+        if any((b / n).is_file() for n in TOKENIZER_FILES):
+            given.tokenizer_dir = b
+    if mask_padding is not None and given.hf is None:
+        raise ValueError(
+            "--mask-padding/--no-mask-padding only apply when the config is built from --backbone or a Hugging Face "
+            "--config; a bertcnn config keeps its own pooling (a port never changes the function). "
+            f"Received: --{'' if mask_padding else 'no-'}mask-padding"
+        )
+    return given
+
+
+def _is_hf_bert(raw: dict) -> bool:
+    return isinstance(raw, dict) and "model_type" in raw
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file not found; expected a config.json. Received: {str(path)!r}")
+    if path.stat().st_size > F.MAX_JSON_BYTES:
+        raise F.bad(path, "config.json is implausibly large", "a small JSON config")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise F.bad(path, f"not valid JSON ({type(e).__name__})", "a config.json") from None
+
+
+def _tokenizer_dir(d: Path, config: BertCnnConfig, flag: str) -> Path:
+    """A folder with tokenizer.json whose vocabulary fits the model's embedding table."""
+    from tokenizers import Tokenizer
+
+    if not (d / "tokenizer.json").is_file():
+        raise FileNotFoundError(
+            f"{flag} must be a folder with tokenizer.json (a Hugging Face BERT directory or a bertcnn checkpoint). "
+            f"Received: {str(d)!r}"
+        )
+    try:
+        size = Tokenizer.from_file(str(d / "tokenizer.json")).get_vocab_size()
+    except Exception as e:  # a damaged or foreign file; the library's message, on one line
+        raise F.bad(d / "tokenizer.json", f"not a readable tokenizer ({F._first_line(e)})", "tokenizer.json") from None
+    if size > config.vocab_size:
+        raise ValueError(
+            f"{flag} {d}: the tokenizer has {size} tokens but the model's embedding table has {config.vocab_size} "
+            f"rows; it belongs to another model. Received: vocab size {size}"
+        )
+    return d
+
+
+def _read(src: Path, fmt: str, given: _Given) -> F.Weights:
+    full = given.config
+
     def expect_for(config: BertCnnConfig):
         return lambda shapes: strict_check(shapes, config, what=f"{src}")
 
@@ -151,19 +309,29 @@ def _read(src: Path, fmt: str, given: BertCnnConfig | None) -> F.Weights:
     elif fmt == F.TORCH:
         w = F.read_torch(src)
     else:
-        if given is None:
-            raise _needs_config(src, fmt)
-        w = F.Weights(given, F.read_keras_h5(src, given, src, expect_for(given)))
+        if full is None:
+            raise _needs_config(src, fmt, hf=given.hf is not None)
+        w = F.Weights(full, F.read_keras_h5(src, full, src, expect_for(full)))
+    if w.config is not None and given.hf is not None:
+        raise ValueError(
+            f"{src} carries its own config; {given.hf_from.split()[0]} is for tensor-only sources "
+            f"(.pt, foreign .safetensors). Drop {given.hf_from.split()[0]}. Received: {given.hf_from}"
+        )
     if w.config is None:
-        if given is None:
+        if full is None and given.hf is None:
             raise _needs_config(src, fmt)
-        w.config = given
-        strict_check({k: v.shape for k, v in w.tensors.items()}, given, what=str(src))
-    elif given is not None and given != w.config:
+        shapes = {k: v.shape for k, v in w.tensors.items()}
+        if full is None:
+            full = _config_from_hf(given, shapes, src)
+            if given.mask_padding is None:
+                w.notes.append(SEED_POOLING_NOTE)
+        w.config = full
+        strict_check(shapes, full, what=str(src))
+    elif full is not None and full != w.config:
         diffs = [
-            f"{k} (--config {getattr(given, k)!r}, {src.name} {getattr(w.config, k)!r})"
+            f"{k} (--config {getattr(full, k)!r}, {src.name} {getattr(w.config, k)!r})"
             for k in (f.name for f in fields(BertCnnConfig))
-            if getattr(given, k) != getattr(w.config, k)
+            if getattr(full, k) != getattr(w.config, k)
         ]
         raise ValueError(
             f"--config disagrees with the config stored in {src}: {'; '.join(diffs)}. "
@@ -174,10 +342,34 @@ def _read(src: Path, fmt: str, given: BertCnnConfig | None) -> F.Weights:
     return w
 
 
-def _needs_config(src: Path, fmt: str) -> ValueError:
+def _config_from_hf(given: _Given, shapes: Mapping[str, tuple], src: Path) -> BertCnnConfig:
+    """The BERT part from the Hugging Face config, the head (widths, filters, labels, hidden) from the tensors."""
+    read = read_fields(shapes)
+    missing = [f for f in HEAD_FIELDS if f not in read]
+    if missing:
+        raise ValueError(
+            f"{src}: the CNN head cannot be read off the tensors ({', '.join(missing)} not found); expected the seed "
+            "class's convs.{j}.weight/bias and fc.weight/bias. Received: "
+            f"{len(shapes)} tensors, {sum(not k.startswith('bert.') for k in shapes)} outside bert.*"
+        )
+    head = {f: read[f][0] for f in HEAD_FIELDS}
+    mask = False if given.mask_padding is None else given.mask_padding
+    try:
+        return BertCnnConfig.from_hf_config(given.hf, **head, mask_padding=mask)
+    except ValueError as e:
+        raise ValueError(f"{given.hf_from}: {str(e).splitlines()[0]}") from None
+
+
+def _needs_config(src: Path, fmt: str, hf: bool = False) -> ValueError:
+    if hf:
+        return ValueError(
+            f"{src} is a {fmt} file: reading it needs the full bertcnn config.json, not a BERT config; "
+            "--backbone and a Hugging Face --config work for .pt and foreign .safetensors. Received: no bertcnn config"
+        )
     return ValueError(
         f"{src} is a {fmt} file, which carries no model config; pass --config path/to/config.json "
-        "(the config.json of the checkpoint these weights belong to). Received: no --config"
+        "(the config.json of the checkpoint these weights belong to), or, for a model trained with the seeds' "
+        "class, --backbone HF_BERT_DIR (the BERT it was fine-tuned from). Received: no --config"
     )
 
 
@@ -188,12 +380,22 @@ def strict_check(shapes: Mapping[str, tuple], config: BertCnnConfig, *, what: st
     except PortError as e:
         hints = config_disagreements(shapes, config)
         if hints:
-            raise PortError(f"{what}: config disagrees with the tensors: {'; '.join(hints)}.\n{e}") from None
+            summary, *detail = str(e).splitlines()
+            raise PortError(
+                "\n".join(
+                    [
+                        f"{what}: config disagrees with the tensors: {'; '.join(hints)}; pass the config the weights "
+                        f"were trained with. Received: {len(hints)} differing fields",
+                        "  " + summary,
+                        *detail,
+                    ]
+                )
+            ) from None
         raise
 
 
-def config_disagreements(shapes: Mapping[str, tuple], config: BertCnnConfig) -> list[str]:
-    """Config fields read back from tensor shapes that differ from `config` (e.g. num_filters, layers)."""
+def read_fields(shapes: Mapping[str, tuple]) -> dict[str, tuple[object, str]]:
+    """Config fields readable off tensor shapes: field -> (value, the tensor it was read from)."""
     s = {k: tuple(v) for k, v in shapes.items()}
     seen: dict[str, tuple[object, str]] = {}
 
@@ -223,9 +425,14 @@ def config_disagreements(shapes: Mapping[str, tuple], config: BertCnnConfig) -> 
         )
     if len(s.get("fc.weight", ())) == 2:
         note("num_labels", s["fc.weight"][0], "fc.weight")
+    return seen
+
+
+def config_disagreements(shapes: Mapping[str, tuple], config: BertCnnConfig) -> list[str]:
+    """Config fields read back from tensor shapes that differ from `config` (e.g. num_filters, layers)."""
     return [
         f"{field}: config {getattr(config, field)!r}, tensors {value!r} ({name})"
-        for field, (value, name) in seen.items()
+        for field, (value, name) in read_fields(shapes).items()
         if value != getattr(config, field)
     ]
 

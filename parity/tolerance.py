@@ -25,8 +25,8 @@ class Tolerance:
 
 
 # Keyed by (dtype, device, check): `forward` compares taps, `grad` the gradient of the
-# loss w.r.t. every weight, `train` the weights after N SGD steps. GPU tiers: `float32`
-# is strict (TF32 off everywhere), `float32-default` leaves each framework's default
+# loss w.r.t. every weight, `train` the weights and AdamW moments after training with both
+# real trainers. GPU tiers: `float32` is strict (TF32 off everywhere), `float32-default` leaves each framework's default
 # matmul precision (TF32 where the GPU has it), `bfloat16` is judged on argmax agreement.
 TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # float32 is what users run. Measured with `bertcnn report` (embedded MiniLM-L6,
@@ -55,16 +55,22 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     ("float64", "cpu", "grad"): Tolerance(
         atol=1e-10, rtol=0.0, measured="MiniLM-L6 CPU: max 3.8e-16 over TF/jax/torch backends"
     ),
-    # Weights after N plain-SGD steps (lr 0.125) from one checkpoint on the same batches;
-    # Keras compile/fit vs a torch loop. MiniLM-L6, N=3 (`--train-steps 3`): float32 max
-    # 3.6e-7 (TF), 6.0e-8 (jax, torch); tiny config N=4 (tests/test_training.py): 6.0e-8.
-    # Rounding compounds with N: re-measure before using the bound for much longer runs.
+    # Weights and AdamW moments after training with the two real trainers (torch loop vs
+    # Keras compile/fit with TorchAdamW), same recipe, start and batches, dropout off.
+    # Tiny config (tests/test_training.py: 29 rows, 2 epochs = 16 updates, lr 1e-2, warmup 3,
+    # decay, clipping at 0.5), TF backend, CPU. float32: weights max 9.2e-5 on
+    # bert.encoder.layer.1.attention.self.key.bias, whose exact gradient is 0 (softmax ignores
+    # a key bias): its gradient is rounding noise (~1e-9) that Adam's m/sqrt(v) scales up to
+    # a fraction of lr per update, differently in each framework; moments <= 8.9e-8.
+    # Bound: 5x over the measured worst. Re-measure for longer runs (Adam keeps amplifying).
     ("float32", "cpu", "train"): Tolerance(
-        atol=1e-5, rtol=1e-5, measured="MiniLM-L6 N=3: 3.6e-7 (TF), 6.0e-8 (jax/torch); tiny N=4: 6.0e-8"
+        atol=5e-4, rtol=0.0, measured="tiny, 16 AdamW updates, TF: weights 9.2e-5 (key bias, zero true grad), "
+        "moments 8.9e-8"
     ),
-    # float64: MiniLM-L6 N=3 max 3.3e-16 (TF), 1.1e-16 (jax/torch); tiny N=4: 1.1e-16.
+    # float64: tiny 16 updates: weights 2.0e-13, exp_avg 8.7e-18, exp_avg_sq 1.1e-19 (TF). The
+    # issue's bound is 1e-10: more than that is structure (a formula, a step, a decay set).
     ("float64", "cpu", "train"): Tolerance(
-        atol=1e-12, rtol=1e-12, measured="MiniLM-L6 N=3: <= 3.3e-16; tiny N=4: 1.1e-16"
+        atol=1e-10, rtol=0.0, measured="tiny, 16 AdamW updates, TF: weights 2.0e-13, moments <= 8.7e-18"
     ),
     # AdamW fine-tuning: bertcnn_tf.TorchAdamW + LinearWarmupDecay under Keras fit vs
     # torch.optim.AdamW + LambdaLR + clip_grad_norm_; weights and both moments
@@ -83,6 +89,17 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # float64: key bias TF 8.7e-13, jax 3.6e-13, torch 1.3e-13; every other tensor <= 1.2e-13: >= 100x.
     ("float64", "cpu", "adamw"): Tolerance(
         atol=1e-10, rtol=0.0, measured="tiny, 8 updates, lr 0.03: <= 8.7e-13 (key bias, TF), others <= 1.2e-13"
+    ),
+    # Serving artifacts (`bertcnn report --artifact`, `export --verify`): the export run in its
+    # runtime vs the PyTorch build, logits only (atol), on the report's 7 sentences and the
+    # exporter-breaking shapes (batch 1, length 1, narrower than the widest kernel, heavy
+    # padding, length 128, batch 17). Measured on MiniLM-L6 + seed-0 head, CPU (onnxruntime
+    # 1.32, TF 2.21, ai-edge-litert 2.3), worst case over all 7: onnx from torch 5.5e-7,
+    # SavedModel 5.7e-7, LiteRT 7.9e-7, onnx from Keras (tf2onnx) 6.4e-7: >= 12x margin.
+    ("float32", "cpu", "artifact"): Tolerance(
+        atol=1e-5,
+        rtol=0.0,
+        measured="MiniLM-L6 CPU logits: onnx(torch) 5.5e-7, saved_model 5.7e-7, litert 7.9e-7, onnx(keras) 6.4e-7",
     ),
     # ---- GPU. NOT YET MEASURED: no GPU was available when these were written; the
     # numbers are the CPU bounds (strict tiers) or derived from the format's precision

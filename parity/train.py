@@ -1,13 +1,10 @@
-"""Training parity: N plain-SGD steps from one checkpoint, same batches, dropout off.
+"""Training parity through the real trainers: one recipe, one start, the same batches.
 
-The Keras build trains the way Keras users train (`compile`/`fit`), the PyTorch build
-with a plain loop. With identical gradients (see `parity.grad`) and plain SGD the two
-trajectories may only drift by rounding, so the final checkpoints are compared.
-
-The learning rate must be exactly representable in float32: Keras keeps it in a
-float32 variable and casts it to the weights' dtype, so with lr=0.1 a float64 run
-would step by 0.10000000149 in Keras and 0.1 in torch (a 1.5e-8 relative, structural
-difference). `DEFAULT_LR` is a power of two for that reason.
+The report and the tests train with `bertcnn_torch.train` and `bertcnn_tf.train` (the
+trainers `bertcnn train` runs), never a second harness, and compare the final weights
+and AdamW moments. Inputs travel as one padded batch (ids, mask, token types) whose
+mask gives each row's length; the trainers re-pad each batch of the plan to its own
+longest row.
 """
 
 from __future__ import annotations
@@ -17,20 +14,39 @@ from collections.abc import Mapping
 import numpy as np
 
 from parity.config import BertCnnConfig
-
-DEFAULT_LR = 0.125
-
-
-def check_lr(lr: float) -> None:
-    if not np.float64(np.float32(lr)) == np.float64(lr) or lr <= 0:
-        raise ValueError(
-            "The learning rate must be positive and exactly representable in float32 (Keras stores it in "
-            f"float32), e.g. 0.125, 0.0625. Received: {lr!r}"
-        )
+from parity.training.recipe import TrainingRecipe
+from parity.training.state import Snapshot, TrainerState
 
 
 def no_dropout(config: BertCnnConfig) -> BertCnnConfig:
     return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+
+
+def encoded_rows(inputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, type_ids) per row, unpadded, from a right-padded batch and its attention mask."""
+    ids, mask = np.asarray(inputs["input_ids"]), np.asarray(inputs["attention_mask"])
+    types = np.asarray(inputs.get("token_type_ids", np.zeros_like(ids)))
+    lengths = mask.sum(axis=1)
+    return [(ids[i, :n].astype(np.int64), types[i, :n].astype(np.int64)) for i, n in enumerate(lengths)]
+
+
+def start(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], recipe: TrainingRecipe, num_rows: int,
+          framework: str = "torch") -> Snapshot:  # fmt: skip
+    """Step 0 of a run from canonical `tensors`, in the recipe's dtype."""
+    state = TrainerState(step=0, epoch=0, batch=0, framework=framework, data_sha256="", num_rows=num_rows)
+    return Snapshot(config, {k: np.asarray(v).astype(recipe.dtype) for k, v in tensors.items()}, {}, recipe, state)
+
+
+def flat(snapshot: Snapshot) -> dict[str, np.ndarray]:
+    """Weights under their canonical names and moments as `exp_avg.<name>` / `exp_avg_sq.<name>`."""
+    return {**snapshot.tensors, **snapshot.moments}
+
+
+def parity_recipe(batch_size: int, dtype: str, *, epochs: int = 1, lr: float = 1e-3, warmup_steps: int = 1,
+                  max_grad_norm: float | None = 1.0) -> TrainingRecipe:  # fmt: skip
+    """The report's recipe: AdamW with warmup, decay and clipping; dropout off, file order."""
+    return TrainingRecipe(epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                          max_grad_norm=max_grad_norm, dtype=dtype, dropout=False, shuffle=False)  # fmt: skip
 
 
 def torch_train(
@@ -38,28 +54,11 @@ def torch_train(
     tensors: Mapping[str, np.ndarray],
     inputs: Mapping[str, np.ndarray],
     labels: np.ndarray,
-    *,
-    batch_size: int,
-    lr: float = DEFAULT_LR,
-    dtype: str = "float32",
-) -> tuple[dict[str, np.ndarray], list[float]]:
-    """A plain loop: consecutive batches in order, SGD without momentum or weight decay."""
-    import torch
-    import torch.nn.functional as F
+    recipe: TrainingRecipe,
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """The PyTorch trainer on these rows: (weights + moments, the metrics log)."""
+    from bertcnn_torch.train import train
+    from parity.training.loop import Run
 
-    from bertcnn_torch import BertCNN
-
-    check_lr(lr)
-    model = BertCNN._from_tensors(no_dropout(config), dict(tensors)).to(getattr(torch, dtype))
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    n, losses = len(labels), []
-    for start in range(0, n, batch_size):
-        batch = {k: torch.from_numpy(np.asarray(v[start : start + batch_size])) for k, v in inputs.items()}
-        y = torch.from_numpy(np.asarray(labels[start : start + batch_size]))
-        opt.zero_grad()
-        loss = F.cross_entropy(model(**batch), y)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    return {k: v.detach().numpy() for k, v in model.state_dict().items()}, losses
+    snap = train(Run(start(config, tensors, recipe, len(labels)), encoded_rows(inputs), labels))
+    return flat(snap), snap.metrics

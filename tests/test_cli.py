@@ -56,7 +56,7 @@ def test_predict_json_lines_in_input_order(checkpoint, framework, tmp_path, caps
     assert main([*argv, "--file", str(tmp_path / "in.txt"), "--taps", str(taps_file), texts[0]]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["text"] for x in lines] == texts  # TEXT args first, then the file's non-blank lines
-    assert all(len(x["logits"]) == 3 and x["label"] == int(np.argmax(x["logits"])) for x in lines)
+    assert all(len(x["logits"]) == 3 and x["label_id"] == int(np.argmax(x["logits"])) for x in lines)
     with np.load(taps_file) as z:
         assert {"input_ids", "attention_mask", T.LOGITS, "encoder.layer.5"} <= set(z.files)
         np.testing.assert_allclose(z[T.LOGITS], [x["logits"] for x in lines], atol=1e-5)

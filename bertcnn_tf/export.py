@@ -1,0 +1,111 @@
+"""SavedModel, LiteRT and ONNX (tf2onnx) from the Keras build (TensorFlow backend).
+
+All three start from one `tf.function` with an explicit, named input signature:
+three (None, None) int64 tensors. Without it, Keras' own export records float32
+inputs with the build-time length fixed. LiteRT is converted with builtin ops only
+(no Flex / Select TF ops, which need a bigger runtime) and its op list is checked
+after conversion; the model's variables are frozen first, because the converter
+otherwise keeps them as resource variables that the interpreter never initialises
+(every output NaN).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import tensorflow as tf
+
+from bertcnn_tf.model import BertCNN
+from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME
+
+SIGNATURE = "serving_default"
+
+
+def _require_tensorflow_backend() -> None:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "SavedModel, LiteRT and Keras ONNX exports need Keras on TensorFlow; unset KERAS_BACKEND or set it to "
+            f"tensorflow. Received: KERAS_BACKEND={keras.backend.backend()}"
+        )
+
+
+def _specs() -> list[tf.TensorSpec]:
+    return [tf.TensorSpec((None, None), tf.int64, name=name) for name in INPUT_NAMES]
+
+
+def serving_function(model: BertCNN) -> tf.types.experimental.GenericFunction:
+    """inputs by name -> {"logits": (batch, num_labels) float32}, for any batch and length."""
+    _require_tensorflow_backend()
+    if model.compute_dtype != "float32":
+        raise ValueError(f"exports are float32; load the checkpoint as float32. Received: {model.compute_dtype}")
+
+    def serve(input_ids, attention_mask, token_type_ids):
+        return {OUTPUT_NAME: model(input_ids, attention_mask, token_type_ids, training=False)}
+
+    return tf.function(serve, input_signature=_specs())
+
+
+def export_saved_model(model: BertCNN, path: str | os.PathLike) -> dict:
+    """A SavedModel with signature `serving_default` (what TF Serving and `tf.saved_model.load` use)."""
+    module = tf.Module()
+    module.model = model  # tracked, so its variables are saved
+    module.serve = serving_function(model)
+    tf.saved_model.save(module, str(path), signatures={SIGNATURE: module.serve.get_concrete_function()})
+    return {}
+
+
+def export_litert(model: BertCNN, path: str | os.PathLike) -> dict:
+    """A .tflite with builtin ops only; refuses (ValueError) a model that would need Flex ops."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(serving_function(model).get_concrete_function())
+
+    # Freezing drops the output's name; a wrapper gives the signature its `logits` back.
+    def serve(input_ids, attention_mask, token_type_ids):
+        return {
+            OUTPUT_NAME: frozen(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        }
+
+    named = tf.function(serve, input_signature=_specs()).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([named], tf.Module())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no SELECT_TF_OPS: no Flex
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flat = converter.convert()
+    except Exception as e:  # the converter raises ConverterError with MLIR dumps: keep the line that says why
+        why = next((ln.strip() for ln in str(e).splitlines() if "TF Select ops" in ln), str(e).splitlines()[0])
+        raise ValueError(f"the Keras build does not convert to LiteRT with builtin ops only. Received: {why}") from None
+    ops = litert_ops(flat)
+    flex = sorted(op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE"))
+    if flex:
+        raise ValueError(f"the LiteRT model needs Flex/custom ops the builtin runtime lacks. Received: {flex}")
+    Path(path).write_bytes(flat)
+    return {"ops": ops}
+
+
+def litert_ops(flat: bytes) -> list[str]:
+    """The distinct op names in a .tflite model, from the interpreter that will run it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return sorted({op["op_name"] for op in Interpreter(model_content=flat)._get_ops_details()})
+
+
+def export_onnx(model: BertCNN, path: str | os.PathLike, *, opset: int | None = None) -> dict:
+    """ONNX through tf2onnx, with the axes named batch/sequence as in the PyTorch build's export."""
+    import tf2onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto, _ = tf2onnx.convert.from_function(serving_function(model), input_signature=_specs(), opset=opset)
+    for value in (*proto.graph.input, *proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[0].dim_param = "batch"
+        if value.name in INPUT_NAMES:
+            dims[1].dim_param = "sequence"
+    Path(path).write_bytes(proto.SerializeToString())
+    return {"opset": next(int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx"))}

@@ -1,0 +1,226 @@
+"""The Keras trainer: `compile` + `fit`, the way Keras users train, with torch's AdamW recipe.
+
+`TorchAdamW` (torch's update and `clip_grad_norm_`, exactly) and `LinearWarmupDecay`
+(LambdaLR's linear warmup/decay, step for step) from `bertcnn_tf.optimizers`; the
+no-decay set from the weight table; loss `SparseCategoricalCrossentropy(from_logits=True)`
+computed in the run's dtype (a Keras Loss computes in `floatx()` otherwise). A
+`PyDataset` yields exactly the shared batch plan's batches in order (`fit(shuffle=False)`),
+each padded to its longest row; callbacks log, evaluate and save. Runs on the TensorFlow,
+JAX and torch Keras backends (float64 on JAX needs `JAX_ENABLE_X64=1` before start-up).
+
+Resuming mid-epoch is two `fit` calls: the rest of that epoch, then the whole epochs
+after it (each `fit` sees epochs of one length). Dropout: the Keras dropout layers'
+seed generators start from `keras.utils.set_random_seed(recipe.seed)` and their states
+are saved with the run; on Keras' torch backend (whose unseeded dropout draws from
+torch's global generator) torch is re-seeded every update from (seed, step), as in the
+PyTorch trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import keras
+import numpy as np
+from keras import ops
+
+from bertcnn_tf.model import BertCNN
+from bertcnn_tf.optimizers import TorchAdamW
+from parity.training.loop import Run
+from parity.training.state import Snapshot, step_seed
+
+SEED_STATE = "seed_generator_state"
+
+
+def no_dropout(config):
+    return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+
+
+class PlanDataset(keras.utils.PyDataset):
+    """The plan's batches of one epoch, in order, from batch `first` on; `epoch` is set by `PlanCallback`."""
+
+    def __init__(self, run: Run, epoch: int, first: int = 0):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.run, self.epoch, self.first = run, epoch, first
+
+    @property
+    def num_batches(self) -> int:
+        return self.run.steps_per_epoch - self.first
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __getitem__(self, i: int):
+        inputs, labels = self.run.batch(self.epoch, self.first + i)
+        return inputs, labels
+
+
+def _fit_input(dataset: PlanDataset):
+    """What `fit` gets: the PyDataset; on TensorFlow wrapped in tf.data with (None, None) shapes.
+
+    Keras' TensorFlow adapter fixes the batch shapes from the first two batches it
+    samples, so batches padded to their own longest row would later be refused; an
+    explicit signature with free dimensions keeps every batch as the plan made it.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return dataset
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, None), tf.int64)
+    sig = ({k: spec for k in ("input_ids", "attention_mask", "token_type_ids")}, tf.TensorSpec((None,), tf.int64))
+    ds = tf.data.Dataset.from_generator(lambda: (dataset[i] for i in range(len(dataset))), output_signature=sig)
+    return ds.apply(tf.data.experimental.assert_cardinality(len(dataset)))
+
+
+class BatchLoss(keras.metrics.Metric):
+    """The mean cross-entropy of the last batch (Keras' `loss` log is a running mean over the epoch)."""
+
+    def __init__(self, name: str = "batch_loss", dtype: str = "float32"):
+        super().__init__(name=name, dtype=dtype)
+        self.value = self.add_variable((), initializer="zeros", dtype=dtype, name="value")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        ce = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, self.dtype), from_logits=True)
+        self.value.assign(ops.mean(ce))
+
+    def result(self):
+        return self.value
+
+    def reset_state(self):
+        self.value.assign(0.0)
+
+
+class PlanCallback(keras.callbacks.Callback):
+    """Maps each Keras batch to its plan position; logs, evaluates and saves through the shared `Run`."""
+
+    def __init__(self, trainer: KerasTrainer, dataset: PlanDataset):
+        super().__init__()
+        self.trainer, self.dataset = trainer, dataset
+        self.todo = iter(trainer.run.remaining())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.dataset.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.position = next(self.todo)
+        if keras.backend.backend() == "torch":
+            import torch
+
+            torch.manual_seed(step_seed(self.trainer.run.recipe.seed, self.position[2]))
+
+    def on_train_batch_end(self, batch, logs=None):
+        t, run = self.trainer, self.trainer.run
+        epoch, b, step = self.position
+        t.sync()
+        run.log_update(epoch, b, step, float(logs["batch_loss"]), float(ops.convert_to_numpy(t.optimizer.grad_norm)))
+        t.state = run.position_after(epoch, b, step)
+        if b + 1 == run.steps_per_epoch:
+            run.end_of_epoch(epoch, step, t.predict)
+        if run.wants_save(b, step):
+            run.save(t.snapshot(t.state))
+
+
+class KerasTrainer:
+    """Trains `run.start` with the Keras build; `fit()` returns the final snapshot."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        snap, r = run.start, run.recipe
+        if r.dtype == "float64":
+            from parity.backends import _keep_float64
+
+            _keep_float64()
+            if keras.backend.backend() == "jax":
+                import jax
+
+                if not jax.config.jax_enable_x64:
+                    raise ValueError("float64 training on Keras' JAX backend needs JAX_ENABLE_X64=1 in the "
+                                     "environment (JAX silently truncates float64 to float32 otherwise). "
+                                     "Received: jax_enable_x64 off")  # fmt: skip
+        keras.utils.set_random_seed(r.seed)  # the dropout layers' seed generators start from here
+        config = snap.config if r.dropout else no_dropout(snap.config)
+        self.model = BertCNN(config, dtype=r.dtype)
+        self.model.set_canonical_weights({k: np.asarray(v) for k, v in snap.tensors.items()})
+        self.optimizer = TorchAdamW.from_recipe(r, self.model, len(run.labels))
+        self.model.compile(
+            optimizer=self.optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=r.dtype),
+            metrics=[BatchLoss(dtype=r.dtype)],
+            # TensorFlow: a graph per batch shape (reduce_retracing), no XLA, whose
+            # recompiles per shape cost more than they save here; JAX: always jitted.
+            jit_compile=keras.backend.backend() == "jax",
+        )
+        self.optimizer.build(self.model.trainable_variables)
+        if snap.state.step:
+            self.optimizer.import_state(self.model, snap.moments, snap.state.step)
+        if snap.state.framework == "keras" and snap.state.step:
+            self._set_seed_states(snap.rng)
+        # From here on the run (and its saves) is this framework's.
+        run.start = replace(snap, state=replace(snap.state, framework="keras"))
+        self.state = run.start.state
+
+    # -- state in and out -----------------------------------------------------------------
+    def _seed_variables(self) -> dict:
+        """The dropout layers' seed-generator states, keyed by their order in the model.
+
+        Not by path: Keras names seed generators from a process-wide counter
+        (`seed_generator_7/...`), so paths differ between processes and between models.
+        """
+        found = [v for v in self.model.variables if v.path.endswith(SEED_STATE)]
+        return {f"keras/seed_generator/{i}": v for i, v in enumerate(found)}
+
+    def _set_seed_states(self, rng: dict[str, np.ndarray]) -> None:
+        variables = self._seed_variables()
+        if rng.keys() != variables.keys():
+            raise ValueError(f"The saved random state does not fit this model: expected {len(variables)} dropout "
+                             f"seed states. Received: {sorted(rng)}")  # fmt: skip
+        for key, v in variables.items():
+            v.assign(rng[key].astype(np.asarray(ops.convert_to_numpy(v.value)).dtype))
+
+    def sync(self) -> None:
+        """Make the model's variables current (JAX keeps the training state outside them during fit)."""
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
+
+    def snapshot(self, state) -> Snapshot:
+        self.sync()
+        s = self.run.start
+        moments = self.optimizer.export_state(self.model)[0] if state.step else {}
+        rng = {k: np.asarray(ops.convert_to_numpy(v.value)) for k, v in self._seed_variables().items()}
+        return Snapshot(s.config, self.model.get_canonical_weights(), moments, s.recipe, state, rng,
+                        list(self.run.metrics))  # fmt: skip
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        self.sync()
+        return np.asarray(ops.convert_to_numpy(self.model(inputs, training=False)))
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self) -> Snapshot:
+        run, st = self.run, self.run.start.state
+        if not run.remaining():
+            return self.snapshot(self.state)
+        segments = []
+        if st.batch:  # the rest of a started epoch, then the whole epochs after it
+            segments.append((st.epoch, st.epoch + 1, st.batch))
+            if st.epoch + 1 < run.recipe.epochs:
+                segments.append((st.epoch + 1, run.recipe.epochs, 0))
+        else:
+            segments.append((st.epoch, run.recipe.epochs, 0))
+        callback = None
+        for first_epoch, end_epoch, first_batch in segments:
+            dataset = PlanDataset(run, first_epoch, first_batch)
+            cb = PlanCallback(self, dataset)
+            if callback is not None:
+                cb.todo = callback.todo  # one walk through the remaining updates
+            callback = cb
+            self.model.fit(_fit_input(dataset), epochs=end_epoch, initial_epoch=first_epoch, shuffle=False,
+                           callbacks=[cb], verbose=0)  # fmt: skip
+        return self.snapshot(self.state)
+
+
+def train(run: Run) -> Snapshot:
+    """Train with the Keras build on this process's Keras backend; returns the final snapshot."""
+    return KerasTrainer(run).fit()
+
+
+__all__ = ["BatchLoss", "KerasTrainer", "PlanDataset", "train"]

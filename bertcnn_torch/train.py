@@ -1,0 +1,163 @@
+"""The PyTorch trainer: `torch.optim.AdamW`, `LambdaLR`, `clip_grad_norm_`, a plain loop.
+
+The recipe, batch plan, schedule formula, saves and log are shared with the Keras
+trainer (`parity.training`); this module only computes updates the way torch users do.
+
+- Param groups: weight decay on every trained tensor except biases and LayerNorm weights,
+  decided by the weight table's predicate (the Keras optimizer uses the same one).
+- BERT's pooler is not given to the optimizer: BERT-CNN's head reads the last hidden
+  state, no loss reaches the pooler, and it keeps its checkpoint values (as in Keras,
+  where it is non-trainable).
+- Dropout is re-seeded every update from (seed, step, rank) (`step_seed`), so a resumed
+  run draws the masks the uninterrupted run drew, with no RNG history to carry.
+- Data parallel ready: an update's global batch may be split into per-rank shares; the
+  loss is the share's summed cross-entropy over the *global* batch size (times the world
+  size, undone by DDP's gradient averaging), so the gradient is the global-batch mean's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bertcnn_torch.model import BertCNN
+from parity.layout import is_decayed
+from parity.training.loop import Run
+from parity.training.state import MOMENTS, Snapshot, step_seed, trained_names
+
+
+def no_dropout(config):
+    return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+
+
+def param_groups(model: BertCNN, weight_decay: float) -> list[dict]:
+    """AdamW groups over the trained tensors: decayed, and not decayed (biases, LayerNorm weights)."""
+    params = dict(model.named_parameters())
+    names = trained_names(model.config)
+    decayed = [n for n in names if is_decayed(n)]
+    kept = [n for n in names if not is_decayed(n)]
+    return [
+        {"params": [params[n] for n in decayed], "weight_decay": weight_decay, "names": decayed},
+        {"params": [params[n] for n in kept], "weight_decay": 0.0, "names": kept},
+    ]
+
+
+def share(rows: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """This rank's rows of a global batch: contiguous, sizes differing by at most one."""
+    return np.array_split(rows, world_size)[rank]
+
+
+def share_loss(logits: torch.Tensor, labels: torch.Tensor, global_size: int, world_size: int = 1) -> torch.Tensor:
+    """Cross-entropy summed over the share / global batch size x world size.
+
+    With one process this is the batch mean; under DDP (which averages gradients over
+    ranks) the gradient is the mean over the whole global batch, partial batches included.
+    """
+    return F.cross_entropy(logits, labels, reduction="sum") * (world_size / global_size)
+
+
+class TorchTrainer:
+    """Trains `run.start` with the PyTorch build; `fit()` returns the final snapshot."""
+
+    def __init__(self, run: Run, *, device: str = "cpu", rank: int = 0, world_size: int = 1):
+        self.run, self.device, self.rank, self.world_size = run, device, rank, world_size
+        snap, r = run.start, run.recipe
+        run.start = replace(snap, state=replace(snap.state, framework="torch"))  # its saves are torch's now
+        self.dtype = getattr(torch, r.dtype)
+        config = snap.config if r.dropout else no_dropout(snap.config)
+        tensors = {k: np.asarray(v, dtype=r.dtype) for k, v in snap.tensors.items()}
+        self.model = BertCNN._from_tensors(config, tensors).to(device=device, dtype=self.dtype)
+        self.groups = param_groups(self.model, r.weight_decay)
+        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in self.groups]
+        self.optimizer = torch.optim.AdamW(groups, lr=r.lr, betas=r.betas, eps=r.eps, weight_decay=r.weight_decay)
+        if snap.state.step:
+            self._load_moments(snap.moments, snap.state.step)
+        for g in self.optimizer.param_groups:
+            g["initial_lr"] = r.lr
+        # LambdaLR at update k sets lr = peak x factor(k); resuming at `step` is last_epoch = step - 1.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, run.factor, last_epoch=snap.state.step - 1)
+
+    def _load_moments(self, moments: dict[str, np.ndarray], step: int) -> None:
+        sd = self.optimizer.state_dict()
+        names = [n for g in self.groups for n in g["names"]]
+        params = dict(self.model.named_parameters())
+        sd["state"] = {
+            i: {
+                "step": torch.tensor(float(step)),
+                "exp_avg": torch.from_numpy(np.ascontiguousarray(moments[f"exp_avg.{n}"])).to(params[n]),
+                "exp_avg_sq": torch.from_numpy(np.ascontiguousarray(moments[f"exp_avg_sq.{n}"])).to(params[n]),
+            }
+            for i, n in enumerate(names)
+        }
+        self.optimizer.load_state_dict(sd)
+
+    def moments(self) -> dict[str, np.ndarray]:
+        """AdamW moments under canonical names (torch layout): exp_avg.<name>, exp_avg_sq.<name>."""
+        out = {}
+        for g in self.groups:
+            for n, p in zip(g["names"], g["params"], strict=True):
+                st = self.optimizer.state.get(p)
+                for m in MOMENTS:
+                    out[f"{m}.{n}"] = (torch.zeros_like(p) if not st else st[m]).detach().cpu().numpy().copy()
+        return out
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def snapshot(self, state) -> Snapshot:
+        s = self.run.start
+        return Snapshot(s.config, self.weights(), self.moments() if state.step else {}, s.recipe, state,
+                        {}, list(self.run.metrics))  # fmt: skip
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        was = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            logits = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
+        self.model.train(was)
+        return logits.detach().cpu().numpy()
+
+    def update(self, inputs: dict[str, np.ndarray], labels: np.ndarray, step: int) -> tuple[float, float | None]:
+        """One AdamW update on a global batch (this rank's share of it); (global loss, grad norm)."""
+        n = len(labels)
+        mine = share(np.arange(n), self.rank, self.world_size)
+        x = {k: torch.from_numpy(v[mine]).to(self.device) for k, v in inputs.items()}
+        y = torch.from_numpy(labels[mine]).to(self.device)
+        torch.manual_seed(step_seed(self.run.recipe.seed, step, self.rank))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = share_loss(self.model(**x), y, n, self.world_size)
+        loss.backward()
+        params = [p for g in self.groups for p in g["params"]]
+        # max_norm=inf measures the norm and scales by exactly 1.0: no clipping, same norm.
+        mx = self.run.recipe.max_grad_norm
+        norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf") if mx is None else mx))
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach()) / self.world_size, norm
+
+    def fit(self) -> Snapshot:
+        run = self.run
+        self.model.train()
+        state = run.start.state
+        for epoch, batch, step in run.remaining():
+            inputs, labels = run.batch(epoch, batch)
+            loss, norm = self.update(inputs, labels, step)
+            run.log_update(epoch, batch, step, loss, norm)
+            state = run.position_after(epoch, batch, step)
+            if batch + 1 == run.steps_per_epoch:
+                run.end_of_epoch(epoch, step, self.predict)
+            if run.wants_save(batch, step):
+                run.save(self.snapshot(state))
+        return self.snapshot(state)
+
+
+def train(run: Run, **kwargs) -> Snapshot:
+    """Train with the PyTorch build; returns the final snapshot (saved under `run.out` if set)."""
+    return TorchTrainer(run, **kwargs).fit()
+
+
+__all__: Sequence[str] = ["TorchTrainer", "param_groups", "share", "share_loss", "train"]

@@ -1,0 +1,120 @@
+"""The manifest of an export directory: what the artifact is, and which weights it came from.
+
+`manifest.json` is written last by `bertcnn export` and read first by everything that
+runs an export (predict, `report --artifact`). It records the source checkpoint's
+weights hash, so an artifact is never silently checked against weights it was not
+made from, and the runtime library versions it was written with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+# format -> the model file (or folder) inside the export directory; nothing else is accepted,
+# so a manifest cannot point a runtime at a file outside its directory.
+MODEL_FILES = {"onnx": "model.onnx", "saved_model": "saved_model", "litert": "model.tflite"}
+FORMATS = tuple(MODEL_FILES)
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "logits"
+# Distributions whose versions are worth knowing when an artifact misbehaves.
+_LIBRARIES = ("numpy", "torch", "onnx", "onnxscript", "onnxruntime", "tensorflow-cpu", "tensorflow", "keras")
+_LIBRARIES += ("tf2onnx", "ai-edge-litert")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: str  # onnx | saved_model | litert
+    framework: str  # the build it was exported from: torch | keras
+    model_file: str
+    source_sha256: str  # sha256 of the source checkpoint's model.safetensors
+    source: str  # the checkpoint path as given (informative only)
+    inputs: list[dict] = field(default_factory=list)  # [{"name", "dtype", "shape"}]
+    outputs: list[dict] = field(default_factory=list)
+    opset: int | None = None  # ONNX only
+    versions: dict[str, str] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def tensor_specs(num_labels: int, input_dtypes: tuple[str, ...] = ("int64",)) -> tuple[list[dict], list[dict]]:
+    """The interface every export has: three (batch, sequence) int inputs, (batch, num_labels) float32 logits."""
+    dtypes = "|".join(input_dtypes)
+    inputs = [{"name": n, "dtype": dtypes, "shape": ["batch", "sequence"]} for n in INPUT_NAMES]
+    return inputs, [{"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", num_labels]}]
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_export(directory: str | os.PathLike) -> bool:
+    """True when `directory` carries a manifest: it is an export, not a checkpoint."""
+    return (Path(directory) / MANIFEST_NAME).is_file()
+
+
+def read_manifest(directory: str | os.PathLike) -> Manifest:
+    """Read and validate `directory`'s manifest; anything odd is a ValueError naming the field."""
+    d = Path(directory)
+    path = d / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(d)!r} is not an export directory: {MANIFEST_NAME} is missing (make one with `bertcnn export`). "
+            f"Received: {sorted(p.name for p in d.iterdir()) if d.is_dir() else 'no such directory'}"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON; re-export the model. Received: {e}") from None
+    known = set(Manifest.__dataclass_fields__)
+    if not isinstance(raw, dict) or not {"format", "framework", "model_file", "source_sha256"} <= raw.keys():
+        raise ValueError(
+            f"{path} must be a JSON object with format, framework, model_file and source_sha256; re-export the "
+            f"model. Received: {sorted(raw) if isinstance(raw, dict) else type(raw).__name__}"
+        )
+    unknown = sorted(raw.keys() - known)
+    if unknown:
+        raise ValueError(f"{path} has fields this version does not know; re-export the model. Received: {unknown}")
+    m = Manifest(**raw)
+    if m.version != MANIFEST_VERSION:
+        raise ValueError(f"{path}: manifest version {MANIFEST_VERSION} expected. Received: {m.version!r}")
+    if m.format not in MODEL_FILES:
+        raise ValueError(f"{path}: format must be one of {FORMATS}. Received: {m.format!r}")
+    if m.framework not in ("torch", "keras"):
+        raise ValueError(f"{path}: framework must be torch or keras. Received: {m.framework!r}")
+    if m.model_file != MODEL_FILES[m.format]:
+        raise ValueError(
+            f"{path}: a {m.format} export keeps its model in {MODEL_FILES[m.format]!r} inside the export directory; "
+            f"a manifest may not point anywhere else. Received: model_file={m.model_file!r}"
+        )
+    model = d / m.model_file
+    if model.is_symlink() or not model.exists():
+        raise ValueError(
+            f"{path}: the model {m.model_file!r} must be a real file or folder inside {str(d)!r}, not a link or "
+            f"missing. Received: {'a symlink to ' + os.readlink(model) if model.is_symlink() else 'missing'}"
+        )
+    if not isinstance(m.source_sha256, str) or len(m.source_sha256) != 64:
+        raise ValueError(f"{path}: source_sha256 must be a sha256 hex digest. Received: {m.source_sha256!r}")
+    return m

@@ -1,0 +1,244 @@
+"""Run an export in its own runtime: onnxruntime, `tf.saved_model.load`, the LiteRT interpreter.
+
+A runner imports only its runtime (never torch, never Keras), so what is checked is
+what a server would run. `export_forward` gives `bertcnn predict` an in-process
+forward; `run_in_child` runs batches in a fresh process (`python -m
+parity.serving.runners EXPORT JOB`) for the parity check, exchanging JSON and `.npz`
+(`allow_pickle=False`) only, so the check cannot be helped by anything the parent
+process has loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from parity.inputs import check_inputs
+from parity.serving.directory import load_config
+from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, read_manifest
+
+RUNTIMES = {"onnx": "onnxruntime", "saved_model": "tensorflow", "litert": "ai-edge-litert"}
+# What to install for each runtime (the pyproject extras).
+EXTRAS = {"onnx": "bertcnn[onnx]", "saved_model": "bertcnn[tf]", "litert": "bertcnn[litert]"}
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def _broken(path: Path, fmt: str, e: BaseException) -> ValueError:
+    return ValueError(
+        f"{path} is not a loadable {fmt} model ({_one_line(e)}); re-export it with `bertcnn export`. "
+        f"Received: {str(path)!r}"
+    )
+
+
+def _need(module: str, fmt: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"running a {fmt} export needs {RUNTIMES[fmt]}: pip install '{EXTRAS[fmt]}'. "
+            f"Received: {module} not installed"
+        ) from None
+
+
+class OnnxRunner:
+    """onnxruntime, CPU. Inputs are fed by name: onnxruntime lists them alphabetically."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        ort = _need("onnxruntime", "onnx")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: its warnings are not ours to show
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for corrupt files
+            raise _broken(path, "onnx", e) from None
+        _check_names(path, [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {k: inputs[k] for k in INPUT_NAMES})[0]
+
+
+class SavedModelRunner:
+    """`tf.saved_model.load` and its `serving_default` signature: what TF Serving runs."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        tf = _need("tensorflow", "saved_model")
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        if not (path / "variables").is_dir() or not (path / "saved_model.pb").is_file():
+            raise ValueError(
+                f"{path} is not a complete SavedModel: saved_model.pb and variables/ are both needed; re-export it. "
+                f"Received: {sorted(p.name for p in path.iterdir()) if path.is_dir() else 'not a folder'}"
+            )
+        try:
+            loaded = tf.saved_model.load(str(path))
+            self.signature = loaded.signatures["serving_default"]
+        except Exception as e:  # TF raises many types for broken protos and checkpoints
+            raise _broken(path, "saved_model", e) from None
+        self._keep = loaded  # the signature holds weak references to the loaded object's variables
+        self._tf = tf
+        spec = self.signature.structured_input_signature[1]
+        _check_names(path, list(spec), list(self.signature.structured_outputs))
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        out = self.signature(**{k: self._tf.constant(inputs[k]) for k in INPUT_NAMES})
+        return out[OUTPUT_NAME].numpy()
+
+
+class LiteRTRunner:
+    """The LiteRT interpreter (ai-edge-litert) through its `serving_default` signature."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        interpreter = _need("ai_edge_litert.interpreter", "litert")
+        try:
+            self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
+            self.runner = self.interpreter.get_signature_runner("serving_default")
+        except Exception as e:
+            raise _broken(path, "litert", e) from None
+        sig = self.interpreter.get_signature_list()["serving_default"]
+        _check_names(path, sig["inputs"], sig["outputs"])
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.runner(**{k: inputs[k] for k in INPUT_NAMES})[OUTPUT_NAME]
+
+
+RUNNERS = {"onnx": OnnxRunner, "saved_model": SavedModelRunner, "litert": LiteRTRunner}
+
+
+def _check_names(path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    if sorted(inputs) != sorted(INPUT_NAMES) or list(outputs) != [OUTPUT_NAME]:
+        raise ValueError(
+            f"{path} does not have the export interface: inputs {list(INPUT_NAMES)} and output {OUTPUT_NAME!r}. "
+            f"Received: inputs {sorted(inputs)}, outputs {list(outputs)}"
+        )
+
+
+def open_export(directory: str | os.PathLike, *, threads: int | None = None):
+    """(runner, manifest, config) for an export directory; broken or hostile files raise ValueError."""
+    d = Path(directory)
+    manifest = read_manifest(d)
+    config = load_config(d)
+    return RUNNERS[manifest.format](d / manifest.model_file, threads), manifest, config
+
+
+def full_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """All three inputs as int64 (mask of ones, token types of zeros when absent)."""
+    ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+    mask = inputs.get("attention_mask")
+    types = inputs.get("token_type_ids")
+    return {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids) if mask is None else np.asarray(mask, dtype=np.int64),
+        "token_type_ids": np.zeros_like(ids) if types is None else np.asarray(types, dtype=np.int64),
+    }
+
+
+def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
+    """(forward, config) for an export, like `parity.predict.FRAMEWORKS` entries: numpy in, logits out.
+
+    Inputs are checked in numpy first (ids in range, 0/1 mask, no all-padding row):
+    the runtimes do not check values, and an out-of-range id would read garbage.
+    """
+    runner, _, config = open_export(directory, threads=threads)
+
+    def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False) -> np.ndarray:
+        if return_taps:
+            raise ValueError(
+                "an export computes logits only; for taps run the checkpoint it came from "
+                "with --framework torch|keras. "
+                f"Received: {str(directory)!r}"
+            )
+        x = full_inputs(inputs)
+        check_inputs(x["input_ids"], x["attention_mask"], x["token_type_ids"], config)
+        return np.asarray(runner(x), dtype=np.float32)
+
+    return forward, config
+
+
+# -- the child process ---------------------------------------------------------------------
+FRAMEWORK_MODULES = ("torch", "keras", "transformers", "tensorflow", "jax")
+
+
+def run_in_child(
+    directory: str | os.PathLike, batches: Sequence[Mapping[str, np.ndarray]], *, timeout: float = 900
+) -> tuple[list[np.ndarray], dict]:
+    """Logits for each batch from the export, computed in a fresh process; plus what that process loaded."""
+    with tempfile.TemporaryDirectory(prefix="bertcnn-artifact-") as tmp:
+        job = Path(tmp)
+        np.savez(job / "inputs.npz", **{f"{i}.{k}": v for i, b in enumerate(batches) for k, v in b.items()})
+        (job / "job.json").write_text(json.dumps({"batches": len(batches)}), encoding="utf-8")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run(
+            [sys.executable, "-m", "parity.serving.runners", str(Path(directory).resolve()), str(job)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        error = job / "error.txt"
+        if error.is_file():
+            raise ValueError(error.read_text(encoding="utf-8").strip())
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ValueError(
+                f"the {str(directory)!r} export crashed its runtime (exit {proc.returncode}); re-export it. "
+                f"Received: {tail[:300]}"
+            )
+        with np.load(job / "out.npz", allow_pickle=False) as z:
+            logits = [z[str(i)] for i in range(len(batches))]
+        return logits, json.loads((job / "meta.json").read_text(encoding="utf-8"))
+
+
+def _child(directory: str, job_dir: str) -> int:
+    job = Path(job_dir)
+    try:
+        runner, manifest, config = open_export(directory)
+        n = json.loads((job / "job.json").read_text(encoding="utf-8"))["batches"]
+        with np.load(job / "inputs.npz", allow_pickle=False) as z:
+            batches = [{k: z[f"{i}.{k}"] for k in INPUT_NAMES} for i in range(n)]
+        out = {str(i): np.asarray(runner(b)) for i, b in enumerate(batches)}
+    except (ValueError, FileNotFoundError) as e:
+        (job / "error.txt").write_text(str(e).splitlines()[0] if str(e) else type(e).__name__, encoding="utf-8")
+        return 3
+    except Exception as e:  # a runtime error while running (e.g. a graph that cannot take this shape)
+        (job / "error.txt").write_text(
+            f"the export failed in {RUNTIMES.get(_format(directory), 'its runtime')} ({_one_line(e)}); "
+            f"re-export it. Received: {directory!r}",
+            encoding="utf-8",
+        )
+        return 3
+    np.savez(job / "out.npz", **out)
+    meta = {
+        "runtime": RUNTIMES[manifest.format],
+        "frameworks_loaded": sorted(m for m in FRAMEWORK_MODULES if m in sys.modules),
+        "num_labels": config.num_labels,
+    }
+    (job / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return 0
+
+
+def _format(directory: str) -> str | None:
+    try:
+        return read_manifest(directory).format
+    except (ValueError, FileNotFoundError):
+        return None
+
+
+if __name__ == "__main__":
+    with contextlib.redirect_stdout(sys.stderr):
+        sys.exit(_child(sys.argv[1], sys.argv[2]))

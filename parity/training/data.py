@@ -1,0 +1,287 @@
+"""Labelled data files (`.jsonl`, `.csv`, `.tsv`) read strictly into texts and integer label ids.
+
+A training file with a bad row is a bug in somebody's pipeline, so nothing is skipped or
+guessed: every bad row stops the read with one line `FILE:LINE: what was wrong; expected
+...; how to fix. Received: ...` (a ValueError, which the CLI turns into exit 2). The only
+thing passed over is a truly blank line (nothing but whitespace): counted in
+`LabelledData.blank_lines`, never a row.
+
+Formats, by suffix:
+- `.jsonl`: one JSON object per line with a string `text` and a `label` (a string name or
+  an integer id). Other keys are ignored.
+- `.csv` / `.tsv`: a header row naming the columns, then one row per example; quoted
+  fields may span lines (the row's line is where it starts). Columns other than the text
+  and label columns are ignored; every row must have as many fields as the header.
+Files are UTF-8 (a byte-order mark is dropped; non-UTF-8 bytes are reported by line),
+with LF or CRLF line ends. Labels are stripped of surrounding whitespace; texts are kept
+as written but must not be empty or whitespace only.
+
+Label resolution (`read_labelled(..., num_labels, label_names)`):
+- With `label_names` (the checkpoint's names): a label is a name when it is one of them,
+  and names win, so a checkpoint named "1","2","3" reads the cell "1" as the name "1"
+  (id 0). A label that is not a name is read as an integer id (< num_labels) only when
+  no name looks like an integer (then ids and names cannot be confused); anything else
+  is an unknown label. JSON integers are always ids.
+- Without names: integer ids (< num_labels) or names, not both in one file. Names are
+  sorted (Python string order) to give ids and must number exactly `num_labels`, and
+  they become the checkpoint's names (`LabelledData.named`). Give the checkpoint names
+  up front with `bertcnn init DIR --labels a,b,c` to fix their order yourself.
+A held-out file is read with the training file's names (`label_names=train.label_names`)
+so a class missing from it keeps its id.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FORMATS", "LabelledData", "read_labelled"]
+
+FORMATS = (".jsonl", ".csv", ".tsv")
+_INT = re.compile(r"[0-9]+")  # an id as written in a file: decimal digits, no sign
+_SHOW = 80  # characters of a bad value quoted in an error
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Rows of a labelled file; `labels[i]` is the id of `texts[i]`, read from line `lines[i]`."""
+
+    path: str
+    texts: tuple[str, ...]
+    labels: np.ndarray  # (N,) int64 ids in [0, len(label_names))
+    label_names: tuple[str, ...]  # names by id; "0", "1", ... when neither data nor checkpoint names them
+    lines: tuple[int, ...]  # 1-based line where each row starts
+    named: bool = False  # label_names are real names (the checkpoint's or the data's), not ids
+    blank_lines: int = 0  # whitespace-only lines passed over (never rows)
+    counts: tuple[int, ...] = field(default=())  # rows per label id
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_labelled(
+    path: str | Path,
+    *,
+    num_labels: int,
+    label_names: Sequence[str] | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+) -> LabelledData:
+    """Read a `.jsonl`/`.csv`/`.tsv` file; see the module docstring for formats and label rules."""
+    p = Path(path)
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise ValueError(f"num_labels must be a positive integer. Received: {num_labels!r}")
+    names = None if label_names is None else tuple(label_names)
+    if names is not None and len(names) != num_labels:
+        raise ValueError(f"label_names must name all num_labels={num_labels} classes. Received: {list(names)!r}")
+    if text_column == label_column:
+        raise ValueError(f"the text and label columns must differ. Received: both {text_column!r}")
+    suffix = p.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"{p}: unknown data format; expected a file ending in {', '.join(FORMATS)} "
+            f"(JSON lines with text and label, or a CSV/TSV with a header row). Received: {p.name!r}"
+        )
+    if not p.is_file():
+        raise FileNotFoundError(f"Data file not found; expected a {'/'.join(FORMATS)} file. Received: {str(p)!r}")
+    text = _decode(p, p.read_bytes())
+    if suffix == ".jsonl":
+        raw, blank = _jsonl(p, text, text_column, label_column)
+    else:
+        raw, blank = _table(p, text, "\t" if suffix == ".tsv" else ",", text_column, label_column)
+    if not raw:
+        raise ValueError(
+            f"{p}: the file has no rows; expected at least one labelled example. "
+            f"Received: {blank} blank line(s) and no data"
+        )
+    ids, out_names, named = _resolve(p, raw, num_labels, names)
+    labels = np.asarray(ids, dtype=np.int64)
+    return LabelledData(
+        path=str(p),
+        texts=tuple(t for _, t, _ in raw),
+        labels=labels,
+        label_names=out_names,
+        lines=tuple(line for line, _, _ in raw),
+        named=named,
+        blank_lines=blank,
+        counts=tuple(int(c) for c in np.bincount(labels, minlength=len(out_names))),
+    )
+
+
+# -- reading -------------------------------------------------------------------------------------
+Row = tuple[int, str, object]  # (line, text, raw label: str from CSV, str or int from JSON)
+
+
+def _bad(path: Path, line: int, what: str, received: object) -> ValueError:
+    if isinstance(received, str) and len(received) > _SHOW:
+        received = received[:_SHOW] + "..."
+    shown = received if isinstance(received, _Raw) else repr(received)
+    return ValueError(f"{path}:{line}: {what}. Received: {shown}")
+
+
+class _Raw(str):
+    """Already formatted for `Received:` (a description, not a value to quote)."""
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise _bad(
+            path, line, "bytes that are not UTF-8; expected a UTF-8 text file (re-save it as UTF-8)",
+            _Raw(f"byte {data[e.start:e.start + 1]!r} on line {line}"),
+        ) from None  # fmt: skip
+    return text.removeprefix("\ufeff")
+
+
+def _jsonl(path: Path, text: str, text_key: str, label_key: str) -> tuple[list[Row], int]:
+    rows, blank = [], 0
+    # Split on "\n" only: str.splitlines would also split at U+2028 etc., legal inside JSON strings.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the end of the last line, not a blank line
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            blank += 1
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _bad(path, n, f"invalid JSON ({e.msg} at column {e.colno}); expected one JSON object per line",
+                       line) from None  # fmt: skip
+        except RecursionError:
+            raise _bad(path, n, "JSON nested too deeply; expected one flat JSON object per line", line) from None
+        if not isinstance(obj, dict):
+            raise _bad(path, n, f'expected a JSON object {{"{text_key}": ..., "{label_key}": ...}}', obj)
+        for key in (text_key, label_key):
+            if key not in obj:
+                raise _bad(
+                    path, n, f"missing field {key!r}; expected an object with {text_key!r} and {label_key!r}",
+                    _Raw(f"keys {sorted(obj)!r}"[:_SHOW]),
+                )  # fmt: skip
+        t, label = obj[text_key], obj[label_key]
+        if not isinstance(t, str):
+            raise _bad(path, n, f"{text_key!r} must be a string", t)
+        if isinstance(label, bool) or not isinstance(label, (str, int)):
+            raise _bad(path, n, f"label of wrong type; expected a string name or an integer id in {label_key!r}",
+                       _Raw(f"{type(label).__name__} {label!r}"[:_SHOW]))  # fmt: skip
+        rows.append(_row(path, n, t, label, text_key))
+    return rows, blank
+
+
+def _table(path: Path, text: str, delimiter: str, text_col: str, label_col: str) -> tuple[list[Row], int]:
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # a long document is a text, not an error
+    rows, blank, start, header = [], 0, 1, None
+    try:
+        while True:
+            start = reader.line_num + 1  # the record's first line
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                shown = text.split("\n")[start - 1] if start <= text.count("\n") + 1 else ""
+                raise _bad(path, start, f"malformed {kind} row ({e}); expected fields separated by "
+                           f"{delimiter!r}, quotes closed on the row", shown.rstrip("\r")) from None  # fmt: skip
+            if not record or (len(record) == 1 and not record[0].strip() and header is not None):
+                blank += 1
+                continue
+            if header is None:
+                header = record
+                header[0] = header[0].removeprefix("\ufeff")
+                for col, flag in ((text_col, "--text-column"), (label_col, "--label-column")):
+                    if header.count(col) != 1:
+                        what = "appears twice" if col in header else "is missing"
+                        raise _bad(path, start, f"the header's column {col!r} {what}; expected a header row naming "
+                                   f"the text and label columns once each (rename with {flag})",
+                                   _Raw(f"columns {header!r}"[: 3 * _SHOW]))  # fmt: skip
+                ti, li = header.index(text_col), header.index(label_col)
+                continue
+            if len(record) != len(header):
+                raise _bad(path, start, f"ragged row: {len(record)} fields; expected {len(header)}, as in the header "
+                           "(quote fields that contain the delimiter)", record)  # fmt: skip
+            rows.append(_row(path, start, record[ti], record[li], text_col))
+    finally:
+        csv.field_size_limit(limit)
+    if header is None:
+        raise ValueError(f"{path}: the file is empty; expected a header row, then one row per example. Received: "
+                         f"{blank} blank line(s)")  # fmt: skip
+    return rows, blank
+
+
+def _row(path: Path, line: int, text: str, label: str | int, text_col: str) -> Row:
+    for value in (text, label):
+        if isinstance(value, str) and not _encodable(value):
+            raise _bad(path, line, "an unpaired surrogate escape (like \\ud800); expected valid Unicode text", value)
+    if not text.strip():
+        raise _bad(path, line, f"empty text; expected a non-empty {text_col!r}", text)
+    if isinstance(label, str):
+        label = label.strip()
+        if not label:
+            raise _bad(path, line, "empty label; expected a label name or an integer id", label)
+    return line, text, label
+
+
+# -- labels --------------------------------------------------------------------------------------
+def _resolve(
+    path: Path, rows: list[Row], num_labels: int, names: tuple[str, ...] | None
+) -> tuple[list[int], tuple[str, ...], bool]:
+    if names is not None:
+        index = {n: i for i, n in enumerate(names)}
+        ids_allowed = not any(_INT.fullmatch(n) for n in names)
+        ids = []
+        for line, _, label in rows:
+            if isinstance(label, str) and label in index:
+                ids.append(index[label])
+            elif isinstance(label, int) or (ids_allowed and _INT.fullmatch(label)):
+                ids.append(_id(path, line, label, num_labels))
+            else:
+                how = "one of" if not ids_allowed else f"an id below {num_labels} or one of"
+                raise _bad(path, line, f"unknown label; expected {how} the checkpoint's names {list(names)!r}", label)
+        return ids, names, True
+    first_line, first = rows[0][0], rows[0][2]
+    by_id = isinstance(first, int) or bool(_INT.fullmatch(first))
+    for line, _, label in rows:
+        if (isinstance(label, int) or bool(_INT.fullmatch(label))) != by_id:
+            kind = "integer ids" if by_id else "names"
+            raise _bad(path, line, f"labels mix names and integer ids; expected {kind} throughout, as on line "
+                       f"{first_line} ({first!r})", label)  # fmt: skip
+    if by_id:
+        ids = [_id(path, line, label, num_labels) for line, _, label in rows]
+        return ids, tuple(map(str, range(num_labels))), False
+    found = sorted({label for _, _, label in rows})
+    if len(found) != num_labels:
+        raise ValueError(
+            f"{path}: the labels are {len(found)} distinct names but the checkpoint has num_labels={num_labels} "
+            f"and no names; expected exactly {num_labels} names, or give the checkpoint its names with "
+            f"`bertcnn init DIR --labels a,b,c`. Received: {found[:20]!r}"
+        )
+    index = {n: i for i, n in enumerate(found)}
+    return [index[label] for _, _, label in rows], tuple(found), True
+
+
+def _encodable(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _id(path: Path, line: int, label: str | int, num_labels: int) -> int:
+    # Python refuses int() of very long digit strings; anything that long is out of range anyway.
+    value = int(label) if isinstance(label, int) or len(label) <= 18 else num_labels
+    if not 0 <= value < num_labels:
+        raise _bad(path, line, f"unknown label id; expected an integer id in [0, {num_labels})", label)
+    return value

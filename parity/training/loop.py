@@ -1,0 +1,133 @@
+"""What both trainers share around their own update: position in the plan, saves, the log.
+
+The trainers differ only in how one update is computed (a torch loop; Keras `fit`).
+Everything else — which batch comes next, when to save, what a log record holds, how
+the held-out set is scored — is here, once, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from parity.training.plan import batch_plan
+from parity.training.schedule import linear_warmup_decay
+from parity.training.state import Snapshot, TrainerState, pad_batch, save_snapshot
+
+Progress = Callable[[dict[str, Any]], None]
+Predict = Callable[[dict[str, np.ndarray]], np.ndarray]  # model inputs -> logits (B, num_labels)
+
+
+@dataclass
+class Run:
+    """One training run over pre-encoded rows, from `start` (a fresh or a resumed snapshot)."""
+
+    start: Snapshot
+    encoded: Sequence[tuple[np.ndarray, np.ndarray]]  # (ids, type_ids) per row, truncated, unpadded
+    labels: np.ndarray  # (N,) int64 label ids
+    out: str | os.PathLike | None = None  # training directory; None: keep everything in memory
+    save_every: int | None = None  # also save every N updates (always at each epoch end and the end)
+    tokenizer_from: str | os.PathLike | None = None
+    evaluate: Callable[[Predict], dict[str, Any]] | None = None  # per-epoch held-out metrics
+    progress: Progress | None = None  # called with each log record (updates and epochs)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.encoded) != len(self.labels):
+            raise ValueError(f"One label per row. Received: {len(self.encoded)} rows, {len(self.labels)} labels")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"save_every must be a positive number of updates. Received: {self.save_every}")
+        st, r = self.start.state, self.start.recipe
+        if st.num_rows != len(self.labels):
+            raise ValueError(
+                f"The training state was saved for {st.num_rows} rows; this data has {len(self.labels)}. "
+                f"Resume with the same training file. Received: {len(self.labels)} rows"
+            )
+        self.plan = batch_plan([len(ids) for ids, _ in self.encoded], r)
+        self.steps_per_epoch = r.steps_per_epoch(len(self.labels))
+        self.total = r.total_steps(len(self.labels))
+        self.warmup = r.warmup(len(self.labels))
+        self.metrics = list(self.start.metrics)
+
+    @property
+    def recipe(self):
+        return self.start.recipe
+
+    def factor(self, step: int) -> float:
+        """lr multiplier of the update with 0-based index `step`."""
+        return linear_warmup_decay(step, self.warmup, self.total)
+
+    def remaining(self) -> list[tuple[int, int, int]]:
+        """(epoch, batch, step) of every update still to do, in order."""
+        st = self.start.state
+        out, step = [], st.step
+        for e in range(st.epoch, self.recipe.epochs):
+            for b in range(st.batch if e == st.epoch else 0, self.steps_per_epoch):
+                out.append((e, b, step))
+                step += 1
+        return out
+
+    def batch(self, epoch: int, batch: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Inputs padded to the longest row of the batch, and the labels."""
+        idx = self.plan[epoch][batch]
+        return pad_batch(self.encoded, idx, self.start.config.pad_token_id), self.labels[idx]
+
+    def position_after(self, epoch: int, batch: int, step: int) -> TrainerState:
+        nxt = (epoch, batch + 1) if batch + 1 < self.steps_per_epoch else (epoch + 1, 0)
+        return replace(self.start.state, step=step + 1, epoch=nxt[0], batch=nxt[1], finished=step + 1 >= self.total)
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.metrics.append(record)
+        if self.progress is not None:
+            self.progress(record)
+
+    def log_update(self, epoch: int, batch: int, step: int, loss: float, grad_norm: float | None) -> None:
+        record = {"step": step + 1, "epoch": epoch, "batch": batch, "loss": float(loss),
+                  "lr": self.recipe.lr * self.factor(step)}  # fmt: skip
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+            mx = self.recipe.max_grad_norm
+            record["clipped"] = bool(mx is not None and grad_norm > mx)
+        self.log(record)
+
+    def end_of_epoch(self, epoch: int, step: int, predict: Predict) -> None:
+        """Held-out metrics for the epoch that just ended (when an evaluator is set)."""
+        if self.evaluate is None:
+            return
+        result = self.evaluate(predict)
+        record = {"epoch": epoch, "step": step + 1}
+        record.update({f"eval_{k}": result[k] for k in ("loss", "accuracy", "macro_f1") if k in result})
+        self.log(record)
+
+    def wants_save(self, batch: int, step: int) -> bool:
+        if self.out is None:
+            return False
+        end_of_epoch = batch + 1 == self.steps_per_epoch
+        return end_of_epoch or (self.save_every is not None and (step + 1) % self.save_every == 0)
+
+    def save(self, snap: Snapshot) -> None:
+        save_snapshot(self.out, snap, tokenizer_from=self.tokenizer_from)
+
+
+def evaluator(
+    encoded: Sequence[tuple[np.ndarray, np.ndarray]],
+    labels: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    batch_size: int,
+    pad_token_id: int,
+) -> Callable[[Predict], dict[str, Any]]:
+    """Scores a model on held-out rows: logits in file-order batches, then the shared metrics."""
+    from parity.training.metrics import evaluate_logits
+
+    def run(predict: Predict) -> dict[str, Any]:
+        idx = np.arange(len(encoded))
+        logits = [predict(pad_batch(encoded, idx[i : i + batch_size], pad_token_id))
+                  for i in range(0, len(idx), batch_size)]  # fmt: skip
+        return evaluate_logits(np.concatenate(logits), np.asarray(labels), tuple(label_names))
+
+    return run
