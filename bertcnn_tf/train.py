@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from bertcnn_tf.distributed import device_count, pad_for_devices, use_data_parallel
 from bertcnn_tf.model import BertCNN
 from bertcnn_tf.optimizers import TorchAdamW
 from parity.training.loop import Run
@@ -42,6 +43,7 @@ class PlanDataset(keras.utils.PyDataset):
     def __init__(self, run: Run, epoch: int, first: int = 0):
         super().__init__(workers=1, use_multiprocessing=False)
         self.run, self.epoch, self.first = run, epoch, first
+        self.devices = device_count()  # > 1 under --data-parallel
 
     @property
     def num_batches(self) -> int:
@@ -52,6 +54,8 @@ class PlanDataset(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         inputs, labels = self.run.batch(self.epoch, self.first + i)
+        if self.devices > 1:  # padded to a multiple of the devices; the sample weights keep the exact mean
+            return pad_for_devices(inputs, labels, self.devices, self.run.recipe.dtype)
         return inputs, labels
 
 
@@ -81,10 +85,12 @@ class BatchLoss(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         ce = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, self.dtype), from_logits=True)
+        if sample_weight is not None:  # --data-parallel padding: as the loss weighs it
+            ce = ce * ops.cast(sample_weight, self.dtype)
         self.last.assign(ops.mean(ce))
 
     def result(self):
-        return ops.convert_to_tensor(self.last)
+        return ops.convert_to_tensor(self.last)  # a Variable here fails JAX's symbolic build in fit
 
     def reset_state(self):
         self.last.assign(0.0)
@@ -123,7 +129,7 @@ class PlanCallback(keras.callbacks.Callback):
 class KerasTrainer:
     """Trains `run.start` with the Keras build; `fit()` returns the final snapshot."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, *, data_parallel: bool = False):
         self.run = run
         snap, r = run.start, run.recipe
         if r.dtype == "float64":
@@ -139,6 +145,8 @@ class KerasTrainer:
                                      "Received: jax_enable_x64 off")  # fmt: skip
         keras.utils.set_random_seed(r.seed)  # the dropout layers' seed generators start from here
         config = snap.config if r.dropout else no_dropout(snap.config)
+        if data_parallel:
+            use_data_parallel()  # before the model is built: its variables are created replicated
         self.model = BertCNN(config, dtype=r.dtype)
         self.model.set_canonical_weights({k: np.asarray(v) for k, v in snap.tensors.items()})
         self.optimizer = TorchAdamW.from_recipe(r, self.model, len(run.labels))
@@ -218,9 +226,9 @@ class KerasTrainer:
         return self.snapshot(self.state)
 
 
-def train(run: Run) -> Snapshot:
+def train(run: Run, **kwargs) -> Snapshot:
     """Train with the Keras build on this process's Keras backend; returns the final snapshot."""
-    return KerasTrainer(run).fit()
+    return KerasTrainer(run, **kwargs).fit()
 
 
 __all__ = ["BatchLoss", "KerasTrainer", "PlanDataset", "train"]

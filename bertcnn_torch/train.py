@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bertcnn_torch import distributed as D
 from bertcnn_torch.model import BertCNN
 from parity.layout import is_decayed
 from parity.training.loop import Run
@@ -71,6 +72,8 @@ class TorchTrainer:
         config = snap.config if r.dropout else no_dropout(snap.config)
         tensors = {k: np.asarray(v, dtype=r.dtype) for k, v in snap.tensors.items()}
         self.model = BertCNN._from_tensors(config, tensors).to(device=device, dtype=self.dtype)
+        self.world = D.World(rank, world_size)
+        self.net = D.wrap(self.model, self.world) if self.world.distributed else self.model  # DDP under torchrun
         self.groups = param_groups(self.model, r.weight_decay)
         groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in self.groups]
         self.optimizer = torch.optim.AdamW(groups, lr=r.lr, betas=r.betas, eps=r.eps, weight_decay=r.weight_decay)
@@ -124,12 +127,12 @@ class TorchTrainer:
     def update(self, inputs: dict[str, np.ndarray], labels: np.ndarray, step: int) -> tuple[float, float | None]:
         """One AdamW update on a global batch (this rank's share of it); (global loss, grad norm)."""
         n = len(labels)
-        mine = share(np.arange(n), self.rank, self.world_size)
-        x = {k: torch.from_numpy(v[mine]).to(self.device) for k, v in inputs.items()}
-        y = torch.from_numpy(labels[mine]).to(self.device)
+        mine = D.shard(n, self.rank, self.world_size)  # an empty share runs a stand-in row, weighted 0
+        x = {k: torch.from_numpy(mine.take(v)).to(self.device) for k, v in inputs.items()}
+        y = torch.from_numpy(mine.take(labels)).to(self.device)
         torch.manual_seed(step_seed(self.run.recipe.seed, step, self.rank))
         self.optimizer.zero_grad(set_to_none=True)
-        loss = share_loss(self.model(**x), y, n, self.world_size)
+        loss = share_loss(self.net(**x), y, n, self.world_size) * (1.0 if mine.size else 0.0)
         loss.backward()
         params = [p for g in self.groups for p in g["params"]]
         # max_norm=inf measures the norm and scales by exactly 1.0: no clipping, same norm.
@@ -137,7 +140,7 @@ class TorchTrainer:
         norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf") if mx is None else mx))
         self.optimizer.step()
         self.scheduler.step()
-        return float(loss.detach()) / self.world_size, norm
+        return float(D.all_reduce_mean(loss, self.world)), norm
 
     def fit(self) -> Snapshot:
         run = self.run

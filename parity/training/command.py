@@ -63,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue DIR's last save (either framework's)")
     p.add_argument("--force", action="store_true", help="replace a non-empty DIR (its files are removed)")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
+    dp = p.add_argument_group("data parallel (torch: launch with `torchrun --nproc-per-node N -m parity train ...`)")
+    dp.add_argument("--data-parallel", action="store_true",
+                    help="keras on JAX: keras.distribution.DataParallel over all local devices")  # fmt: skip
+    dp.add_argument("--dist-backend", choices=("gloo", "nccl"), help="torchrun: default gloo on CPU, nccl on CUDA")
 
 
 def given_recipe(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     out = Path(args.out)
+    world = _world(args, out)  # under torchrun: this rank; only rank 0 writes, logs and prints
+    main = world is None or world.is_main
     given = given_recipe(args)
     sha = file_sha256(args.train) if Path(args.train).is_file() else None
     if args.save_every is not None and args.save_every < 1:
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
                              "Received: no --checkpoint")  # fmt: skip
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        if main and out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
             raise UsageError(f"{out} exists and is not empty; pass --resume to continue it or --force to replace "
                              f"it. Received: {str(out)!r}")  # fmt: skip
         recipe, tok_dir = TrainingRecipe(**given), Path(args.checkpoint)
@@ -191,19 +197,21 @@ def run(args: argparse.Namespace) -> int:
                                  num_rows=len(encoded))  # fmt: skip
         if config.label_names is None and data.named:
             start.config = start.config.replace(label_names=data.label_names)
-        if args.force and out.exists() and not has_state(out):
+        if main and args.force and out.exists() and not has_state(out):
             import shutil
 
             shutil.rmtree(out) if out.is_dir() else out.unlink()
-        save_snapshot(out, start, tokenizer_from=tok_dir)  # step 0: DIR is a whole save from the start
+        if main:
+            save_snapshot(out, start, tokenizer_from=tok_dir)  # step 0: DIR is a whole save from the start
     from dataclasses import replace
 
     start = replace(start, state=replace(start.state, framework=args.framework))
     total = recipe.total_steps(len(encoded))
     reporter = Reporter(total, start.state.step, live=sys.stderr.isatty())
-    run_ = Run(start, encoded, data.labels, out=out, save_every=args.save_every, tokenizer_from=tok_dir,
-               evaluate=evaluate, progress=reporter)  # fmt: skip
-    if evaluate is None:
+    run_ = Run(start, encoded, data.labels, out=out if main else None, save_every=args.save_every,
+               tokenizer_from=tok_dir, evaluate=evaluate if main else None,
+               progress=reporter if main else None)  # fmt: skip
+    if evaluate is None and main:
         # One summary line per epoch: wrap the log so an epoch's last update prints it.
         inner = reporter.__call__
 
@@ -216,10 +224,15 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     if args.framework == "torch":
         from bertcnn_torch.train import train
+
+        final = train(run_, rank=world.rank, world_size=world.world_size)
     else:
         from bertcnn_tf.train import train
-    final = train(run_)
+
+        final = train(run_, data_parallel=args.data_parallel)
     seconds = time.monotonic() - t0
+    if not main:
+        return 0
     summary = summarize(final, out, seconds, truncated, args.framework)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -227,6 +240,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained {summary['steps']} updates ({args.framework}, {recipe.dtype}) in {seconds:.1f}s; "
               f"final loss {summary['final_loss']}; wrote {out}")  # fmt: skip
     return 0
+
+
+def _world(args: argparse.Namespace, out: Path):
+    """torch: join torchrun's process group (rank 0 of 1 without torchrun); keras: None."""
+    import os
+
+    from parity.cli import UsageError
+
+    if args.framework == "torch":
+        if args.data_parallel:
+            raise UsageError("--data-parallel is Keras on JAX; torch trains data-parallel under torchrun: "
+                             "`torchrun --nproc-per-node N -m parity train ... --framework torch`. "
+                             "Received: --framework torch --data-parallel")  # fmt: skip
+        from bertcnn_torch.distributed import join
+
+        return join(out, backend=args.dist_backend)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or args.dist_backend:
+        raise UsageError("torchrun and --dist-backend are for --framework torch; Keras trains data-parallel in one "
+                         "process with --data-parallel (KERAS_BACKEND=jax). "
+                         f"Received: WORLD_SIZE={os.environ.get('WORLD_SIZE', '1')}, "
+                         f"--dist-backend {args.dist_backend}")  # fmt: skip
+    return None
 
 
 def summarize(final, out: Path, seconds: float, truncated: int, framework: str) -> dict[str, Any]:
