@@ -127,6 +127,8 @@ class TorchAdamW(keras.optimizers.Optimizer):
         decay: `variable -> bool`, which variables get weight decay (torch's param
             groups); None decays every variable, as a single torch param group.
             For a BertCNN pass `weight_table_decay(model)`.
+        no_decay_paths: the serialised form of `decay` (what `get_config` writes once the
+            optimizer is built): the `Variable.path`s that get no weight decay.
 
     After each update `grad_norm` holds the global gradient norm before clipping (what
     `clip_grad_norm_` returns). Moments and step move between frameworks with
@@ -146,6 +148,7 @@ class TorchAdamW(keras.optimizers.Optimizer):
         weight_decay: float = 1e-2,
         max_grad_norm: float | None = None,
         decay: Callable[[object], bool] | None = None,
+        no_decay_paths: list[str] | None = None,
         name: str = "torch_adamw",
         **kwargs,
     ):
@@ -178,6 +181,12 @@ class TorchAdamW(keras.optimizers.Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.torch_weight_decay = float(weight_decay)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        if no_decay_paths is not None:
+            if decay is not None:
+                raise ValueError("TorchAdamW takes `decay` or `no_decay_paths`, not both. "
+                                 f"Received: decay={decay!r}, no_decay_paths={no_decay_paths!r}")  # fmt: skip
+            excluded = frozenset(no_decay_paths)
+            decay = lambda v: v.path not in excluded  # noqa: E731
         self.decay = decay
 
     @classmethod
@@ -329,8 +338,19 @@ class TorchAdamW(keras.optimizers.Optimizer):
             epsilon=self.epsilon,
             weight_decay=self.torch_weight_decay,
             max_grad_norm=self.max_grad_norm,
+            no_decay_paths=self._no_decay_paths(),
         )
-        return config  # `decay` is code: pass it again after loading
+        return config
+
+    def _no_decay_paths(self) -> list[str] | None:
+        """`decay` is code; once built, the variables it spared are data, saved with the config."""
+        if self.decay is None:
+            return None
+        if not self.built:
+            raise ValueError("TorchAdamW with a `decay` predicate can be serialised once built (after the first "
+                             "update or `optimizer.build(model.trainable_variables)`). Received: an unbuilt "
+                             "optimizer")  # fmt: skip
+        return sorted(v.path for v, d in zip(self._trainable_variables, self._decayed, strict=True) if not d)
 
 
 def _dense(g):

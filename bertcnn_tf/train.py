@@ -81,19 +81,19 @@ class BatchLoss(keras.metrics.Metric):
 
     def __init__(self, name: str = "batch_loss", dtype: str = "float32"):
         super().__init__(name=name, dtype=dtype)
-        self.value = self.add_variable((), initializer="zeros", dtype=dtype, name="value")
+        self.last = self.add_variable((), initializer="zeros", dtype=dtype, name="last")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         ce = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, self.dtype), from_logits=True)
         if sample_weight is not None:  # --data-parallel padding: as the loss weighs it
             ce = ce * ops.cast(sample_weight, self.dtype)
-        self.value.assign(ops.mean(ce))
+        self.last.assign(ops.mean(ce))
 
     def result(self):
-        return ops.convert_to_tensor(self.value)  # a Variable here fails JAX's symbolic build in fit
+        return ops.convert_to_tensor(self.last)  # a Variable here fails JAX's symbolic build in fit
 
     def reset_state(self):
-        self.value.assign(0.0)
+        self.last.assign(0.0)
 
 
 class PlanCallback(keras.callbacks.Callback):

@@ -205,6 +205,12 @@ def _rel_path(model, variable) -> str:
 
 def run_task(task: dict, config, tensors, inputs, labels=None):
     kind = task["task"]
+    if task.get("device", "cpu").startswith("cuda"):
+        # Here, not only in the child: a task run in this process (its backend is ours) needs the
+        # tier's matmul precision too, or a "strict" tier would run with TF32 (JAX's GPU default).
+        from parity.devices import set_matmul_precision
+
+        set_matmul_precision(strict=task.get("strict", True), frameworks=("keras",))
     if kind == "taps":
         return keras_taps(config, tensors, inputs, task["dtype"], task.get("device", "cpu"))
     if kind == "grad":
@@ -273,10 +279,6 @@ def _child(directory: str) -> int:
         inputs = {k: z[k] for k in z.files}
     labels = np.load(d / "labels.npy", allow_pickle=False) if (d / "labels.npy").is_file() else None
     for i, task in enumerate(job["tasks"]):
-        if task.get("device", "cpu").startswith("cuda"):
-            from parity.devices import set_matmul_precision
-
-            set_matmul_precision(strict=task.get("strict", True), frameworks=("keras",))
         arrays, meta = run_task(task, config, tensors, inputs, labels)
         np.savez(d / f"out{i}.npz", **arrays)
         (d / f"meta{i}.json").write_text(json.dumps(meta), encoding="utf-8")

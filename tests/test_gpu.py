@@ -78,3 +78,18 @@ def test_bf16_tier_plumbing_runs_on_cpu():
     taps, meta = keras_taps(config, random_tensors(config), random_inputs(config, [7, 4, 2]), "bfloat16")
     assert meta["computed_dtypes"] == ["bfloat16"]
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in taps.values())
+
+
+def test_in_process_keras_task_on_cuda_gets_the_tier_precision(monkeypatch, tiny_config):
+    """A Keras task run in this process (its backend is ours) must set the tier's matmul precision,
+    as the child process does: otherwise the strict tier on Keras-on-JAX would run with TF32."""
+    import parity.backends as B
+    import parity.devices as D
+
+    calls = []
+    monkeypatch.setattr(D, "set_matmul_precision", lambda strict, frameworks: calls.append((strict, frameworks)))
+    monkeypatch.setattr(B, "keras_taps", lambda *a, **k: ({}, {}))
+    tasks = [{"task": "taps", "dtype": "float32", "device": "cuda", "strict": True},
+             {"task": "taps", "dtype": "float32", "device": "cuda", "strict": False}]  # fmt: skip
+    B.keras_side(B.current_backend(), tasks, tiny_config, {}, {})
+    assert calls == [(True, ("keras",)), (False, ("keras",))]

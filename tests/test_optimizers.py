@@ -16,6 +16,7 @@ from parity.config import BertCnnConfig
 from parity.layout import is_decayed, rows
 from parity.tolerance import tolerance_for
 from parity.train import no_dropout
+from parity.training import TrainingRecipe
 from parity.training.moments import MOMENTS, from_torch_state, moment_key, split_moments, to_torch_state
 from parity.training.schedule import linear_warmup_decay
 from tests.conftest import TINY, random_inputs, random_tensors
@@ -334,8 +335,15 @@ def test_state_is_refused_unless_it_names_exactly_the_trained_tensors():
 
     config = ref_config()
     model = build_keras(config, random_tensors(config), "float64")
-    opt = TorchAdamW(1e-3)
+    opt = TorchAdamW.from_recipe(TrainingRecipe(warmup_steps=2), model, num_rows=12)
     opt.build(model.trainable_variables)
+    # The no-decay set survives serialisation (a `.keras` file) as variable paths.
+    again = TorchAdamW.from_config(opt.get_config())
+    again.build(model.trainable_variables)
+    assert (
+        list(again._decayed) == list(opt._decayed) == [r.decayed for r in rows(config) if "pooler" not in r.torch_name]
+    )
+    assert again._learning_rate.get_config() == {"peak_lr": 2e-5, "warmup_steps": 2, "total_steps": 3}
     moments, step = opt.export_state(model)
     assert step == 0 and moments["exp_avg.convs.0.weight"].shape == (5, 12, 2)  # torch layout (out, in, k)
     opt.import_state(model, moments, 3)
