@@ -161,7 +161,7 @@ class KerasTrainer:
         self.optimizer.build(self.model.trainable_variables)
         if snap.state.step:
             self.optimizer.import_state(self.model, snap.moments, snap.state.step)
-        if snap.state.framework == "keras" and snap.state.step:
+        if snap.state.framework == "keras" and snap.rng:  # a torch save carries no Keras seed states
             self._set_seed_states(snap.rng)
         # From here on the run (and its saves) is this framework's.
         run.start = replace(snap, state=replace(snap.state, framework="keras"))

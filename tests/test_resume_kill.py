@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from parity.cli import main
@@ -36,13 +37,8 @@ def _tensors(out) -> dict[str, bytes]:
     return {**{k: v.tobytes() for k, v in model.items()}, **{k: v.tobytes() for k, v in moments.items()}}
 
 
-@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
-def test_killed_and_resumed_run_is_bit_identical(framework, tmp_path, capsys):
-    tiny_checkpoint(tmp_path / "ck")
-    write_jsonl(tmp_path / "train.jsonl", 21, seed=4)
-    base = ["train", "--checkpoint", str(tmp_path / "ck"), "--train", str(tmp_path / "train.jsonl"),
-            "--framework", framework, *RECIPE]  # fmt: skip
-    killed = tmp_path / "killed"
+def _kill_after_a_save(base, killed):
+    """Run `bertcnn train` in a child and SIGKILL it at a random moment after a random save."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), *sys.path]))
     child = subprocess.Popen([sys.executable, "-m", "parity", *base, "--out", str(killed)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -55,6 +51,15 @@ def test_killed_and_resumed_run_is_bit_identical(framework, tmp_path, capsys):
     _, err = child.communicate()
     assert child.returncode == -signal.SIGKILL, err.decode()[-2000:]
 
+
+@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
+def test_killed_and_resumed_run_is_bit_identical(framework, tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "ck")
+    write_jsonl(tmp_path / "train.jsonl", 21, seed=4)
+    base = ["train", "--checkpoint", str(tmp_path / "ck"), "--train", str(tmp_path / "train.jsonl"),
+            "--framework", framework, *RECIPE]  # fmt: skip
+    killed = tmp_path / "killed"
+    _kill_after_a_save(base, killed)
     assert main([*base, "--out", str(killed), "--resume"]) == 0
     whole = tmp_path / "whole"
     assert main([*base, "--out", str(whole)]) == 0
@@ -63,3 +68,26 @@ def test_killed_and_resumed_run_is_bit_identical(framework, tmp_path, capsys):
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)]
     assert (killed / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+
+@pytest.mark.slow
+def test_a_killed_torch_run_resumes_in_keras_through_the_cli(tmp_path, capsys):
+    """float64, dropout off: torch killed, `--resume --framework keras` ends within 1e-10 of all-torch."""
+    from safetensors.numpy import load_file
+
+    tiny_checkpoint(tmp_path / "ck")
+    write_jsonl(tmp_path / "train.jsonl", 21, seed=4)
+    common = ["train", "--checkpoint", str(tmp_path / "ck"), "--train", str(tmp_path / "train.jsonl"),
+              *RECIPE, "--dtype", "float64", "--no-dropout"]  # fmt: skip
+    killed = tmp_path / "killed"
+    _kill_after_a_save([*common, "--framework", "torch"], killed)
+    assert main([*common, "--out", str(killed), "--framework", "keras", "--resume"]) == 0
+    assert "resuming a torch save with keras" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "whole"), "--framework", "torch"]) == 0
+    state = json.loads((killed / "trainer_state.json").read_text())
+    assert state["framework"] == "keras" and state["finished"]
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        a, b = load_file(str(killed / name)), load_file(str(tmp_path / "whole" / name))
+        assert a.keys() == b.keys()
+        worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+        assert worst <= 1e-10, (name, worst)

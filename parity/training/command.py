@@ -203,9 +203,6 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         if main:
             save_snapshot(out, start, tokenizer_from=tok_dir)  # step 0: DIR is a whole save from the start
-    from dataclasses import replace
-
-    start = replace(start, state=replace(start.state, framework=args.framework))
     total = recipe.total_steps(len(encoded))
     reporter = Reporter(total, start.state.step, live=sys.stderr.isatty())
     run_ = Run(start, encoded, data.labels, out=out if main else None, save_every=args.save_every,
