@@ -37,6 +37,20 @@ SKIP = {
     "python benchmarks/predict_throughput.py --repeats 3": "benchmark: minutes, and timings need a quiet machine",
     "python benchmarks/forward_throughput.py": "benchmark: minutes, and timings need a quiet machine",
     "python benchmarks/import_time.py --repeats 5": "benchmark: minutes, and timings need a quiet machine",
+    "torchrun --standalone --nproc-per-node 2 -m parity train --checkpoint clf --train train.jsonl --out ddp-run "
+    "--framework torch --epochs 1 --batch-size 4 --max-length 32": (
+        "torchrun is the venv's console script (not on this runner's PATH); test_distributed_train.py runs the same "
+        "command as `python -m torch.distributed.run` and checks it equals one process"
+    ),
+    "KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 bertcnn train --checkpoint clf --train "
+    "train.jsonl --out dp-run --framework keras --data-parallel --epochs 1 --batch-size 4 --max-length 32": (
+        "a minute of JAX compilation; test_distributed_train.py runs this command on a tiny config and checks it "
+        "equals one device"
+    ),
+    "KERAS_BACKEND=jax python benchmarks/gpu.py --device cpu --size tiny --corpus-size 24 --batch 4 --seq 32 "
+    "--repeats 2 --iters 2 --matmul-n 128 --out gpu-cpu.json": (
+        "test_gpu_benchmark.py runs exactly this (with its MiniLM carry) and checks every key of the JSON"
+    ),
 }
 
 
