@@ -467,10 +467,13 @@ def read_texts(path: str) -> tuple[list[str], int]:
     return texts, len(lines) - len(texts)
 
 
-def run(args: argparse.Namespace) -> int:
-    from parity.training.metrics import softmax
+def gather_texts(args_texts: Sequence[str], file: str | None, *, purpose: str) -> list[str]:
+    """TEXT arguments, then `file`'s lines ('-' = stdin): what predict and report run on.
 
-    texts = list(args.texts)
+    Bad bytes are refused with where they are (argument number, FILE:LINE); an empty file is
+    named as such, not mistaken for a missing --file.
+    """
+    texts = list(args_texts)
     for i, text in enumerate(texts, start=1):
         try:
             text.encode("utf-8")
@@ -479,15 +482,22 @@ def run(args: argparse.Namespace) -> int:
                 f"TEXT argument {i} has bytes that are not UTF-8; expected UTF-8 text (or use --file). "
                 f"Received: {text.encode('utf-8', 'surrogateescape')[:80]!r}"
             ) from None
-    if args.file:
-        from_file, blank = read_texts(args.file)
+    if file:
+        from_file, blank = read_texts(file)
         if not from_file and not texts:
-            name = "standard input" if args.file == "-" else args.file
+            name = "standard input" if file == "-" else file
             raise ValueError(
-                f"{name} has no texts to predict; expected one text per line. "
+                f"{name} has no texts to {purpose}; expected one text per line. "
                 f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
             )
         texts += from_file
+    return texts
+
+
+def run(args: argparse.Namespace) -> int:
+    from parity.training.metrics import softmax
+
+    texts = gather_texts(args.texts, args.file, purpose="predict")
     if not texts:
         raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     from parity.serving import export_forward, is_export

@@ -476,20 +476,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def user_texts(args: argparse.Namespace) -> list[str]:
-    """TEXT arguments, then --file's lines (read as `bertcnn predict` reads them: FILE:LINE on bad bytes)."""
-    from parity.predict import read_texts
+    """TEXT arguments, then --file's lines, read exactly as `bertcnn predict` reads them."""
+    from parity.predict import gather_texts
 
-    texts = list(args.texts)
-    if args.file:
-        from_file, blank = read_texts(args.file)
-        if not from_file and not texts:
-            name = "standard input" if args.file == "-" else args.file
-            raise ValueError(
-                f"{name} has no texts to compare on; expected one text per line. "
-                f"Received: {'an empty file' if not blank else f'{blank} blank line(s)'}"
-            )
-        texts += from_file
-    return texts
+    return gather_texts(args.texts, args.file, purpose="compare on")
 
 
 def _backend_error(backend: str, group: list[dict], e: Exception) -> dict:
