@@ -48,7 +48,9 @@ SKIP = {
         "equals one device"
     ),
     "python benchmarks/train_compare.py --parts accuracy,drift --epochs 3 --lr 5e-5 --drift-epochs 1 "
-    "--no-drift-every-epoch": "benchmark: an hour or more of fine-tuning on this 2-core machine, and it needs the [bench] extra",
+    "--no-drift-every-epoch": (
+        "benchmark: an hour or more of fine-tuning on this 2-core machine, and it needs the [bench] extra"
+    ),
     "KERAS_BACKEND=jax python benchmarks/gpu.py --device cpu --size tiny --corpus-size 24 --batch 4 --seq 32 "
     "--repeats 2 --iters 2 --matmul-n 128 --out gpu-cpu.json": (
         "test_gpu_benchmark.py runs exactly this (with its MiniLM carry) and checks every key of the JSON"
