@@ -104,3 +104,18 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def spread(s: dict, unit: str = "s", digits: int = 2) -> str:
     return f"{s['median']:.{digits}f} {unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def counting_runner(name: str, cmd: list[str], tmp: Path, expected_lines: int) -> Callable[[], None]:
+    """Run `cmd` as a whole process, stdout to a file; refuse a run that printed a line per text fewer or more."""
+    import subprocess
+
+    def go() -> None:
+        out = tmp / f"{name}.out"
+        with open(out, "w") as f:
+            subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, check=True, cwd=ROOT)
+        lines = out.read_text(encoding="utf-8").count("\n")
+        if lines != expected_lines:
+            raise RuntimeError(f"{name} printed {lines} results for {expected_lines} texts")
+
+    return go

@@ -101,20 +101,11 @@ def main() -> int:
         if not args.no_torch:
             commands["bertcnn-torch"] = [py, "-m", "parity", *torch_args]
 
-        def runner(name: str, cmd: list[str]):
-            def go() -> None:
-                out = tmp / f"{name}.out"
-                with open(out, "w") as f:
-                    subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, check=True, cwd=U.ROOT)
-                lines = out.read_text(encoding="utf-8").count("\n")
-                if lines != args.size:
-                    raise RuntimeError(f"{name} printed {lines} results for {args.size} texts")
-
-            return go
-
         load_before = U.loadavg()
         cpu: dict[str, list[float]] = {}
-        times = U.interleaved({n: runner(n, c) for n, c in commands.items()}, args.repeats, cpu=cpu)
+        times = U.interleaved(
+            {n: U.counting_runner(n, c, tmp, args.size) for n, c in commands.items()}, args.repeats, cpu=cpu
+        )
         load_after = U.loadavg()
 
     base, rows, results = "hf-pipeline", [], {}

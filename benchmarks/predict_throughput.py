@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,21 +63,12 @@ def main() -> int:
             "bertcnn-keras": ours("keras"),
         }
 
-        def runner(name: str, cmd: list[str]):
-            def go() -> None:
-                out = tmp / f"{name}.out"
-                with open(out, "w") as f:
-                    subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, check=True, cwd=U.ROOT)
-                lines = out.read_text(encoding="utf-8").count("\n")
-                if lines != args.size:
-                    raise RuntimeError(f"{name} printed {lines} results for {args.size} texts")
-
-            return go
-
         load_before = U.loadavg()
         print(f"corpus: {args.size} sentences from pydoc_data.topics; load {load_before}", file=sys.stderr)
         cpu: dict[str, list[float]] = {}
-        times = U.interleaved({n: runner(n, c) for n, c in commands.items()}, args.repeats, cpu=cpu)
+        times = U.interleaved(
+            {n: U.counting_runner(n, c, tmp, args.size) for n, c in commands.items()}, args.repeats, cpu=cpu
+        )
         load_after = U.loadavg()
 
     base = "hf-pipeline"

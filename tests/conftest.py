@@ -102,3 +102,16 @@ def embedded_dir():
     from parity.checkpoint import embedded_backbone_dir
 
     return embedded_backbone_dir()
+
+
+def worst_gap(config, tensors, runner, tmp_path) -> float:
+    """An export's runner on every artifact-check case vs the PyTorch build: the worst logits gap."""
+    from parity.serving.check import check_cases, torch_logits
+
+    cases = [b for _, b in check_cases(config, tmp_path)]
+    worst = 0.0
+    for batch, ref in zip(cases, torch_logits(config, tensors, cases), strict=True):
+        got = runner(batch)
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from conftest import configs, random_tensors
+from conftest import configs, random_tensors, worst_gap
 from hypothesis import given, settings
 
-from parity.serving.check import check_cases, torch_logits
 from parity.tolerance import tolerance_for
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'bertcnn[onnx]'")
@@ -25,13 +23,7 @@ def export_and_compare(config, tmp_path, export) -> float:
     path = tmp_path / "model.onnx"
     export(config, tensors, path)
     runner = OnnxRunner(path)
-    cases = [b for _, b in check_cases(config, tmp_path)]
-    worst = 0.0
-    for batch, ref in zip(cases, torch_logits(config, tensors, cases), strict=True):
-        got = runner(batch)
-        assert got.dtype == np.float32 and got.shape == ref.shape
-        worst = max(worst, float(np.abs(got - ref).max()))
-    return worst
+    return worst_gap(config, tensors, runner, tmp_path)
 
 
 def torch_export(config, tensors, path):

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from conftest import TINY, configs, random_tensors
+from conftest import TINY, configs, random_tensors, worst_gap
 from hypothesis import given, settings
 
 from parity.config import BertCnnConfig
-from parity.serving.check import check_cases, torch_logits
 from parity.tolerance import tolerance_for
 
 pytest.importorskip("tensorflow", reason="the tf extra is not installed: pip install 'bertcnn[tf]'")
 pytest.importorskip("torch", reason="the torch extra is not installed (the reference build)")
 
 BOUND = tolerance_for("float32", "cpu", "artifact").atol
-
-
-def worst_gap(config, tensors, runner, tmp_path) -> float:
-    cases = [b for _, b in check_cases(config, tmp_path)]
-    worst = 0.0
-    for batch, ref in zip(cases, torch_logits(config, tensors, cases), strict=True):
-        got = runner(batch)
-        assert got.dtype == np.float32 and got.shape == ref.shape
-        worst = max(worst, float(np.abs(got - ref).max()))
-    return worst
 
 
 @settings(max_examples=2)
