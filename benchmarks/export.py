@@ -38,8 +38,9 @@ FORMATS = {
 def make_checkpoint(size: str, directory: Path) -> Path:
     import numpy as np
 
-    from parity.checkpoint import backbone_checkpoint, embedded_backbone_dir, init_head, save_checkpoint
     from parity.config import BertCnnConfig
+    from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir, init_head
+    from parity.io.checkpoint import save_checkpoint
     from parity.layout import expected_shapes
 
     backbone = embedded_backbone_dir()

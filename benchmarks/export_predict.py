@@ -42,7 +42,7 @@ def frameworks_loaded(predict_args: list[str]) -> list[str]:
     """What a predict process on the export imports, from inside that process."""
     code = (
         "import sys, contextlib, io\n"
-        "from parity.cli import main\n"
+        "from parity.commands import main\n"
         f"with contextlib.redirect_stdout(io.StringIO()): main({predict_args!r})\n"
         f"print(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))"
     )

@@ -33,10 +33,11 @@ def contenders(size: str) -> tuple[dict, object]:
     from transformers import BertConfig, BertForSequenceClassification
 
     from bertcnn_tf import BertCNN as KerasBertCNN
+    from bertcnn_tf.runtime import predictor as keras_predictor
     from bertcnn_torch import BertCNN as TorchBertCNN
-    from parity.checkpoint import backbone_checkpoint, embedded_backbone_dir
+    from bertcnn_torch.runtime import predictor as torch_predictor
     from parity.config import BertCnnConfig
-    from parity.predict import keras_predictor, torch_predictor
+    from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
 
     if size == "minilm":
         config, tensors, _ = backbone_checkpoint(embedded_backbone_dir(), seed=0)

@@ -128,7 +128,7 @@ def versions() -> dict:
 # -- models ----------------------------------------------------------------------------------------
 def minilm_dir(carry: str | None, work: Path) -> tuple[Path, str]:
     """The MiniLM backbone: rebuilt from a carry (`--make-carry`) when given, else the embedded package."""
-    from parity.checkpoint import embedded_backbone_dir
+    from parity.io.backbone import embedded_backbone_dir
 
     if carry:
         return restore_carry(Path(carry), work / "minilm")
@@ -156,8 +156,8 @@ def random_tensors(config) -> dict[str, np.ndarray]:
 
 def load_model(size: str, backbone: Path):
     """(config, canonical float32 tensors, description) for one model size."""
-    from parity.checkpoint import backbone_checkpoint
     from parity.config import BertCnnConfig
+    from parity.io.backbone import backbone_checkpoint
 
     if size == "minilm":
         config, tensors, _ = backbone_checkpoint(backbone, seed=0)
@@ -178,8 +178,9 @@ def make_carry(dest: Path) -> Path:
     from corpus import sentences
     from safetensors.numpy import load_file, save_file
 
-    from parity.checkpoint import TOKENIZER_FILES, WEIGHTS_NAME, embedded_backbone_dir
-    from parity.report import SENTENCES
+    from parity.inputs import SENTENCES
+    from parity.io.backbone import embedded_backbone_dir
+    from parity.io.checkpoint import TOKENIZER_FILES, WEIGHTS_NAME
     from parity.tokenize import Tokenizer
 
     src = embedded_backbone_dir()
@@ -213,7 +214,7 @@ def restore_carry(carry: Path, dest: Path) -> tuple[Path, str]:
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    from parity.checkpoint import TOKENIZER_FILES, WEIGHTS_NAME
+    from parity.io.checkpoint import TOKENIZER_FILES, WEIGHTS_NAME
 
     file = carry / "carry.safetensors"
     if not file.is_file():
@@ -272,9 +273,9 @@ def _sha256(path: Path) -> str:
 # -- parity ------------------------------------------------------------------------------------------
 def run_report(name: str, config, tensors, backbone: Path, device: str, work: Path) -> dict:
     """`bertcnn report` itself on this model (its tiers, its tolerance table), Keras on JAX; its JSON."""
-    from parity.checkpoint import save_checkpoint
-    from parity.cli import main
-    from parity.report import SENTENCES
+    from parity.commands import main
+    from parity.inputs import SENTENCES
+    from parity.io.checkpoint import save_checkpoint
     from parity.tokenize import Tokenizer
 
     ckpt = save_checkpoint(work / f"ckpt-{name}", config, tensors, tokenizer_from=backbone)
@@ -315,8 +316,8 @@ def bf16_corpus(config, tensors, backbone: Path, texts: list[str], device: str, 
     import torch
 
     from bertcnn_torch import BertCNN
-    from parity.devices import set_matmul_precision
-    from parity.predict import predict_logits
+    from parity.batching import predict_logits
+    from parity.commands.builds import set_matmul_precision
     from parity.tokenize import Tokenizer
 
     tok = Tokenizer(backbone, max_length=min(128, config.max_position_embeddings), pad_token_id=config.pad_token_id)
@@ -356,7 +357,8 @@ _KERAS: dict = {}
 def keras_bf16_model(config, tensors, device: str):
     """The Keras build in bf16 on `device`, built once per model: on JAX every initializer shape
     compiles once, which is most of a small model's build time."""
-    from parity.backends import _keras_device, build_keras
+    from bertcnn_tf.runtime import _keras_device
+    from bertcnn_tf.runtime import build as build_keras
 
     key = (id(tensors), device)
     if key not in _KERAS:
@@ -541,7 +543,7 @@ def throughput_section(
     from transformers import BertConfig, BertForSequenceClassification
 
     from bertcnn_torch import BertCNN
-    from parity.devices import set_matmul_precision
+    from parity.commands.builds import set_matmul_precision
 
     if device == "cuda":
         set_matmul_precision(strict=False, frameworks=("torch", "keras"))  # as shipped; bf16 matmuls either way
@@ -720,9 +722,9 @@ def train_section(config, tensors, device: str, batch: int, seq: int, warm: int,
 
     from bertcnn_tf.train import KerasTrainer
     from bertcnn_torch.train import TorchTrainer
-    from parity.train import encoded_rows, start
     from parity.training import TrainingRecipe
     from parity.training.loop import Run
+    from parity.training.parity import encoded_rows, start
 
     n = batch * (warm + steps)
     rng = np.random.default_rng(1)

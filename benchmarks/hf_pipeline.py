@@ -27,7 +27,7 @@ def main() -> int:
     from transformers import AutoTokenizer, BertForSequenceClassification, pipeline
     from transformers.utils import logging
 
-    from parity.checkpoint import embedded_backbone_dir
+    from parity.io.backbone import embedded_backbone_dir
 
     logging.set_verbosity_error()  # the "newly initialized classifier" report is expected here
     logging.disable_progress_bar()

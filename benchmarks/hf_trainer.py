@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     from transformers.utils import logging
 
-    from parity.checkpoint import embedded_backbone_dir
+    from parity.io.backbone import embedded_backbone_dir
 
     logging.set_verbosity_error()  # the "newly initialized classifier" report is expected here
     backbone = embedded_backbone_dir()

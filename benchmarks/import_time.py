@@ -24,7 +24,7 @@ import _util as U
 FRAMEWORKS = ("torch", "tensorflow", "keras", "jax", "transformers")
 MODULES = {
     "parity": "import parity",
-    "parity.predict": "import parity.predict",
+    "parity.commands.predict": "import parity.commands.predict",
     "bertcnn_torch": "import bertcnn_torch",
     "bertcnn_tf": "import bertcnn_tf",
     "transformers.pipeline": "from transformers import pipeline",

@@ -150,7 +150,7 @@ def _length_stats(lengths: list[int], max_length: int) -> dict:
 def stats(splits: dict[str, list[tuple[str, str]]], *, max_length: int = MAX_LENGTH) -> dict:
     """Rows per label and token lengths ([CLS] and [SEP] included, before truncation) per split."""
     from parity import Tokenizer
-    from parity.checkpoint import embedded_backbone_dir
+    from parity.io.backbone import embedded_backbone_dir
 
     tok = Tokenizer(embedded_backbone_dir(), max_length=10**9)  # no truncation: we want the true lengths
     out = {}

@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parity import formats as F  # noqa: E402
 from parity.config import BertCnnConfig  # noqa: E402
+from parity.io import formats as F  # noqa: E402
 from parity.layout import rows  # noqa: E402
 
 FLOOR = """

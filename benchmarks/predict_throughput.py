@@ -31,7 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def make_checkpoint(directory: Path) -> Path:
     """`bertcnn init` in-process: the embedded MiniLM backbone plus the seed-0 head."""
-    from parity.checkpoint import backbone_checkpoint, embedded_backbone_dir, save_checkpoint
+    from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
+    from parity.io.checkpoint import save_checkpoint
 
     config, tensors, _ = backbone_checkpoint(embedded_backbone_dir(), seed=0)
     save_checkpoint(directory, config, tensors, tokenizer_from=embedded_backbone_dir())

@@ -68,7 +68,7 @@ def _model(size: str, dtype: str):
     from parity.config import BertCnnConfig
 
     if size == "minilm":
-        from parity.checkpoint import backbone_checkpoint, embedded_backbone_dir
+        from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
 
         config, tensors, _ = backbone_checkpoint(embedded_backbone_dir(), seed=0)
         model = BertCNN._from_tensors(config, tensors)

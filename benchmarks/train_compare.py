@@ -132,7 +132,8 @@ class Harness:
         a = self.args
         info = labelled_corpus.materialise(self.data, size=a.size, test_fraction=a.test_fraction, seed=a.seed)
         # = `bertcnn init CK --labels negative,neutral,positive --seed S`, done in-process (numpy only)
-        from parity.checkpoint import backbone_checkpoint, embedded_backbone_dir, save_checkpoint
+        from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
+        from parity.io.checkpoint import save_checkpoint
 
         labels = labelled_corpus.LABELS
         config, tensors, _ = backbone_checkpoint(
@@ -208,7 +209,7 @@ class Harness:
     def drift(self) -> dict:
         a = self.args
         flags = ("--no-dropout", "--no-shuffle", "--dtype", "float32")
-        from parity.checkpoint import load_checkpoint
+        from parity.io.checkpoint import load_checkpoint
 
         _, start = load_checkpoint(self.ck)
         per_k = []

@@ -13,9 +13,9 @@ from keras import ops
 
 from bertcnn_tf.bert import BertModel, LayerList
 from parity import taps as T
-from parity.checkpoint import floating_dtype
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
+from parity.io.formats import floating_dtype
 from parity.layout import check_tensors, keras_to_torch, rows, torch_to_keras
 from parity.pretrained import PretrainedMixin
 

@@ -25,16 +25,13 @@ import numpy as np
 from keras import ops
 
 from bertcnn_tf.distributed import device_count, pad_for_devices, use_data_parallel
+from bertcnn_tf.dtypes import keep_float64
 from bertcnn_tf.model import BertCNN
 from bertcnn_tf.optimizers import TorchAdamW
 from parity.training.loop import Run
 from parity.training.state import Snapshot, step_seed
 
 SEED_STATE = "seed_generator_state"
-
-
-def no_dropout(config):
-    return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
 
 
 class PlanDataset(keras.utils.PyDataset):
@@ -133,9 +130,7 @@ class KerasTrainer:
         self.run = run
         snap, r = run.start, run.recipe
         if r.dtype == "float64":
-            from parity.backends import _keep_float64
-
-            _keep_float64()
+            keep_float64()
             if keras.backend.backend() == "jax":
                 import jax
 
@@ -144,7 +139,7 @@ class KerasTrainer:
                                      "environment (JAX silently truncates float64 to float32 otherwise). "
                                      "Received: jax_enable_x64 off")  # fmt: skip
         keras.utils.set_random_seed(r.seed)  # the dropout layers' seed generators start from here
-        config = snap.config if r.dropout else no_dropout(snap.config)
+        config = snap.config if r.dropout else snap.config.without_dropout()
         if data_parallel:
             use_data_parallel()  # before the model is built: its variables are created replicated
         self.model = BertCNN(config, dtype=r.dtype)

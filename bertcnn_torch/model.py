@@ -15,9 +15,9 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from parity import taps as T
-from parity.checkpoint import floating_dtype
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
+from parity.io.formats import floating_dtype
 from parity.pretrained import PretrainedMixin
 
 

@@ -10,9 +10,9 @@ trainer (`parity.training`); this module only computes updates the way torch use
   where it is non-trainable).
 - Dropout is re-seeded every update from (seed, step, rank) (`step_seed`), so a resumed
   run draws the masks the uninterrupted run drew, with no RNG history to carry.
-- Data parallel ready: an update's global batch may be split into per-rank shares; the
-  loss is the share's summed cross-entropy over the *global* batch size (times the world
-  size, undone by DDP's gradient averaging), so the gradient is the global-batch mean's.
+- Data parallel ready: an update's global batch may be split into per-rank shares; each
+  share's mean loss is weighted by `Share.loss_scale` (W n_r / B, see `distributed`), so
+  DDP's gradient average is the gradient of the global-batch mean.
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ from bertcnn_torch import distributed as D
 from bertcnn_torch.model import BertCNN
 from parity.layout import is_decayed
 from parity.training.loop import Run
-from parity.training.state import MOMENTS, Snapshot, step_seed, trained_names
-
-
-def no_dropout(config):
-    return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+from parity.training.moments import MOMENTS, from_torch_state, moment_key, to_torch_state
+from parity.training.state import Snapshot, step_seed, trained_names
 
 
 def param_groups(model: BertCNN, weight_decay: float) -> list[dict]:
@@ -47,20 +44,6 @@ def param_groups(model: BertCNN, weight_decay: float) -> list[dict]:
     ]
 
 
-def share(rows: np.ndarray, rank: int, world_size: int) -> np.ndarray:
-    """This rank's rows of a global batch: contiguous, sizes differing by at most one."""
-    return np.array_split(rows, world_size)[rank]
-
-
-def share_loss(logits: torch.Tensor, labels: torch.Tensor, global_size: int, world_size: int = 1) -> torch.Tensor:
-    """Cross-entropy summed over the share / global batch size x world size.
-
-    With one process this is the batch mean; under DDP (which averages gradients over
-    ranks) the gradient is the mean over the whole global batch, partial batches included.
-    """
-    return F.cross_entropy(logits, labels, reduction="sum") * (world_size / global_size)
-
-
 class TorchTrainer:
     """Trains `run.start` with the PyTorch build; `fit()` returns the final snapshot."""
 
@@ -69,7 +52,7 @@ class TorchTrainer:
         snap, r = run.start, run.recipe
         run.start = replace(snap, state=replace(snap.state, framework="torch"))  # its saves are torch's now
         self.dtype = getattr(torch, r.dtype)
-        config = snap.config if r.dropout else no_dropout(snap.config)
+        config = snap.config if r.dropout else snap.config.without_dropout()
         tensors = {k: np.asarray(v, dtype=r.dtype) for k, v in snap.tensors.items()}
         self.model = BertCNN._from_tensors(config, tensors).to(device=device, dtype=self.dtype)
         self.world = D.World(rank, world_size)
@@ -84,29 +67,33 @@ class TorchTrainer:
         # LambdaLR at update k sets lr = peak x factor(k); resuming at `step` is last_epoch = step - 1.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, run.factor, last_epoch=snap.state.step - 1)
 
+    def _names(self) -> list[str]:
+        """Canonical name of each optimizer parameter index (torch numbers all groups' parameters in order)."""
+        return [n for g in self.groups for n in g["names"]]
+
     def _load_moments(self, moments: dict[str, np.ndarray], step: int) -> None:
         sd = self.optimizer.state_dict()
-        names = [n for g in self.groups for n in g["names"]]
-        params = dict(self.model.named_parameters())
+        names, params = self._names(), dict(self.model.named_parameters())
         sd["state"] = {
             i: {
-                "step": torch.tensor(float(step)),
-                "exp_avg": torch.from_numpy(np.ascontiguousarray(moments[f"exp_avg.{n}"])).to(params[n]),
-                "exp_avg_sq": torch.from_numpy(np.ascontiguousarray(moments[f"exp_avg_sq.{n}"])).to(params[n]),
+                "step": torch.tensor(float(step)),  # torch keeps `step` as a float32 CPU scalar
+                **{m: torch.from_numpy(np.ascontiguousarray(entry[m])).to(params[names[i]]) for m in MOMENTS},
             }
-            for i, n in enumerate(names)
+            for i, entry in to_torch_state(moments, step, names).items()
         }
         self.optimizer.load_state_dict(sd)
 
     def moments(self) -> dict[str, np.ndarray]:
         """AdamW moments under canonical names (torch layout): exp_avg.<name>, exp_avg_sq.<name>."""
-        out = {}
-        for g in self.groups:
-            for n, p in zip(g["names"], g["params"], strict=True):
-                st = self.optimizer.state.get(p)
-                for m in MOMENTS:
-                    out[f"{m}.{n}"] = (torch.zeros_like(p) if not st else st[m]).detach().cpu().numpy().copy()
-        return out
+        names = self._names()
+        found, _ = from_torch_state(self.optimizer.state_dict()["state"], names)
+        shapes = {n: tuple(p.shape) for n, p in self.model.named_parameters()}
+        # A parameter that never had a gradient has no torch state: its moments are zero.
+        return {
+            moment_key(m, n): found.get(moment_key(m, n), np.zeros(shapes[n], self.run.recipe.dtype))
+            for n in names
+            for m in MOMENTS
+        }
 
     def weights(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
@@ -132,7 +119,8 @@ class TorchTrainer:
         y = torch.from_numpy(mine.take(labels)).to(self.device)
         torch.manual_seed(step_seed(self.run.recipe.seed, step, self.rank))
         self.optimizer.zero_grad(set_to_none=True)
-        loss = share_loss(self.net(**x), y, n, self.world_size) * (1.0 if mine.size else 0.0)
+        # The share's mean weighted W n_r / B: DDP's average over ranks is then the global-batch mean.
+        loss = F.cross_entropy(self.net(**x), y) * mine.loss_scale
         loss.backward()
         params = [p for g in self.groups for p in g["params"]]
         # max_norm=inf measures the norm and scales by exactly 1.0: no clipping, same norm.
@@ -163,4 +151,4 @@ def train(run: Run, **kwargs) -> Snapshot:
     return TorchTrainer(run, **kwargs).fit()
 
 
-__all__: Sequence[str] = ["TorchTrainer", "param_groups", "share", "share_loss", "train"]
+__all__: Sequence[str] = ["TorchTrainer", "param_groups", "train"]

@@ -3,8 +3,8 @@
 Importing this package loads neither torch nor keras/tensorflow.
 """
 
-from parity.checkpoint import load_checkpoint, save_checkpoint
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import load_checkpoint, save_checkpoint
 from parity.layout import PortError
 from parity.tokenize import Tokenizer
 

@@ -216,6 +216,10 @@ class BertCnnConfig:
     def replace(self, **changes: Any) -> BertCnnConfig:
         return dataclasses.replace(self, **changes)
 
+    def without_dropout(self) -> BertCnnConfig:
+        """Every dropout probability 0 (the parity checks and `--no-dropout` training)."""
+        return self.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+
 
 def _label_names(id2label: Any, label2id: Any) -> tuple[str, ...] | None:
     """HF's `id2label` {"0": name, ...} (and `label2id`, which must be its inverse) -> names by id."""
@@ -241,10 +245,7 @@ def _is_number(x: Any) -> bool:
 
 
 def _read_json(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"Config file not found; expected a JSON file at this path. Received: {str(p)!r}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{p} is not valid JSON ({e}); expected a config.json. Received: {str(p)!r}") from None
+    from parity.io.files import read_json
+
+    missing = f"Config file not found; expected a JSON file at this path. Received: {str(path)!r}"
+    return read_json(path, what="a config.json", missing=missing)

@@ -1,4 +1,6 @@
-"""Input checks shared by both builds, so both refuse the same inputs the same way.
+"""Inputs: the checks both builds share, and the sample inputs the parity checks run on.
+
+Both builds refuse the same inputs the same way.
 
 Embedding lookups with an out-of-range id silently clamp or read garbage on
 some backends, and a too-long sequence indexes past the position table; both
@@ -7,9 +9,27 @@ must fail loudly instead.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
 from parity.config import BertCnnConfig
+from parity.tokenize import Tokenizer, truncation_note
+
+# Real sentences (well-known opening lines) of varied length; "Hi" is shorter than
+# the widest default kernel once tokenised ([CLS] hi [SEP]), so that path is exercised.
+SENTENCES = (
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness.",
+    "Call me Ishmael.",
+    "Hi",
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife.",
+    "All happy families are alike; each unhappy family is unhappy in its own way.",
+    "The sky above the port was the color of television, tuned to a dead channel.",
+    "Happy families.",
+)
 
 
 def check_inputs(
@@ -77,3 +97,41 @@ def random_batch(config: BertCnnConfig, lengths, seed: int = 0, width: int | Non
     ids = rng.integers(0, config.vocab_size, size=mask.shape) * mask + config.pad_token_id * (1 - mask)
     types = rng.integers(0, config.type_vocab_size, size=mask.shape) * mask
     return {"input_ids": ids.astype(np.int64), "attention_mask": mask, "token_type_ids": types.astype(np.int64)}
+
+
+def seeded_labels(config: BertCnnConfig, batch: int, seed: int = 0) -> np.ndarray:
+    """Seeded class ids for the gradient and training checks (seed + 1: not the head's stream)."""
+    return np.random.default_rng(seed + 1).integers(0, config.num_labels, size=batch).astype(np.int64)
+
+
+def sample_inputs(
+    config: BertCnnConfig,
+    tokenizer_dir: Path | None,
+    *,
+    seed: int = 0,
+    texts: Sequence[str] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Tokenised `texts` (default `SENTENCES`); seeded random ids when the checkpoint carries no tokenizer.
+
+    A truncation note goes to `notes` when given, else to stderr.
+    """
+    has_tokenizer = tokenizer_dir is not None and (Path(tokenizer_dir) / "tokenizer.json").is_file()
+    if texts and not has_tokenizer:
+        raise ValueError(
+            f"TEXT/--file need a tokenizer, and {tokenizer_dir} has no tokenizer.json; attach the backbone's with "
+            f"`bertcnn port {tokenizer_dir} NEW_DIR --tokenizer HF_BERT_DIR` and report on NEW_DIR. "
+            f"Received: {len(texts)} texts"
+        )
+    if has_tokenizer:
+        tok = Tokenizer(tokenizer_dir, max_length=config.max_position_embeddings, pad_token_id=config.pad_token_id)
+        encoded, truncated = tok.encode_counted(list(texts or SENTENCES))
+        if truncated:
+            note = truncation_note(truncated, len(encoded), tok.max_length, config)
+            if notes is None:
+                print(note, file=sys.stderr)
+            else:
+                notes.append(note.removeprefix("note: "))
+        return tok.pad(encoded)
+    lengths = [min(n, config.max_position_embeddings) for n in (29, 6, 3, 25, 18, 17, 4)]
+    return random_batch(config, lengths, seed=seed)

@@ -207,3 +207,67 @@ def keras_to_torch(arrays: Mapping[str, np.ndarray], config: BertCnnConfig) -> d
     table = rows(config)
     check_tensors(arrays, {r.keras_path: r.keras_shape for r in table}, what="Keras weights")
     return {r.torch_name: np.ascontiguousarray(r.op.to_torch(np.asarray(arrays[r.keras_path]))) for r in table}
+
+
+def strict_check(shapes: Mapping[str, tuple], config: BertCnnConfig, *, what: str) -> None:
+    """The weight-table check, led by the config fields the tensors contradict, when that can be told."""
+    try:
+        check_tensors({k: tuple(v) for k, v in shapes.items()}, expected_shapes(config), what=what)
+    except PortError as e:
+        hints = config_disagreements(shapes, config)
+        if hints:
+            summary, *detail = str(e).splitlines()
+            raise PortError(
+                "\n".join(
+                    [
+                        f"{what}: config disagrees with the tensors: {'; '.join(hints)}; pass the config the weights "
+                        f"were trained with. Received: {len(hints)} differing fields",
+                        "  " + summary,
+                        *detail,
+                    ]
+                )
+            ) from None
+        raise
+
+
+def read_fields(shapes: Mapping[str, tuple]) -> dict[str, tuple[object, str]]:
+    """Config fields readable off tensor shapes: field -> (value, the tensor it was read from)."""
+    s = {k: tuple(v) for k, v in shapes.items()}
+    seen: dict[str, tuple[object, str]] = {}
+
+    def note(field, value, name):
+        seen.setdefault(field, (value, name))
+
+    if len(s.get(w := "bert.embeddings.word_embeddings.weight", ())) == 2:
+        note("vocab_size", s[w][0], w)
+        note("hidden_size", s[w][1], w)
+    if len(s.get(p := "bert.embeddings.position_embeddings.weight", ())) == 2:
+        note("max_position_embeddings", s[p][0], p)
+    if len(s.get(t := "bert.embeddings.token_type_embeddings.weight", ())) == 2:
+        note("type_vocab_size", s[t][0], t)
+    layers = {k.split(".")[3] for k in s if k.startswith("bert.encoder.layer.")}
+    if layers:
+        note("num_hidden_layers", len(layers), "bert.encoder.layer.*")
+    if len(s.get(i := "bert.encoder.layer.0.intermediate.dense.weight", ())) == 2:
+        note("intermediate_size", s[i][0], i)
+    convs = sorted({k.split(".")[1] for k in s if k.startswith("convs.")}, key=lambda x: (len(x), x))
+    widths = [s[c][2] for j in convs if len(s.get(c := f"convs.{j}.weight", ())) == 3]
+    if convs and len(widths) == len(convs):
+        note("kernel_sizes", tuple(widths), "convs.*.weight")
+        note("num_filters", s["convs.0.weight"][0] if "convs.0.weight" in s else widths, "convs.0.weight")
+    if "hidden.weight" in s or "fc.weight" in s:
+        note(
+            "head_hidden_size", s["hidden.weight"][0] if len(s.get("hidden.weight", ())) == 2 else None, "hidden.weight"
+        )
+    if len(s.get("fc.weight", ())) == 2:
+        note("num_labels", s["fc.weight"][0], "fc.weight")
+    return seen
+
+
+def config_disagreements(shapes: Mapping[str, tuple], config: BertCnnConfig) -> list[str]:
+    """Config fields read back from tensor shapes that differ from `config` (e.g. num_filters, layers)."""
+    return [
+        f"{field}: config {getattr(config, field)!r}, tensors {value!r} ({name})"
+        for field, (value, name) in read_fields(shapes).items()
+        if value != getattr(config, field)
+    ]

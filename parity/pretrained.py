@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from parity.checkpoint import backbone_checkpoint, load_checkpoint, save_checkpoint
+from parity.io.backbone import backbone_checkpoint
+from parity.io.checkpoint import load_checkpoint, save_checkpoint
 
 
 class PretrainedMixin:
@@ -28,7 +29,7 @@ class PretrainedMixin:
     def from_backbone(cls, backbone_dir: str | os.PathLike, *, seed: int = 0, **head):
         """A pretrained Hugging Face BERT plus a fresh CNN head drawn from `seed`.
 
-        The head comes from `parity.checkpoint.init_head` (numpy), so both builds'
+        The head comes from `parity.io.backbone.init_head` (numpy), so both builds'
         `from_backbone` with the same seed give the same function, bit for bit.
         """
         config, tensors, _ = backbone_checkpoint(backbone_dir, seed=seed, **head)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from parity.config import BertCnnConfig
+
 
 class Tokenizer:
     def __init__(self, path: str | os.PathLike, *, max_length: int = 512, pad_token_id: int = 0):
@@ -70,3 +72,30 @@ class Tokenizer:
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids, _ in self.encode(texts)]
+
+
+def load_tokenizer(
+    config: BertCnnConfig, own: Path | None, source: str, tokenizer: str | None, max_length: int | None
+) -> Tokenizer:
+    """`tokenizer` (else the source's own, `own`) at `max_length` (default: the position table)."""
+    max_length = max_length or config.max_position_embeddings
+    if max_length > config.max_position_embeddings:
+        raise ValueError(
+            f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
+            f"Received: {max_length}"
+        )
+    where = tokenizer or own
+    if where is None:
+        raise ValueError(
+            f"{source} carries no tokenizer; pass --tokenizer DIR (a folder with tokenizer.json, such as the "
+            "checkpoint or Hugging Face BERT these weights came from). Received: no --tokenizer"
+        )
+    return Tokenizer(where, max_length=max_length, pad_token_id=config.pad_token_id)
+
+
+def truncation_note(truncated: int, total: int, max_length: int, config: BertCnnConfig) -> str:
+    cap = "--max-length" if max_length < config.max_position_embeddings else "the model's position table"
+    return (
+        f"note: {truncated} of {total} texts were longer than {max_length} tokens ({cap}) "
+        f"and were cut to their first {max_length}"
+    )

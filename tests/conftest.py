@@ -99,14 +99,15 @@ def config_and_inputs(draw, max_layers: int = 2):
 
 @pytest.fixture(scope="session")
 def embedded_dir():
-    from parity.checkpoint import embedded_backbone_dir
+    from parity.io.backbone import embedded_backbone_dir
 
     return embedded_backbone_dir()
 
 
 def worst_gap(config, tensors, runner, tmp_path) -> float:
     """An export's runner on every artifact-check case vs the PyTorch build: the worst logits gap."""
-    from parity.serving.check import check_cases, torch_logits
+    from bertcnn_torch.runtime import logits as torch_logits
+    from parity.serving.check import check_cases
 
     cases = [b for _, b in check_cases(config, tmp_path)]
     worst = 0.0

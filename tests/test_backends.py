@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from parity.backends import keras_side
+from bertcnn_torch.runtime import grads as torch_grads
+from bertcnn_torch.runtime import taps as torch_taps
+from parity.commands.keras_child import keras_side
 from parity.compare import compare_arrays, compare_taps
 from parity.config import BertCnnConfig
-from parity.grad import grad_names, seeded_labels, torch_grads
-from parity.report import Weights, judge, torch_taps
+from parity.inputs import seeded_labels
+from parity.layout import expected_shapes
+from parity.suite import Subject, judge
 from parity.tolerance import tolerance_for
 from tests.conftest import TINY, random_inputs, random_tensors
 
@@ -30,11 +33,12 @@ def _check(w, labels, backend, tasks, results):
         dtype = task["dtype"]
         assert meta["backend"] == backend and meta["computed_dtypes"] == [dtype]
         if task["task"] == "taps":
-            run = compare_taps(torch_taps(w, dtype), arrays, w.inputs["attention_mask"], w.config,
+            ref = torch_taps(w.config, w.tensors, w.inputs, dtype)
+            run = compare_taps(ref, arrays, w.inputs["attention_mask"], w.config,
                                tolerance_for(dtype, "cpu"), dtype=dtype, device="cpu", backend=backend)  # fmt: skip
         else:
             ref, _ = torch_grads(w.config, w.tensors, w.inputs, labels, dtype)
-            run = compare_arrays(ref, arrays, grad_names(w.config), tolerance_for(dtype, "cpu", "grad"),
+            run = compare_arrays(ref, arrays, list(expected_shapes(w.config)), tolerance_for(dtype, "cpu", "grad"),
                                  prefix="grad/", dtype=dtype, device="cpu", backend=backend, check="grad")  # fmt: skip
         run = judge(run, meta)
         assert run.passed, (task, run.limitation, run.first_divergence)
@@ -42,7 +46,7 @@ def _check(w, labels, backend, tasks, results):
 
 def _case():
     config = BertCnnConfig(**TINY, head_hidden_size=7, mask_padding=False)
-    w = Weights(config, random_tensors(config, seed=7), random_inputs(config, [7, 4, 2], seed=7), "tiny")
+    w = Subject(config, random_tensors(config, seed=7), random_inputs(config, [7, 4, 2], seed=7), "tiny")
     return w, seeded_labels(config, 3, 7)
 
 
@@ -67,7 +71,8 @@ def test_keras_jax_backend_float32_passes_and_float64_without_x64_is_not_passed_
     tasks = [{"task": "taps", "dtype": "float32"}, {"task": "taps", "dtype": "float64"}]
     f32, (arrays, meta) = keras_side("jax", tasks, w.config, w.tensors, w.inputs, labels, jax_x64=False)
     _check(w, labels, "jax", tasks[:1], [f32])
-    run = compare_taps(torch_taps(w, "float64"), arrays, w.inputs["attention_mask"], w.config,
+    ref = torch_taps(w.config, w.tensors, w.inputs, "float64")
+    run = compare_taps(ref, arrays, w.inputs["attention_mask"], w.config,
                        tolerance_for("float64", "cpu"), dtype="float64", device="cpu", backend="jax")  # fmt: skip
     run = judge(run, meta)
     assert meta["computed_dtypes"] == ["float32"]

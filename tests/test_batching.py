@@ -16,9 +16,9 @@ from conftest import TINY, random_tensors
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parity.checkpoint import embedded_backbone_dir
+from parity.batching import bucket_width, plan_batches, predict_logits
 from parity.config import BertCnnConfig
-from parity.predict import bucket_width, plan_batches, predict_logits
+from parity.io.backbone import embedded_backbone_dir
 from parity.tokenize import Tokenizer
 
 
@@ -84,11 +84,11 @@ def tiny_real_vocab():
 def forward_for(framework: str, config, tensors):
     if framework == "torch":
         from bertcnn_torch import BertCNN
-        from parity.predict import torch_predictor
+        from bertcnn_torch.runtime import predictor as torch_predictor
 
         return torch_predictor(BertCNN._from_tensors(config, tensors))
     from bertcnn_tf import BertCNN
-    from parity.predict import keras_predictor
+    from bertcnn_tf.runtime import predictor as keras_predictor
 
     return keras_predictor(BertCNN._from_tensors(config, tensors))
 
@@ -135,7 +135,7 @@ def test_progress_reports_every_batch_up_to_the_total(tiny_real_vocab):
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_real_minilm_logits_do_not_depend_on_batching(framework, embedded_dir):
-    from parity.checkpoint import backbone_checkpoint
+    from parity.io.backbone import backbone_checkpoint
 
     config, tensors, _ = backbone_checkpoint(embedded_dir, seed=0)
     tokenizer = Tokenizer(embedded_dir, max_length=128)

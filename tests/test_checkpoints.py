@@ -6,7 +6,7 @@ import torch
 
 import bertcnn_tf
 import bertcnn_torch
-from parity.checkpoint import load_checkpoint
+from parity.io.checkpoint import load_checkpoint
 from tests.conftest import random_tensors
 
 
@@ -57,7 +57,7 @@ def test_keras_archive_and_config_round_trip(head_config, tiny_inputs, tmp_path)
 
 
 def test_float64_checkpoint_loads_in_float64(tiny_config, tmp_path):
-    from parity.checkpoint import save_checkpoint
+    from parity.io.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "ck", tiny_config, random_tensors(tiny_config, dtype=np.float64))
     assert bertcnn_torch.BertCNN.from_pretrained(tmp_path / "ck").fc.weight.dtype == torch.float64

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from parity import taps as T
-from parity.cli import main
+from parity.commands import main
 
 
 def test_report_on_the_embedded_model_as_users_run_it(tmp_path):
@@ -73,7 +73,7 @@ def test_predict_agrees_across_frameworks(checkpoint, capsys):
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["report", "--checkpoint", "/nonexistent"], "Checkpoint directory not found"),
+        (["report", "--checkpoint", "/nonexistent"], "Checkpoint not found"),
         (["predict", "--checkpoint", "/nonexistent", "--framework", "torch", "x"], "not found"),
         (["predict", "--checkpoint", "CK", "--framework", "torch"], "no texts"),
         (["predict", "--checkpoint", "CK", "--framework", "torch", "--file", "/nonexistent"], "--file"),

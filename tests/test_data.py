@@ -10,9 +10,9 @@ from conftest import TINY, random_tensors
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import save_checkpoint
 from parity.training.data import read_labelled
 
 

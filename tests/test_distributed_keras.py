@@ -47,10 +47,9 @@ def test_padding_keeps_the_mean_and_zero_weights_the_copies(size, n):
 # -- the child: 1 device, then DataParallel over 2 -------------------------------------------
 def _batches():
     from parity.config import BertCnnConfig
-    from parity.train import no_dropout
     from tests.conftest import TINY, random_inputs, random_tensors
 
-    config = no_dropout(BertCnnConfig(**TINY, head_hidden_size=7))
+    config = BertCnnConfig(**TINY, head_hidden_size=7).without_dropout()
     tensors = random_tensors(config, seed=3, dtype=np.float64)
     lengths = [7, 4, 2, 5, 1, 6, 3, 7, 2, 4, 6]
     inputs = random_inputs(config, lengths, seed=3)
@@ -69,7 +68,7 @@ def _child(out: Path) -> None:
 
     from bertcnn_tf import distributed as KD
     from bertcnn_tf.optimizers import TorchAdamW
-    from parity.backends import build_keras
+    from bertcnn_tf.runtime import build as build_keras
     from parity.training import TrainingRecipe
 
     config, tensors, batches = _batches()

@@ -83,10 +83,9 @@ def test_environment_and_backend_choices(monkeypatch):
 # -- the model, the data, and a plain single-process reference ------------------------------
 def _setup():
     from parity.config import BertCnnConfig
-    from parity.train import no_dropout
     from tests.conftest import TINY, random_inputs, random_tensors
 
-    config = no_dropout(BertCnnConfig(**TINY, head_hidden_size=7))
+    config = BertCnnConfig(**TINY, head_hidden_size=7).without_dropout()
     tensors = random_tensors(config, seed=3, dtype=np.float64)
     lengths = [7, 4, 2, 5, 1, 6, 3, 7, 2, 4, 6]
     inputs = random_inputs(config, lengths, seed=3)

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from bertcnn_tf.distributed import simulated_devices_flag
-from parity.checkpoint import save_checkpoint
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import save_checkpoint
 from tests.conftest import TINY, random_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ def test_two_nodes_by_c10d_rendezvous_on_one_machine_equal_one_process(data):
     ],
 )
 def test_misplaced_data_parallel_options_exit_2_with_one_line(argv, fragment, env, tmp_path, capsys, monkeypatch):
-    from parity.cli import main
+    from parity.commands import main
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)

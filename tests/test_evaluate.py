@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from parity.cli import main
+from parity.commands import main
 from parity.tokenize import Tokenizer
 
 ROWS = [

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import TINY, random_tensors
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import save_checkpoint
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install 'bertcnn[onnx]'")
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'bertcnn[onnx]'")

@@ -9,7 +9,7 @@ import sys
 def test_serving_imports_no_framework():
     code = (
         "import sys\n"
-        "import parity.serving, parity.serving.check, parity.serving.command, parity.serving.runners\n"
+        "import parity.serving, parity.serving.check, parity.serving.directory, parity.serving.runners\n"
         "heavy = ('torch', 'tensorflow', 'keras', 'jax', 'transformers', 'onnxruntime', 'onnx', 'ai_edge_litert')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

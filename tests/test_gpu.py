@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from parity.cli import main
-from parity.devices import set_matmul_precision, torch_gpu
+from parity.commands import main
+from parity.commands.builds import gpu_unavailable, set_matmul_precision
 
 
 def test_strict_tier_switches_tf32_off_in_torch_and_tensorflow():
@@ -31,7 +31,7 @@ def test_strict_tier_switches_tf32_off_in_torch_and_tensorflow():
 
 
 def test_without_a_gpu_the_cli_says_so_and_skips(tmp_path, capsys):
-    if torch_gpu() is None:
+    if gpu_unavailable("torch") is None:
         pytest.skip("a GPU is present: the no-GPU path does not apply")
     out = tmp_path / "r.json"
     assert main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "cuda", "--json", str(out)]) == 0
@@ -43,7 +43,7 @@ def test_without_a_gpu_the_cli_says_so_and_skips(tmp_path, capsys):
 
 @pytest.mark.gpu
 def test_gpu_tiers_and_cross_check(tmp_path):
-    reason = torch_gpu()
+    reason = gpu_unavailable("torch")
     if reason:
         pytest.skip(reason)
     out = tmp_path / "r.json"
@@ -57,8 +57,8 @@ def test_gpu_tiers_and_cross_check(tmp_path):
 
 
 def _tiny(tmp_path):
-    from parity.checkpoint import save_checkpoint
     from parity.config import BertCnnConfig
+    from parity.io.checkpoint import save_checkpoint
     from tests.conftest import TINY, random_tensors
 
     config = BertCnnConfig(**TINY)
@@ -70,7 +70,7 @@ def test_bf16_tier_plumbing_runs_on_cpu():
     """The bf16 tier's Keras side (bfloat16 build, bf16 -> float32 transport) works without a GPU."""
     import numpy as np
 
-    from parity.backends import keras_taps
+    from bertcnn_tf.runtime import taps as keras_taps
     from parity.config import BertCnnConfig
     from tests.conftest import TINY, random_inputs, random_tensors
 
@@ -83,13 +83,14 @@ def test_bf16_tier_plumbing_runs_on_cpu():
 def test_in_process_keras_task_on_cuda_gets_the_tier_precision(monkeypatch, tiny_config):
     """A Keras task run in this process (its backend is ours) must set the tier's matmul precision,
     as the child process does: otherwise the strict tier on Keras-on-JAX would run with TF32."""
-    import parity.backends as B
-    import parity.devices as D
+    import bertcnn_tf.runtime as R
+    from parity.commands.builds import current_backend
+    from parity.commands.keras_child import keras_side
 
     calls = []
-    monkeypatch.setattr(D, "set_matmul_precision", lambda strict, frameworks: calls.append((strict, frameworks)))
-    monkeypatch.setattr(B, "keras_taps", lambda *a, **k: ({}, {}))
+    monkeypatch.setattr(R, "set_matmul_precision", lambda strict: calls.append(strict))
+    monkeypatch.setattr(R, "taps", lambda *a, **k: ({}, {}))
     tasks = [{"task": "taps", "dtype": "float32", "device": "cuda", "strict": True},
              {"task": "taps", "dtype": "float32", "device": "cuda", "strict": False}]  # fmt: skip
-    B.keras_side(B.current_backend(), tasks, tiny_config, {}, {})
-    assert calls == [(True, ("keras",)), (False, ("keras",))]
+    keras_side(current_backend(), tasks, tiny_config, {}, {})
+    assert calls == [True, False]

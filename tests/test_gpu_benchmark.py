@@ -108,7 +108,8 @@ def test_minilm_carry_is_exact_where_it_is_read_and_nan_elsewhere(tmp_path):
     inputs use exact, the others NaN (so an uncarried id poisons the logits), and such ids are refused."""
     from safetensors.numpy import load_file
 
-    from parity.checkpoint import WEIGHTS_NAME, embedded_backbone_dir, load_hf_bert
+    from parity.io.backbone import embedded_backbone_dir, load_hf_bert
+    from parity.io.checkpoint import WEIGHTS_NAME
 
     gpu = _gpu_module()
     gpu.make_carry(tmp_path / "carry")

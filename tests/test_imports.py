@@ -12,7 +12,7 @@ CHECK = "import sys, {module}; bad = [m for m in {forbidden!r} if m in sys.modul
     ("module", "forbidden"),
     [
         ("parity", ["torch", "tensorflow", "keras", "jax", "transformers"]),
-        ("parity.cli", ["torch", "tensorflow", "keras", "jax", "transformers"]),
+        ("parity.commands", ["torch", "tensorflow", "keras", "jax", "transformers"]),
         ("bertcnn_torch", ["tensorflow", "keras"]),
         ("bertcnn_tf", ["torch"]),
     ],

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from parity.checkpoint import load_checkpoint, save_checkpoint
+from parity.io.checkpoint import load_checkpoint, save_checkpoint
 from parity.layout import PortError, expected_shapes, keras_to_torch, rows, torch_to_keras
 from tests.conftest import configs, random_tensors
 

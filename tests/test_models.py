@@ -8,7 +8,7 @@ from hypothesis import given
 import bertcnn_tf
 import bertcnn_torch
 from parity import taps as T
-from parity.checkpoint import backbone_checkpoint
+from parity.io.backbone import backbone_checkpoint
 from parity.tolerance import tolerance_for
 from tests.conftest import config_and_inputs, random_inputs, random_tensors
 
@@ -37,7 +37,7 @@ def assert_taps_close(a, b, mask, tol):
 
 
 def test_float32_logits_on_real_minilm(embedded_dir):
-    from parity.report import SENTENCES
+    from parity.inputs import SENTENCES
     from parity.tokenize import Tokenizer
 
     config, tensors, _ = backbone_checkpoint(embedded_dir, seed=3, num_labels=3)

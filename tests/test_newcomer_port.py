@@ -14,7 +14,7 @@ from test_port import SeedBertCNN
 from tiny_hf import tiny_hf_bert
 from transformers import BertConfig
 
-from parity.cli import main
+from parity.commands import main
 from parity.config import BertCnnConfig
 from parity.tokenize import Tokenizer
 

@@ -3,9 +3,9 @@
 import pytest
 from conftest import TINY, random_tensors
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import save_checkpoint
 
 
 @pytest.fixture

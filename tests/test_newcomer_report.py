@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tiny_hf import tiny_hf_bert
 
-from parity.checkpoint import load_checkpoint, save_checkpoint
-from parity.cli import main
+from parity.commands import main
+from parity.io.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_missing_optional_packages_are_refused_before_any_work(ck, tmp_path):
     code = textwrap.dedent("""
         import sys
         sys.modules["jax"] = sys.modules["matplotlib"] = None  # as if not installed
-        from parity.cli import main
+        from parity.commands import main
         sys.exit(main(sys.argv[1:]))
     """)
     argv = ["report", "--checkpoint", str(ck / "ck"), "--backend", "tensorflow,jax", "--plot", str(tmp_path / "t.png")]

@@ -15,7 +15,6 @@ from parity.compare import compare_arrays
 from parity.config import BertCnnConfig
 from parity.layout import is_decayed, rows
 from parity.tolerance import tolerance_for
-from parity.train import no_dropout
 from parity.training import TrainingRecipe
 from parity.training.moments import MOMENTS, from_torch_state, moment_key, split_moments, to_torch_state
 from parity.training.schedule import linear_warmup_decay
@@ -29,7 +28,7 @@ HP = dict(lr=0.03, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, max_grad_norm
 
 
 def case():
-    config = no_dropout(BertCnnConfig(**TINY, head_hidden_size=7))
+    config = BertCnnConfig(**TINY, head_hidden_size=7).without_dropout()
     tensors = random_tensors(config, seed=5)
     inputs = random_inputs(config, LENGTHS, seed=5)
     labels = np.random.default_rng(5).integers(0, config.num_labels, size=len(LENGTHS)).astype(np.int64)
@@ -94,7 +93,7 @@ def keras_run(
     (weights, moments), the per-update gradient norms and the backend."""
     import keras
 
-    from parity.backends import build_keras
+    from bertcnn_tf.runtime import build as build_keras
 
     model = build_keras(config, tensors, dtype)
     opt = optimizer(model)
@@ -262,7 +261,7 @@ def test_embedding_gradients_with_repeated_rows_are_summed_before_norm_and_updat
     if keras.backend.backend() != "tensorflow":
         pytest.skip("IndexedSlices are TensorFlow's")
     config, tensors, inputs, labels = case()
-    from parity.backends import build_keras
+    from bertcnn_tf.runtime import build as build_keras
 
     model = build_keras(config, tensors, "float64")
     with tf.GradientTape() as tape:
@@ -331,7 +330,7 @@ def test_state_resumes_across_frameworks():
 
 def test_state_is_refused_unless_it_names_exactly_the_trained_tensors():
     from bertcnn_tf import TorchAdamW
-    from parity.backends import build_keras
+    from bertcnn_tf.runtime import build as build_keras
 
     config = ref_config()
     model = build_keras(config, random_tensors(config), "float64")

@@ -10,11 +10,13 @@ import torch
 from conftest import TINY, random_inputs, random_tensors
 from transformers import BertConfig, BertModel
 
-from parity import formats as F
-from parity.checkpoint import load_checkpoint, save_checkpoint
-from parity.cli import main
+from parity.commands import main
+from parity.commands import port as port_command
+from parity.commands.port import port
 from parity.config import BertCnnConfig
-from parity.port import port
+from parity.io import formats as F
+from parity.io.checkpoint import load_checkpoint, save_checkpoint
+from parity.io.safetensors import read_safetensors, write_safetensors
 
 NAMES = {
     F.DIR: "ckpt",
@@ -135,7 +137,7 @@ def test_strict_lists_missing_unexpected_and_misshaped_with_shapes(tmp_path, cap
 )  # fmt: skip
 def test_config_that_disagrees_with_tensors_is_refused_by_name(tmp_path, capsys, field, value, says):
     config = BertCnnConfig(**TINY)
-    F.write_safetensors(tmp_path / "w.safetensors", random_tensors(config).items(), {"format": "pt"})
+    write_safetensors(tmp_path / "w.safetensors", random_tensors(config).items(), {"format": "pt"})
     (tmp_path / "config.json").write_text(config.replace(**{field: value}).to_json())
     rc = main(
         ["port", str(tmp_path / "w.safetensors"), str(tmp_path / "o.pt"), "--config", str(tmp_path / "config.json")]
@@ -172,13 +174,13 @@ def test_existing_destination_needs_force_and_failures_leave_nothing(sources, tm
         path.write_bytes(b"half")
         raise ValueError("disk full. Received: simulated")
 
-    monkeypatch.setattr(F, "write_safetensors", boom)
+    monkeypatch.setattr(port_command, "write_safetensors", boom)
     assert main(["port", str(paths[F.TORCH]), str(tmp_path / "ck"), "--config", str(paths[F.DIR] / "config.json")]) == 2
     assert main(["port", str(paths[F.DIR]), str(dst), "--force"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"] and dst.read_bytes() == b"keep me"
     monkeypatch.undo()
     assert main(["port", str(paths[F.DIR]), str(dst), "--force"]) == 0
-    _assert_same(F.read_safetensors(dst).tensors, tensors)
+    _assert_same(read_safetensors(dst).tensors, tensors)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"]
 
 
@@ -187,7 +189,7 @@ def test_dtype_kept_unless_asked_and_overflow_refused(tmp_path, capsys):
     tensors = random_tensors(config)
     save_checkpoint(tmp_path / "f32", config, tensors)
     assert main(["port", str(tmp_path / "f32"), str(tmp_path / "h.safetensors"), "--dtype", "float16"]) == 0
-    got = F.read_safetensors(tmp_path / "h.safetensors").tensors
+    got = read_safetensors(tmp_path / "h.safetensors").tensors
     _assert_same(got, {k: v.astype(np.float16) for k, v in tensors.items()})
     tensors["fc.bias"][0] = 1e6  # beyond float16's max (65504)
     save_checkpoint(tmp_path / "big", config, tensors)
@@ -218,4 +220,4 @@ def test_hf_sequence_classifier_imports_through_init_with_extras_reported(tmp_pa
     assert tensors["bert.encoder.layer.1.output.dense.weight"].tobytes() == want.tobytes()
     # A plain HF directory is not a bertcnn checkpoint: port says to use init.
     assert main(["port", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 2
-    assert "bertcnn init DIR --backbone" in capsys.readouterr().err
+    assert "bertcnn init CK_DIR --backbone" in capsys.readouterr().err

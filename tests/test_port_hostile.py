@@ -16,10 +16,10 @@ from conftest import TINY, random_tensors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
+from parity.commands.port import port
 from parity.config import BertCnnConfig
-from parity.port import port
+from parity.io.checkpoint import save_checkpoint
 
 
 class _Payload:

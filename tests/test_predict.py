@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from conftest import TINY, random_tensors
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.batching import predict_logits
+from parity.commands import main
 from parity.config import BertCnnConfig
-from parity.predict import Progress, predict_logits, torch_forward
+from parity.io.checkpoint import save_checkpoint
+from parity.io.reader import read_weights
+from parity.progress import counter
 from parity.tokenize import Tokenizer
 
 LINES = ["A short line.", "", "A somewhat longer line of real words, to make the batch uneven.", "Third."] * 5
@@ -56,7 +58,7 @@ def test_progress_goes_to_a_terminal_stderr_and_stdout_stays_results(
     rows = out.splitlines()
     assert len(rows) == sum(1 for line in LINES if line.strip())
     assert all(len(r.split("\t")) == 3 for r in rows), "stdout holds only results"
-    assert "15/15 texts" in err.getvalue()
+    assert "15/15 [" in err.getvalue() and "text/s" in err.getvalue()
 
 
 def test_no_progress_when_stderr_is_not_a_terminal_or_when_asked(tiny_checkpoint, corpus, monkeypatch, capsys):
@@ -72,7 +74,10 @@ def test_max_length_truncates_like_the_tokenizer(tiny_checkpoint, monkeypatch, c
     argv = ["--checkpoint", str(tiny_checkpoint), "--framework", "torch", "--json", "--max-length", "5", text]
     code, out = predict(argv, monkeypatch, capsys, io.StringIO())
     assert code == 0
-    forward, _ = torch_forward(str(tiny_checkpoint))
+    from bertcnn_torch.runtime import forward as torch_forward
+
+    w = read_weights(tiny_checkpoint)
+    forward = torch_forward(w.config, w.tensors)
     tok = Tokenizer(tiny_checkpoint, max_length=5)
     assert tok([text])["input_ids"].shape == (1, 5)
     got = np.array(json.loads(out)["logits"], dtype=np.float32)
@@ -94,20 +99,24 @@ def test_max_length_past_the_position_table_is_refused(tiny_checkpoint, capsys):
     assert "--max-length must be at most max_position_embeddings=40. Received: 41" in capsys.readouterr().err
 
 
-def test_progress_line_counts_up_and_ends_the_line():
+def test_progress_bar_counts_up_and_ends_the_line(monkeypatch):
     out = Terminal()
-    p = Progress(stream=out, interval=0)
+    monkeypatch.setattr("sys.stderr", out)
+    p = counter(10, unit="text")
     p(4, 10)
     p(10, 10)
     text = out.getvalue()
-    assert "\r4/10 texts" in text and "\r10/10 texts" in text and text.endswith("\n")
+    assert "10/10" in text and text.endswith("\n")
+    assert counter(10, unit="text", enabled=False) is None
 
 
 def test_keras_compiled_path_matches_eager_and_still_checks_inputs(tiny_checkpoint):
-    from parity.predict import keras_forward
+    from bertcnn_tf.runtime import forward as keras_forward
 
-    compiled, config = keras_forward(str(tiny_checkpoint))
-    eager, _ = keras_forward(str(tiny_checkpoint), compiled=False)
+    w = read_weights(tiny_checkpoint)
+    config = w.config
+    compiled = keras_forward(config, w.tensors)
+    eager = keras_forward(config, w.tensors, compiled=False)
     tok = Tokenizer(tiny_checkpoint, max_length=config.max_position_embeddings)
     for texts in (LINES[:3], LINES[2:9]):  # two shapes through one trace
         inputs = tok([t for t in texts if t])

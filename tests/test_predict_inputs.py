@@ -9,10 +9,10 @@ import sys
 import pytest
 from conftest import TINY, random_tensors
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
+from parity.commands.port import port
 from parity.config import BertCnnConfig
-from parity.port import port
+from parity.io.checkpoint import save_checkpoint
 
 TEXTS = ["First line.", "A second, longer line of text."]
 
@@ -109,7 +109,14 @@ def test_a_weight_file_predicts_as_its_checkpoint(ck, reference, tmp_path, capsy
     assert got == reference[framework]  # same weights, same build: bit-identical, names included
 
 
-def test_config_for_a_directory_is_refused(ck, capsys):
-    argv = ["--checkpoint", str(ck), "--framework", "torch", "--config", str(ck / "config.json"), "x"]
+def test_a_config_that_disagrees_with_a_directorys_own_is_refused(ck, tmp_path, capsys):
+    """The one reader's rule for every source that carries its config: --config may only repeat it."""
+    other = tmp_path / "other.json"
+    other.write_text(BertCnnConfig.from_json_file(ck / "config.json").replace(num_filters=9).to_json())
+    argv = ["--checkpoint", str(ck), "--framework", "torch", "--config", str(other), "x"]
     code, _, err = predict(capsys, *argv)
-    assert code == 2 and "carries its own config.json; drop --config" in err
+    assert code == 2 and "--config disagrees with the config stored in" in err and "num_filters" in err
+    code, _, err = predict(
+        capsys, "--checkpoint", str(ck), "--framework", "torch", "--config", str(ck / "config.json"), "x"
+    )
+    assert code == 0, err

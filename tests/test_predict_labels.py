@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import TINY, random_tensors
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import save_checkpoint
 
 LONG = "A somewhat longer line of real words, to make the batch uneven and cross the limit."
 

@@ -12,12 +12,13 @@ import json
 import numpy as np
 import pytest
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
 from parity.compare import RunResult, TapResult, diagnose
 from parity.config import BertCnnConfig
-from parity.report import Weights, judge, limitation_of, run_parity
+from parity.io.checkpoint import save_checkpoint
+from parity.suite import Subject, judge, limitation_of
 from tests.conftest import TINY, random_inputs, random_tensors
+from tests.helpers import run_parity
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_mismatched_configs_are_refused(checkpoints, tmp_path, capsys):
 
 # -- float64 as the structural tier -------------------------------------------------------
 def _weights(config, dtype_seed=5):
-    return Weights(config, random_tensors(config, seed=dtype_seed), random_inputs(config, [7, 4, 2]), "tiny")
+    return Subject(config, random_tensors(config, seed=dtype_seed), random_inputs(config, [7, 4, 2]), "tiny")
 
 
 def test_float64_catches_an_epsilon_that_float32_cannot_see():
@@ -98,7 +99,7 @@ def test_float64_catches_an_epsilon_that_float32_cannot_see():
     rounding, so float32 passes; float64 names the first LayerNorm (the embeddings)."""
     config = BertCnnConfig(**TINY)
     w = _weights(config)
-    kw = Weights(config.replace(layer_norm_eps=1e-9), w.tensors, w.inputs, "eps 1e-9")
+    kw = Subject(config.replace(layer_norm_eps=1e-9), w.tensors, w.inputs, "eps 1e-9")
     f32 = run_parity(w, dtype="float32", keras_w=kw)
     f64 = run_parity(w, dtype="float64", keras_w=kw)
     assert f32.passed

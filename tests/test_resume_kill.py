@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from parity.cli import main
+from parity.commands import main
 from tests.train_helpers import tiny_checkpoint, write_jsonl
 
 RECIPE = ["--epochs", "3", "--batch-size", "2", "--lr", "1e-2", "--warmup-ratio", "0.1", "--max-length", "20",

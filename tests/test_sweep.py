@@ -14,8 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bertcnn_tf.runtime import taps as keras_taps
+from bertcnn_torch.runtime import taps as torch_taps
 from parity.compare import compare_taps
-from parity.report import Weights, keras_taps, torch_taps
+from parity.layout import expected_shapes
+from parity.suite import Subject
 from parity.tolerance import tolerance_for
 from tests.conftest import configs, random_tensors
 
@@ -39,9 +42,10 @@ def config_and_masked_inputs(draw):
 @given(config_and_masked_inputs())
 def test_every_draw_passes_float64_and_float32(case):
     config, inputs, seed = case
-    w = Weights(config, random_tensors(config, seed=seed), inputs, "hypothesis")
+    w = Subject(config, random_tensors(config, seed=seed), inputs, "hypothesis")
     for dtype in ("float64", "float32"):
-        run = compare_taps(torch_taps(w, dtype), keras_taps(w, dtype), inputs["attention_mask"], config,
+        ref, (cand, _) = torch_taps(w.config, w.tensors, inputs, dtype), keras_taps(w.config, w.tensors, inputs, dtype)
+        run = compare_taps(ref, cand, inputs["attention_mask"], config,
                            tolerance_for(dtype, "cpu"), dtype=dtype, device="cpu", backend="tensorflow")  # fmt: skip
         assert run.passed, (dtype, run.first_divergence, [(t.name, t.max_abs, t.atol) for t in run.taps])
 
@@ -52,15 +56,16 @@ def test_every_draw_passes_float64_and_float32(case):
 def test_every_draw_has_float64_gradient_parity(case, label_seed):
     """Random ids hit the pad id as a real token and padding reaches the loss without
     mask_padding: the draws that found the pad-row gradient bug."""
-    from parity.backends import keras_grads
+    from bertcnn_tf.runtime import grads as keras_grads
+    from bertcnn_torch.runtime import grads as torch_grads
     from parity.compare import compare_arrays
-    from parity.grad import grad_names, torch_grads
 
     config, inputs, seed = case
     tensors = random_tensors(config, seed=seed)
     labels = np.random.default_rng(label_seed).integers(0, config.num_labels, size=len(inputs["input_ids"]))
     ref, _ = torch_grads(config, tensors, inputs, labels, "float64")
     cand, _ = keras_grads(config, tensors, inputs, labels, "float64")
-    run = compare_arrays(ref, cand, grad_names(config), tolerance_for("float64", "cpu", "grad"), prefix="grad/",
+    tol = tolerance_for("float64", "cpu", "grad")
+    run = compare_arrays(ref, cand, list(expected_shapes(config)), tol, prefix="grad/",
                          dtype="float64", device="cpu", backend="tensorflow", check="grad")  # fmt: skip
     assert run.passed, (run.first_divergence, [(t.name, t.max_abs) for t in run.taps if not t.passed])

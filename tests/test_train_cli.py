@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from parity.checkpoint import load_checkpoint
-from parity.cli import main
+from parity.commands import main
+from parity.io.checkpoint import load_checkpoint
 from tests.train_helpers import tiny_checkpoint, write_jsonl
 
 RECIPE = ["--epochs", "2", "--batch-size", "4", "--lr", "1e-2", "--warmup-steps", "2", "--dtype", "float64",

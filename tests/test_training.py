@@ -13,7 +13,7 @@ import pytest
 
 from bertcnn_torch.train import train as torch_train
 from parity.tolerance import tolerance_for
-from parity.train import encoded_rows, flat
+from parity.training.parity import encoded_rows, flat
 from tests.train_helpers import make_run, max_diff, recipe, tiny_setup
 
 
@@ -71,7 +71,7 @@ def test_keras_fit_lands_on_the_torch_weights_and_moments(dtype, torch_runs, set
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_other_keras_backends_match_in_float64(backend, torch_runs, setup):
-    from parity.backends import keras_side
+    from parity.commands.keras_child import keras_side
 
     config, tensors, encoded, labels = setup
     r = recipe("float64")

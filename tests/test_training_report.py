@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from parity.checkpoint import save_checkpoint
-from parity.cli import main
+from parity.commands import main
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import save_checkpoint
 from tests.conftest import TINY, random_tensors
 
 

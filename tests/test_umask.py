@@ -10,7 +10,7 @@ import stat
 import pytest
 from tiny_hf import tiny_hf_bert
 
-from parity.cli import main
+from parity.commands import main
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from parity.config import BertCnnConfig
-from parity.train import start
 from parity.training import TrainingRecipe
 from parity.training.loop import Run
+from parity.training.parity import start
 from tests.conftest import TINY, random_tensors
 
 ROWS = 29  # odd: the last batch of each epoch is partial
@@ -44,7 +44,7 @@ def tiny_checkpoint(directory, seed: int = 0):
     """A canonical checkpoint of the tiny config with a word-level tokenizer (`w4` ... `w98`)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-    from parity.checkpoint import save_checkpoint
+    from parity.io.checkpoint import save_checkpoint
 
     config = BertCnnConfig(**TINY, head_hidden_size=7)
     save_checkpoint(directory, config, random_tensors(config, seed=seed))

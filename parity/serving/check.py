@@ -11,21 +11,20 @@ fails the check and says so; it is never compared as if it matched.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from parity.checkpoint import WEIGHTS_NAME, load_checkpoint
-from parity.compare import RunResult, TapResult, format_table
+from parity.compare import RunResult, TapResult
 from parity.config import BertCnnConfig
-from parity.inputs import random_batch
+from parity.inputs import random_batch, sample_inputs
+from parity.io.files import sha256_file
+from parity.io.formats import Weights
 from parity.serving.directory import load_config
-from parity.serving.manifest import read_manifest, sha256_file
+from parity.serving.manifest import read_manifest
 from parity.serving.runners import RUNTIMES, run_in_child
 from parity.tolerance import tolerance_for
 
@@ -40,19 +39,14 @@ class ArtifactResult(RunResult):
 
 
 def check_cases(
-    config: BertCnnConfig, tokenizer_dir: Path, *, seed: int = 0, notes: list[str] | None = None
+    config: BertCnnConfig, tokenizer_dir: Path | None, *, seed: int = 0, notes: list[str] | None = None
 ) -> list[tuple[str, dict]]:
     """(name, inputs) for every case; random ids where a case needs a shape real text would not give."""
-    from parity.report import sample_inputs
-
     longest = min(128, config.max_position_embeddings)
     widest = config.max_kernel_size
     rng = np.random.default_rng(seed)
-    # The tokenizer's truncation note would go to stderr, where only errors belong: it is a run note here.
-    with contextlib.redirect_stderr(io.StringIO()) as said:
-        sentences = sample_inputs(config, tokenizer_dir, seed=seed)
-    if notes is not None:
-        notes += [line.removeprefix("note: ") for line in said.getvalue().splitlines() if line.strip()]
+    # The tokenizer's truncation note is a note of this run, not a line on stderr.
+    sentences = sample_inputs(config, tokenizer_dir, seed=seed, notes=[] if notes is None else notes)
     cases = [
         ("sentences", sentences),
         ("batch-1", random_batch(config, [min(9, longest)], seed=seed + 1)),
@@ -66,20 +60,16 @@ def check_cases(
     return cases
 
 
-def torch_logits(config: BertCnnConfig, tensors: dict[str, np.ndarray], batches: list[dict]) -> list[np.ndarray]:
-    import torch
-
-    from bertcnn_torch import BertCNN
-
-    model = BertCNN._from_tensors(config, tensors)
-    with torch.inference_mode():
-        return [model(**{k: torch.from_numpy(v) for k, v in b.items()}).numpy() for b in batches]
+Reference = Callable[[BertCnnConfig, dict[str, np.ndarray], list[dict]], list[np.ndarray]]
 
 
-def check_artifact(checkpoint: str | os.PathLike, export: str | os.PathLike) -> ArtifactResult:
-    """Compare the export's logits with the PyTorch build of `checkpoint` on every case."""
+def check_artifact(source: Weights, export: str | os.PathLike, reference: Reference) -> ArtifactResult:
+    """Compare the export's logits with `reference` (the PyTorch build's logits) of `source` on every case.
+
+    `source` is the checkpoint the export was made from, as `parity.io.read_weights` read it.
+    """
     manifest = read_manifest(export)  # broken or hostile manifests raise here (exit 2)
-    ck_config, tensors = load_checkpoint(checkpoint)
+    ck_config, tensors = source.config, source.tensors
     ex_config = load_config(export)
     tol = tolerance_for("float32", "cpu", "artifact")
     run = ArtifactResult(
@@ -88,11 +78,11 @@ def check_artifact(checkpoint: str | os.PathLike, export: str | os.PathLike) -> 
         backend=f"{manifest.format} export (from the {manifest.framework} build) in {RUNTIMES[manifest.format]}",
         check="artifact",
     )
-    ck_hash = sha256_file(Path(checkpoint) / WEIGHTS_NAME)
+    ck_hash = sha256_file(source.weights_file)
     if manifest.source_sha256 != ck_hash:
         run.limitation = (
             f"the export was made from other weights: its manifest has sha256 {manifest.source_sha256[:12]}..., "
-            f"{Path(checkpoint) / WEIGHTS_NAME} has {ck_hash[:12]}...; compare it with the checkpoint it came from"
+            f"{source.weights_file} has {ck_hash[:12]}...; compare it with the checkpoint it came from"
         )
     if ex_config.to_dict() != ck_config.to_dict():
         differ = sorted(
@@ -102,11 +92,10 @@ def check_artifact(checkpoint: str | os.PathLike, export: str | os.PathLike) -> 
         )
         run.limitation = f"the export's config.json differs from the checkpoint's in {differ}"
         return run
-    cases = check_cases(ck_config, Path(checkpoint), notes=run.notes)
+    cases = check_cases(ck_config, source.tokenizer_dir, notes=run.notes)
     batches = [b for _, b in cases]
     candidate, meta = run_in_child(export, batches)
-    reference = torch_logits(ck_config, tensors, batches)
-    for (name, _), ref, cand in zip(cases, reference, candidate, strict=True):
+    for (name, _), ref, cand in zip(cases, reference(ck_config, tensors, batches), candidate, strict=True):
         run.taps.append(_logits_tap(f"logits/{name}", ref, cand, tol.atol))
     loaded = meta.get("frameworks_loaded", [])
     why = " (`import tensorflow` loads Keras itself)" if "keras" in loaded and manifest.format == "saved_model" else ""
@@ -122,31 +111,3 @@ def _logits_tap(name: str, ref: np.ndarray, cand: np.ndarray, bound: float) -> T
     scale = float(np.abs(a).max())
     finite = bool(np.isfinite(b).all())
     return TapResult(name, list(a.shape), diff, diff / scale if scale else diff, bound, finite and diff <= bound)
-
-
-def run_check(checkpoint: str | os.PathLike, export: str | os.PathLike, *, json_path: str | None = None) -> int:
-    """Print the check as the report prints a run; exit code 0 pass, 1 parity failure."""
-    if checkpoint is None:
-        raise ValueError(
-            "--artifact needs --checkpoint CK, the checkpoint the export was made from. Received: no --checkpoint"
-        )
-    print(f"artifact: {export}; reference: PyTorch build of {checkpoint}", flush=True)
-    run = check_artifact(checkpoint, export)
-    print(format_table(run) + "\n")
-    if run.limitation:
-        print(f"{run.label}: NOT CHECKED against {checkpoint}: {run.limitation}")
-    elif not run.passed:
-        print(f"{run.label}: the first output that disagrees is {run.first_divergence!r}")
-    if json_path:
-        from parity.cli import write_text_atomic
-
-        doc = {
-            "passed": run.passed,
-            "source": str(checkpoint),
-            "artifact": str(export),
-            "results": [run.to_dict()],
-            "skipped": [],
-        }
-        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
-    print("PARITY OK" if run.passed else "PARITY FAILED")
-    return 0 if run.passed else 1

@@ -7,15 +7,11 @@ either. The folder gets the permissions the umask gives (mkdtemp makes it 0700).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from parity.checkpoint import CONFIG_NAME, copy_tokenizer
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import CONFIG_NAME, copy_tokenizer
 from parity.serving.manifest import MANIFEST_NAME, Manifest
 
 
@@ -28,34 +24,12 @@ def check_destination(out: str | os.PathLike, *, force: bool) -> Path:
     return dest
 
 
-@contextlib.contextmanager
-def staged(out: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside `out`; on success it replaces `out` (a previous one is removed)."""
-    dest = Path(out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def write_sidecars(
-    directory: Path, config: BertCnnConfig, manifest: Manifest, *, tokenizer_from: str | os.PathLike
+    directory: Path, config: BertCnnConfig, manifest: Manifest, *, tokenizer_from: str | os.PathLike | None
 ) -> list[str]:
-    """config.json (label names included), the tokenizer files, then the manifest."""
+    """config.json (label names included), the tokenizer files (when the source has them), then the manifest."""
     (directory / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
-    copied = copy_tokenizer(tokenizer_from, directory)
+    copied = [] if tokenizer_from is None else copy_tokenizer(tokenizer_from, directory)
     (directory / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return copied
 

@@ -8,12 +8,13 @@ made from, and the runtime library versions it was written with.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from parity.io.files import read_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -33,7 +34,7 @@ class Manifest:
     format: str  # onnx | saved_model | litert
     framework: str  # the build it was exported from: torch | keras
     model_file: str
-    source_sha256: str  # sha256 of the source checkpoint's model.safetensors
+    source_sha256: str  # sha256 of the source's weights file (a checkpoint's model.safetensors)
     source: str  # the checkpoint path as given (informative only)
     inputs: list[dict] = field(default_factory=list)  # [{"name", "dtype", "shape"}]
     outputs: list[dict] = field(default_factory=list)
@@ -62,14 +63,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def is_export(directory: str | os.PathLike) -> bool:
     """True when `directory` carries a manifest: it is an export, not a checkpoint."""
     return (Path(directory) / MANIFEST_NAME).is_file()
@@ -84,10 +77,7 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
             f"{str(d)!r} is not an export directory: {MANIFEST_NAME} is missing (make one with `bertcnn export`). "
             f"Received: {sorted(p.name for p in d.iterdir()) if d.is_dir() else 'no such directory'}"
         )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON; re-export the model. Received: {e}") from None
+    raw = read_json(path, what="an export manifest written by `bertcnn export` (re-export the model)")
     known = set(Manifest.__dataclass_fields__)
     if not isinstance(raw, dict) or not {"format", "framework", "model_file", "source_sha256"} <= raw.keys():
         raise ValueError(

@@ -148,7 +148,7 @@ def full_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
-    """(forward, config) for an export, like `parity.predict.FRAMEWORKS` entries: numpy in, logits out.
+    """(forward, config) for an export, like a build's `runtime.forward`: numpy in, logits out.
 
     Inputs are checked in numpy first (ids in range, 0/1 mask, no all-padding row):
     the runtimes do not check values, and an out-of-range id would read garbage.

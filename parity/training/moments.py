@@ -98,6 +98,7 @@ def to_torch_state(tensors: Mapping[str, np.ndarray], step: int, names: Sequence
 
 
 def _numpy(x: object) -> np.ndarray:
+    """An own copy: a torch optimizer's state tensors keep changing after this returns."""
     if hasattr(x, "detach"):  # a torch tensor, without importing torch here
         x = x.detach().cpu().numpy()
-    return np.asarray(x)
+    return np.array(x)

@@ -19,7 +19,6 @@ so what a reader finds under DIR is always one complete save.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from parity.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer, load_checkpoint, save_checkpoint
 from parity.config import BertCnnConfig
+from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer, load_checkpoint, save_checkpoint
+from parity.io.files import fsync_tree, honour_umask, read_json
 from parity.layout import check_tensors, rows
+from parity.training.moments import MOMENTS
 from parity.training.recipe import TrainingRecipe
 
 STATE_NAME = "trainer_state.json"
@@ -41,7 +42,6 @@ RECIPE_NAME = "recipe.json"
 RNG_NAME = "rng.npz"
 METRICS_NAME = "metrics.jsonl"
 FRAMEWORKS = ("torch", "keras")
-MOMENTS = ("exp_avg", "exp_avg_sq")
 
 # BERT's pooler feeds nothing in BERT-CNN (the head reads the last hidden state): no loss
 # reaches it, so neither trainer gives it to the optimizer and it keeps its checkpoint value.
@@ -57,14 +57,6 @@ def moment_shapes(config: BertCnnConfig) -> dict[str, tuple[int, ...]]:
     """`exp_avg.<name>` / `exp_avg_sq.<name>` -> canonical shape: what optimizer.safetensors holds."""
     shapes = {r.torch_name: r.torch_shape for r in rows(config)}
     return {f"{m}.{n}": shapes[n] for n in trained_names(config) for m in MOMENTS}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -185,10 +177,11 @@ def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_fro
     (staging / RECIPE_NAME).write_text(snap.recipe.to_json(), encoding="utf-8")
     np.savez(staging / RNG_NAME, **snap.rng)
     (staging / METRICS_NAME).write_text("".join(json.dumps(m) + "\n" for m in snap.metrics), encoding="utf-8")
-    _honour_umask(staging)
-    _fsync_tree(staging)
+    for f in staging.iterdir():  # safetensors writes its files 0600 whatever the umask
+        honour_umask(f)
+    fsync_tree(staging)
     (staging / STATE_NAME).write_text(json.dumps(asdict(snap.state), indent=2) + "\n", encoding="utf-8")
-    _fsync_tree(staging)
+    fsync_tree(staging)
     previous = _previous(dest)
     if dest.exists():
         os.replace(dest, previous)
@@ -196,20 +189,6 @@ def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_fro
     if previous.exists():
         shutil.rmtree(previous)
     return dest
-
-
-def _honour_umask(d: Path) -> None:
-    """safetensors writes its files 0600 whatever the umask; give every file the usual 0666 & ~umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for f in d.iterdir():
-        os.chmod(f, 0o666 & ~mask)
-
-
-def _fsync_tree(d: Path) -> None:
-    for f in d.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
 
 
 def has_state(directory: str | os.PathLike) -> bool:
@@ -241,10 +220,7 @@ def load_snapshot(directory: str | os.PathLike) -> Snapshot:
 
 
 def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable JSON file ({e}). Received: {str(path)!r}") from None
+    return read_json(path, what="a training-state JSON file written by `bertcnn train`")
 
 
 def initial_snapshot(
@@ -276,7 +252,6 @@ __all__ = [
     "WEIGHTS_NAME",
     "Snapshot",
     "TrainerState",
-    "file_sha256",
     "has_state",
     "initial_snapshot",
     "load_snapshot",

@@ -1,10 +1,10 @@
 """Training parity through the real trainers: one recipe, one start, the same batches.
 
 The report and the tests train with `bertcnn_torch.train` and `bertcnn_tf.train` (the
-trainers `bertcnn train` runs), never a second harness, and compare the final weights
-and AdamW moments. Inputs travel as one padded batch (ids, mask, token types) whose
-mask gives each row's length; the trainers re-pad each batch of the plan to its own
-longest row.
+trainers `bertcnn train` runs, through each build's `runtime.train_parity`), never a
+second harness, and compare the final weights and AdamW moments. Inputs travel as one
+padded batch (ids, mask, token types) whose mask gives each row's length; the trainers
+re-pad each batch of the plan to its own longest row.
 """
 
 from __future__ import annotations
@@ -16,10 +16,6 @@ import numpy as np
 from parity.config import BertCnnConfig
 from parity.training.recipe import TrainingRecipe
 from parity.training.state import Snapshot, TrainerState
-
-
-def no_dropout(config: BertCnnConfig) -> BertCnnConfig:
-    return config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
 
 
 def encoded_rows(inputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -49,16 +45,9 @@ def parity_recipe(batch_size: int, dtype: str, *, epochs: int = 1, lr: float = 1
                           max_grad_norm=max_grad_norm, dtype=dtype, dropout=False, shuffle=False)  # fmt: skip
 
 
-def torch_train(
-    config: BertCnnConfig,
-    tensors: Mapping[str, np.ndarray],
-    inputs: Mapping[str, np.ndarray],
-    labels: np.ndarray,
-    recipe: TrainingRecipe,
-) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """The PyTorch trainer on these rows: (weights + moments, the metrics log)."""
-    from bertcnn_torch.train import train
-    from parity.training.loop import Run
-
-    snap = train(Run(start(config, tensors, recipe, len(labels)), encoded_rows(inputs), labels))
-    return flat(snap), snap.metrics
+def train_batches(inputs: Mapping[str, np.ndarray], labels: np.ndarray, steps: int):
+    """`steps` batches of `inputs`, rotated one row per step so each batch differs: (inputs, labels, batch size)."""
+    n = inputs["input_ids"].shape[0]
+    rolled = [{k: np.roll(v, s, axis=0) for k, v in inputs.items()} for s in range(steps)]
+    stacked = {k: np.concatenate([r[k] for r in rolled]) for k in inputs}
+    return stacked, np.concatenate([np.roll(labels, s) for s in range(steps)]), n

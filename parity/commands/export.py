@@ -9,11 +9,16 @@ input/output names and dtypes). Written atomically; an existing OUT needs --forc
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from parity.checkpoint import WEIGHTS_NAME, load_checkpoint
-from parity.serving.directory import check_destination, staged, write_sidecars
-from parity.serving.manifest import FORMATS, MODEL_FILES, Manifest, library_versions, sha256_file, tensor_specs
+from parity.commands import builds
+from parity.compare import format_table
+from parity.io.files import sha256_file, staged_dir, write_text_atomic
+from parity.io.reader import read_weights
+from parity.serving.check import check_artifact
+from parity.serving.directory import check_destination, write_sidecars
+from parity.serving.manifest import FORMATS, MODEL_FILES, Manifest, library_versions, read_manifest, tensor_specs
 
 # format -> builds it can come from (the first is the default).
 SOURCES = {"onnx": ("torch", "keras"), "saved_model": ("keras",), "litert": ("keras",)}
@@ -49,26 +54,12 @@ def export(
     dest = check_destination(out, force=force)
     if dest.resolve() == Path(checkpoint).resolve():
         raise ValueError(f"OUT must not be the checkpoint being exported. Received: {str(out)!r}")
-    config, tensors = load_checkpoint(checkpoint)
-    digest = sha256_file(Path(checkpoint) / WEIGHTS_NAME)
-    with staged(dest) as tmp:
+    source = read_weights(checkpoint, template_of=builds.keras_template)
+    config = source.config
+    digest = sha256_file(source.weights_file)
+    with staged_dir(dest) as tmp:
         model_path = tmp / MODEL_FILES[fmt]
-        if framework == "torch":
-            from bertcnn_torch import BertCNN
-            from bertcnn_torch.export import export_onnx
-
-            info = export_onnx(BertCNN._from_tensors(config, tensors), model_path, opset=opset)
-        else:
-            from bertcnn_tf import BertCNN
-            from bertcnn_tf import export as tf_export
-
-            model = BertCNN._from_tensors(config, tensors, dtype="float32")
-            if fmt == "onnx":
-                info = tf_export.export_onnx(model, model_path, opset=opset)
-            elif fmt == "saved_model":
-                info = tf_export.export_saved_model(model, model_path)
-            else:
-                info = tf_export.export_litert(model, model_path)
+        info = builds.runtime(framework).export(config, source.tensors, fmt, model_path, opset=opset)
         inputs, outputs = tensor_specs(config.num_labels)
         manifest = Manifest(
             format=fmt,
@@ -81,7 +72,7 @@ def export(
             opset=info.get("opset"),
             versions=library_versions(),
         )
-        write_sidecars(tmp, config, manifest, tokenizer_from=checkpoint)
+        write_sidecars(tmp, config, manifest, tokenizer_from=source.tokenizer_dir)
     return manifest
 
 
@@ -94,6 +85,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {manifest.format} from the {manifest.framework} build{opset}; {', '.join(files)}")
     if not args.verify:
         return 0
-    from parity.serving.check import run_check
+    return verify(args.checkpoint, args.out)
 
-    return run_check(args.checkpoint, args.out)
+
+def verify(checkpoint: str | None, export_dir: str, *, json_path: str | None = None) -> int:
+    """The artifact check, printed as the report prints a run: exit code 0 pass, 1 parity failure.
+
+    One code path for `bertcnn report --checkpoint CK --artifact OUT` and `bertcnn export --verify`.
+    """
+    if checkpoint is None:
+        raise ValueError(
+            "--artifact needs --checkpoint CK, the checkpoint the export was made from. Received: no --checkpoint"
+        )
+    read_manifest(export_dir)  # a broken or hostile export is refused (exit 2) before anything is printed
+    source = read_weights(checkpoint, template_of=builds.keras_template)
+    print(f"artifact: {export_dir}; reference: PyTorch build of {checkpoint}", flush=True)
+    run = check_artifact(source, export_dir, builds.runtime("torch").logits)
+    print(format_table(run) + "\n")
+    if run.limitation:
+        print(f"{run.label}: NOT CHECKED against {checkpoint}: {run.limitation}")
+    elif not run.passed:
+        print(f"{run.label}: the first output that disagrees is {run.first_divergence!r}")
+    if json_path:
+        doc = {
+            "passed": run.passed,
+            "source": str(checkpoint),
+            "artifact": str(export_dir),
+            "results": [run.to_dict()],
+            "skipped": [],
+        }
+        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+    print("PARITY OK" if run.passed else "PARITY FAILED")
+    return 0 if run.passed else 1

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from parity.commands import builds
+from parity.commands.common import UsageError
+from parity.io.checkpoint import load_checkpoint
+from parity.io.files import sha256_file
+from parity.tokenize import Tokenizer
+from parity.training.data import read_labelled
+from parity.training.loop import Run, evaluator
 from parity.training.recipe import TrainingRecipe
+from parity.training.state import has_state, initial_snapshot, load_snapshot, recipe_differences, save_snapshot
 
 # CLI option -> recipe field, for the options that only change the recipe.
 _RECIPE_OPTIONS = {
@@ -122,24 +131,11 @@ class Reporter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from parity.cli import UsageError
-    from parity.tokenize import Tokenizer
-    from parity.training.data import read_labelled
-    from parity.training.loop import Run, evaluator
-    from parity.training.state import (
-        file_sha256,
-        has_state,
-        initial_snapshot,
-        load_snapshot,
-        recipe_differences,
-        save_snapshot,
-    )
-
     out = Path(args.out)
     world = _world(args, out)  # under torchrun: this rank; only rank 0 writes, logs and prints
     main = world is None or world.is_main
     given = given_recipe(args)
-    sha = file_sha256(args.train) if Path(args.train).is_file() else None
+    sha = sha256_file(args.train) if Path(args.train).is_file() else None
     if args.save_every is not None and args.save_every < 1:
         raise UsageError(f"--save-every takes a positive number of updates. Received: {args.save_every}")
     if args.resume:
@@ -170,8 +166,6 @@ def run(args: argparse.Namespace) -> int:
         recipe, tok_dir = TrainingRecipe(**given), Path(args.checkpoint)
     if sha is None:
         raise FileNotFoundError(f"Training file not found. Received: {args.train!r}")
-
-    from parity.checkpoint import load_checkpoint
 
     config, _ = load_checkpoint(out if args.resume else args.checkpoint)
     data = read_labelled(args.train, num_labels=config.num_labels, label_names=config.label_names,
@@ -220,13 +214,9 @@ def run(args: argparse.Namespace) -> int:
         run_.progress = progress
     t0 = time.monotonic()
     if args.framework == "torch":
-        from bertcnn_torch.train import train
-
-        final = train(run_, rank=world.rank, world_size=world.world_size)
+        final = builds.runtime("torch").train(run_, rank=world.rank, world_size=world.world_size)
     else:
-        from bertcnn_tf.train import train
-
-        final = train(run_, data_parallel=args.data_parallel)
+        final = builds.runtime("keras").train(run_, data_parallel=args.data_parallel)
     seconds = time.monotonic() - t0
     if not main:
         return 0
@@ -241,18 +231,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _world(args: argparse.Namespace, out: Path):
     """torch: join torchrun's process group (rank 0 of 1 without torchrun); keras: None."""
-    import os
-
-    from parity.cli import UsageError
-
     if args.framework == "torch":
         if args.data_parallel:
             raise UsageError("--data-parallel is Keras on JAX; torch trains data-parallel under torchrun: "
                              "`torchrun --nproc-per-node N -m parity train ... --framework torch`. "
                              "Received: --framework torch --data-parallel")  # fmt: skip
-        from bertcnn_torch.distributed import join
-
-        return join(out, backend=args.dist_backend)
+        return builds.runtime("torch").join(out, backend=args.dist_backend)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or args.dist_backend:
         raise UsageError("torchrun and --dist-backend are for --framework torch; Keras trains data-parallel in one "
                          "process with --data-parallel (KERAS_BACKEND=jax). "

