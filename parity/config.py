@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from parity.jsonfile import read_json
+
 # Activations both builds implement identically (HF ACT2FN names).
 SUPPORTED_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh")
 
@@ -245,7 +247,5 @@ def _is_number(x: Any) -> bool:
 
 
 def _read_json(path: str | os.PathLike) -> dict[str, Any]:
-    from parity.io.files import read_json
-
     missing = f"Config file not found; expected a JSON file at this path. Received: {str(path)!r}"
     return read_json(path, what="a config.json", missing=missing)

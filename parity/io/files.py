@@ -11,15 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-MAX_JSON_BYTES = 16 * 1024 * 1024  # any config.json / state file: larger is not one of ours
+from parity.jsonfile import MAX_JSON_BYTES, read_json
+
+__all__ = [
+    "MAX_JSON_BYTES",
+    "current_umask",
+    "fsync_tree",
+    "honour_umask",
+    "honour_umask_tree",
+    "read_json",
+    "remove",
+    "sha256_file",
+    "staged_dir",
+    "staged_file",
+    "write_text_atomic",
+]
 
 
 def current_umask() -> int:
@@ -137,20 +149,3 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def read_json(path: str | os.PathLike, *, what: str = "a JSON file", missing: str | None = None) -> Any:
-    """Parse a small JSON file as data; every failure is one ValueError / FileNotFoundError line.
-
-    `what` says what the file should be ("a config.json"); `missing` is the message for
-    a file that does not exist (default: "<what> not found").
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(missing or f"{what[0].upper()}{what[1:]} not found. Received: {str(p)!r}")
-    if p.stat().st_size > MAX_JSON_BYTES:
-        raise ValueError(f"{p}: implausibly large; expected {what}. Received: {str(p)!r}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ValueError(f"{p}: not valid JSON ({type(e).__name__}); expected {what}. Received: {str(p)!r}") from None
