@@ -18,10 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from bertcnn_tf.model import BertCNN
-from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME
-
-SIGNATURE = "serving_default"
-SIGNATURE_INT32 = "serving_int32"  # the same function for int32 inputs
+from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32
 
 
 def _require_tensorflow_backend() -> None:
