@@ -266,9 +266,7 @@ def run_in_child(
             )
         meta = json.loads((job / "meta.json").read_text(encoding="utf-8"))
         with np.load(job / "out.npz", allow_pickle=False) as z:
-            logits = {
-                label: [z[f"{j}.{i}"] for i in range(len(batches))] for j, label in enumerate(meta["loaders"])
-            }
+            logits = {label: [z[f"{j}.{i}"] for i in range(len(batches))] for j, label in enumerate(meta["loaders"])}
         return logits, meta
 
 
