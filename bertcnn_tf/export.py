@@ -18,9 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from bertcnn_tf.model import BertCNN
-from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME
-
-SIGNATURE = "serving_default"
+from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32
 
 
 def _require_tensorflow_backend() -> None:
@@ -33,8 +31,8 @@ def _require_tensorflow_backend() -> None:
         )
 
 
-def _specs() -> list[tf.TensorSpec]:
-    return [tf.TensorSpec((None, None), tf.int64, name=name) for name in INPUT_NAMES]
+def _specs(dtype: tf.DType = tf.int64) -> list[tf.TensorSpec]:
+    return [tf.TensorSpec((None, None), dtype, name=name) for name in INPUT_NAMES]
 
 
 def serving_function(model: BertCNN) -> tf.types.experimental.GenericFunction:
@@ -50,11 +48,35 @@ def serving_function(model: BertCNN) -> tf.types.experimental.GenericFunction:
 
 
 def export_saved_model(model: BertCNN, path: str | os.PathLike) -> dict:
-    """A SavedModel with signature `serving_default` (what TF Serving and `tf.saved_model.load` use)."""
+    """A SavedModel with signatures `serving_default` (int64) and `serving_int32`, loadable by both loaders.
+
+    The module tracks the `tf.Variable`s the serving graph reads, not the Keras model. Tracking
+    the model saves each Keras variable through `keras.Variable._export_to_saved_model_graph`,
+    which writes a second, new variable ("Variable_N") for the checkpoint: `tf.saved_model.load`
+    binds the functions to those by object id and works, but the graph's own ops read the first
+    copies, which the restore op never assigns, so a session loader (TF Serving, saved_model_cli,
+    the C++/Java/Go APIs) fails with "Could not find variable fc/bias". Tracking exactly
+    `concrete.variables` makes the restore op assign what the graph reads (and skips the unused
+    pooler). `serving_int32` casts and calls the same function (one copy of the graph), for gRPC
+    clients whose tensors are int32; JSON clients need no variant (TF Serving parses JSON numbers
+    to the signature's dtype).
+    """
+    serve = serving_function(model)
+    concrete = serve.get_concrete_function()
+
+    def serve_int32(input_ids, attention_mask, token_type_ids):
+        out = concrete(
+            input_ids=tf.cast(input_ids, tf.int64),
+            attention_mask=tf.cast(attention_mask, tf.int64),
+            token_type_ids=tf.cast(token_type_ids, tf.int64),
+        )
+        return {OUTPUT_NAME: out[OUTPUT_NAME]}
+
+    int32 = tf.function(serve_int32, input_signature=_specs(tf.int32)).get_concrete_function()
     module = tf.Module()
-    module.model = model  # tracked, so its variables are saved
-    module.serve = serving_function(model)
-    tf.saved_model.save(module, str(path), signatures={SIGNATURE: module.serve.get_concrete_function()})
+    module.serving_variables = list(concrete.variables)
+    module.serve = serve
+    tf.saved_model.save(module, str(path), signatures={SIGNATURE: concrete, SIGNATURE_INT32: int32})
     return {}
 
 

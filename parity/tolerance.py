@@ -102,11 +102,13 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # exporter-breaking shapes (batch 1, length 1, narrower than the widest kernel, heavy
     # padding, length 128, batch 17). Measured on MiniLM-L6 + seed-0 head, CPU (onnxruntime
     # 1.32, TF 2.21, ai-edge-litert 2.3), worst case over all 7: onnx from torch 5.5e-7,
-    # SavedModel 5.7e-7, LiteRT 7.9e-7, onnx from Keras (tf2onnx) 6.4e-7: >= 12x margin.
+    # SavedModel 5.7e-7 (after issue 21: 5.4e-7 eager, 6.3e-7 under the session loader, both
+    # signatures), LiteRT 7.9e-7, onnx from Keras (tf2onnx) 6.4e-7: >= 12x margin.
     ("float32", "cpu", "artifact"): Tolerance(
         atol=1e-5,
         rtol=0.0,
-        measured="MiniLM-L6 CPU logits: onnx(torch) 5.5e-7, saved_model 5.7e-7, litert 7.9e-7, onnx(keras) 6.4e-7",
+        measured="MiniLM-L6 CPU logits: onnx(torch) 5.5e-7, saved_model 5.4e-7 (session 6.3e-7), litert 7.9e-7, "
+        "onnx(keras) 6.4e-7",
     ),
     # ---- GPU. NOT YET MEASURED: no GPU was available when these were written; the
     # numbers are the CPU bounds (strict tiers) or derived from the format's precision

@@ -1,4 +1,4 @@
-"""The layers are a contract the project enforces: `lint-imports` (import-linter) on every import, also inside functions.
+"""The layers are a contract the project enforces: `lint-imports` on every import, also those inside functions.
 
 parity.commands on top, then the two builds (independent of each other), then the
 framework-neutral core, and no import cycles. The contract is in pyproject.toml; these
@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,8 @@
 
 Blocks run in README order in one temporary directory, so a block may use what an earlier one
 made (`bertcnn init ck` before the Python examples that load `ck`). `bertcnn` and `python` are
-this checkout (`python -m parity`, PYTHONPATH = the repository), not whatever is installed.
+this checkout (`python -m parity`, PYTHONPATH = the repository), not whatever is installed;
+`saved_model_cli` is TensorFlow's, run by this interpreter (its console script may not be on PATH).
 A new block is run by default; the only lines not run are listed in SKIP, by exact command
 (the line without its trailing comment), each with the reason.
 """
@@ -104,7 +105,9 @@ def run_steps(todo: list[tuple[str, str, str]], root: Path) -> str | None:
     """Run each step in `root/work`; the first failure as a message, or None."""
     shims = root / "bin"
     shims.mkdir(exist_ok=True)
-    for name, target in (("bertcnn", f'"{sys.executable}" -m parity'), ("python", f'"{sys.executable}"')):
+    shim = {"bertcnn": "-m parity", "python": "", "saved_model_cli": "-m tensorflow.python.tools.saved_model_cli"}
+    for name, args in shim.items():
+        target = f'"{sys.executable}" {args}'.rstrip()
         (shims / name).write_text(f'#!/bin/sh\nexec {target} "$@"\n')
         (shims / name).chmod(0o755)
     work = root / "work"

@@ -5,8 +5,11 @@ One code path for `bertcnn report --checkpoint CK --artifact OUT` and `bertcnn e
 exporters: batch 1, length 1, a batch narrower than the widest kernel, heavy
 padding, length 128 (or the model's maximum), batch 17. Each is one "tap"
 (`logits/<case>`), held to the logits bound of the ("float32", "cpu", "artifact")
-tolerance entry. An export made from other weights than CK (its manifest's sha256)
-fails the check and says so; it is never compared as if it matched.
+tolerance entry. A SavedModel is also run by the session loader TF Serving uses, on
+both signatures: rows `logits/<case> (session)` and `logits/<case> (session,
+serving_int32)`; one that loader cannot restore or run fails the check (exit 2). An
+export made from other weights than CK (its manifest's sha256) fails the check and
+says so; it is never compared as if it matched.
 """
 
 from __future__ import annotations
@@ -94,9 +97,12 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
         return run
     cases = check_cases(ck_config, source.tokenizer_dir, notes=run.notes)
     batches = [b for _, b in cases]
-    candidate, meta = run_in_child(export, batches)
-    for (name, _), ref, cand in zip(cases, reference(ck_config, tensors, batches), candidate, strict=True):
-        run.taps.append(_logits_tap(f"logits/{name}", ref, cand, tol.atol))
+    candidates, meta = run_in_child(export, batches)
+    expected = reference(ck_config, tensors, batches)
+    for loader, candidate in candidates.items():
+        suffix = f" ({loader})" if loader else ""
+        for (name, _), ref, cand in zip(cases, expected, candidate, strict=True):
+            run.taps.append(_logits_tap(f"logits/{name}{suffix}", ref, cand, tol.atol))
     loaded = meta.get("frameworks_loaded", [])
     why = " (`import tensorflow` loads Keras itself)" if "keras" in loaded and manifest.format == "saved_model" else ""
     run.notes.append(f"the runtime's process loaded {', '.join(loaded) or 'no deep-learning framework'}{why}")

@@ -24,6 +24,9 @@ MODEL_FILES = {"onnx": "model.onnx", "saved_model": "saved_model", "litert": "mo
 FORMATS = tuple(MODEL_FILES)
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
+# SavedModel signatures: the interface (int64, as every format) and the same function for int32 inputs.
+SIGNATURE = "serving_default"
+SIGNATURE_INT32 = "serving_int32"
 # Distributions whose versions are worth knowing when an artifact misbehaves.
 _LIBRARIES = ("numpy", "torch", "onnx", "onnxscript", "onnxruntime", "tensorflow-cpu", "tensorflow", "keras")
 _LIBRARIES += ("tf2onnx", "ai-edge-litert")

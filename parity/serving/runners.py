@@ -5,7 +5,10 @@ what a server would run. `export_forward` gives `bertcnn predict` an in-process
 forward; `run_in_child` runs batches in a fresh process (`python -m
 parity.serving.runners EXPORT JOB`) for the parity check, exchanging JSON and `.npz`
 (`allow_pickle=False`) only, so the check cannot be helped by anything the parent
-process has loaded.
+process has loaded. A SavedModel is run there twice over: by `tf.saved_model.load`,
+and by the session loader TF Serving and `saved_model_cli` use (through both of its
+signatures), because the two restore variables differently and one can work where
+the other does not.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from parity.inputs import check_inputs
 from parity.serving.directory import load_config
-from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, read_manifest
+from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32, read_manifest
 
 RUNTIMES = {"onnx": "onnxruntime", "saved_model": "tensorflow", "litert": "ai-edge-litert"}
 # What to install for each runtime (the pyproject extras).
@@ -31,7 +35,11 @@ EXTRAS = {"onnx": "bertcnn[onnx]", "saved_model": "bertcnn[tf]", "litert": "bert
 
 
 def _one_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0] == "Graph execution error:":
+        # TF's header; the reason's first sentence names it ("Could not find variable fc/bias"), the rest is advice.
+        return lines[1].split(". ")[0][:300]
+    return (lines or [type(e).__name__])[0][:300]
 
 
 def _broken(path: Path, fmt: str, e: BaseException) -> ValueError:
@@ -72,21 +80,25 @@ class OnnxRunner:
         return self.session.run([OUTPUT_NAME], {k: inputs[k] for k in INPUT_NAMES})[0]
 
 
+def _complete_saved_model(path: Path) -> None:
+    if not (path / "variables").is_dir() or not (path / "saved_model.pb").is_file():
+        raise ValueError(
+            f"{path} is not a complete SavedModel: saved_model.pb and variables/ are both needed; re-export it. "
+            f"Received: {sorted(p.name for p in path.iterdir()) if path.is_dir() else 'not a folder'}"
+        )
+
+
 class SavedModelRunner:
-    """`tf.saved_model.load` and its `serving_default` signature: what TF Serving runs."""
+    """`tf.saved_model.load` and its `serving_default` signature, in eager TensorFlow."""
 
     def __init__(self, path: Path, threads: int | None = None):
         tf = _need("tensorflow", "saved_model")
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
-        if not (path / "variables").is_dir() or not (path / "saved_model.pb").is_file():
-            raise ValueError(
-                f"{path} is not a complete SavedModel: saved_model.pb and variables/ are both needed; re-export it. "
-                f"Received: {sorted(p.name for p in path.iterdir()) if path.is_dir() else 'not a folder'}"
-            )
+        _complete_saved_model(path)
         try:
             loaded = tf.saved_model.load(str(path))
-            self.signature = loaded.signatures["serving_default"]
+            self.signature = loaded.signatures[SIGNATURE]
         except Exception as e:  # TF raises many types for broken protos and checkpoints
             raise _broken(path, "saved_model", e) from None
         self._keep = loaded  # the signature holds weak references to the loaded object's variables
@@ -97,6 +109,55 @@ class SavedModelRunner:
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         out = self.signature(**{k: self._tf.constant(inputs[k]) for k in INPUT_NAMES})
         return out[OUTPUT_NAME].numpy()
+
+
+SESSION_LOADER = (
+    "the session loader (tf.compat.v1.saved_model.loader.load, how TF Serving, saved_model_cli and the "
+    "C++/Java/Go APIs load a SavedModel)"
+)
+
+
+class SavedModelSessionRunner:
+    """A SavedModel loaded into a TF1 session, fed by the signature_def's tensor names: what TF Serving runs.
+
+    Unlike `tf.saved_model.load`, which rebuilds the saved objects and binds the functions to
+    them, this loader imports the graph and runs its restore op on `variables/`: a variable the
+    graph reads but the restore op does not assign fails here only ("Could not find variable").
+    Inputs are cast to each signature's declared dtype, as TF Serving does with JSON numbers.
+    """
+
+    def __init__(self, path: Path, threads: int | None = None):
+        tf = _need("tensorflow", "saved_model")
+        _complete_saved_model(path)
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads or 0)
+        self.session = tf.compat.v1.Session(graph=tf.Graph(), config=config)
+        try:
+            self._meta = tf.compat.v1.saved_model.loader.load(self.session, [tf.saved_model.SERVING], str(path))
+        except Exception as e:
+            raise ValueError(
+                f"{path} does not load under {SESSION_LOADER}: {_one_line(e)}; re-export it with `bertcnn export`. "
+                f"Received: {str(path)!r}"
+            ) from None
+        self._path, self._tf, self._signatures = path, tf, {}
+        self._signature(SIGNATURE)
+
+    def _signature(self, name: str) -> tuple[dict[str, tuple[str, type]], str]:
+        """(input name -> (tensor name, numpy dtype), output tensor name), checked on first use."""
+        if name not in self._signatures:
+            if name not in self._meta.signature_def:
+                raise ValueError(
+                    f"{self._path} lacks the signature {name!r} that `bertcnn export` writes; re-export it. "
+                    f"Received: {sorted(self._meta.signature_def)}"
+                )
+            sig = self._meta.signature_def[name]
+            _check_names(self._path, list(sig.inputs), list(sig.outputs))
+            feeds = {k: (v.name, self._tf.dtypes.as_dtype(v.dtype).as_numpy_dtype) for k, v in sig.inputs.items()}
+            self._signatures[name] = (feeds, sig.outputs[OUTPUT_NAME].name)
+        return self._signatures[name]
+
+    def __call__(self, inputs: Mapping[str, np.ndarray], signature: str = SIGNATURE) -> np.ndarray:
+        feeds, fetch = self._signature(signature)
+        return self.session.run(fetch, {name: np.asarray(inputs[k], dtype) for k, (name, dtype) in feeds.items()})
 
 
 class LiteRTRunner:
@@ -175,8 +236,12 @@ FRAMEWORK_MODULES = ("torch", "keras", "transformers", "tensorflow", "jax")
 
 def run_in_child(
     directory: str | os.PathLike, batches: Sequence[Mapping[str, np.ndarray]], *, timeout: float = 900
-) -> tuple[list[np.ndarray], dict]:
-    """Logits for each batch from the export, computed in a fresh process; plus what that process loaded."""
+) -> tuple[dict[str, list[np.ndarray]], dict]:
+    """Logits for each batch from the export, computed in a fresh process; plus what that process loaded.
+
+    Keyed by loader: "" for the format's runner, and for a SavedModel also "session" (the
+    session loader on `serving_default`) and "session, serving_int32" (int32 inputs).
+    """
     with tempfile.TemporaryDirectory(prefix="bertcnn-artifact-") as tmp:
         job = Path(tmp)
         np.savez(job / "inputs.npz", **{f"{i}.{k}": v for i, b in enumerate(batches) for k, v in b.items()})
@@ -199,32 +264,48 @@ def run_in_child(
                 f"the {str(directory)!r} export crashed its runtime (exit {proc.returncode}); re-export it. "
                 f"Received: {tail[:300]}"
             )
+        meta = json.loads((job / "meta.json").read_text(encoding="utf-8"))
         with np.load(job / "out.npz", allow_pickle=False) as z:
-            logits = [z[str(i)] for i in range(len(batches))]
-        return logits, json.loads((job / "meta.json").read_text(encoding="utf-8"))
+            logits = {label: [z[f"{j}.{i}"] for i in range(len(batches))] for j, label in enumerate(meta["loaders"])}
+        return logits, meta
+
+
+def _second_loaders(fmt: str, path: Path) -> list[tuple[str, Callable]]:
+    """(label, forward) for the other ways the check runs this export: a SavedModel as TF Serving loads it."""
+    if fmt != "saved_model":
+        return []
+    session = SavedModelSessionRunner(path)
+    return [("session", session), (f"session, {SIGNATURE_INT32}", partial(session, signature=SIGNATURE_INT32))]
 
 
 def _child(directory: str, job_dir: str) -> int:
     job = Path(job_dir)
+    where = None  # which loader a run failed in, once it is not the format's own runner
     try:
         runner, manifest, config = open_export(directory)
         n = json.loads((job / "job.json").read_text(encoding="utf-8"))["batches"]
         with np.load(job / "inputs.npz", allow_pickle=False) as z:
             batches = [{k: z[f"{i}.{k}"] for k in INPUT_NAMES} for i in range(n)]
-        out = {str(i): np.asarray(runner(b)) for i, b in enumerate(batches)}
+        out = {f"0.{i}": np.asarray(runner(b)) for i, b in enumerate(batches)}
+        loaders = [("", runner)]
+        where = SESSION_LOADER
+        loaders += _second_loaders(manifest.format, Path(directory) / manifest.model_file)
+        for j, (_, forward) in enumerate(loaders[1:], start=1):
+            out.update({f"{j}.{i}": np.asarray(forward(b)) for i, b in enumerate(batches)})
     except (ValueError, FileNotFoundError) as e:
         (job / "error.txt").write_text(str(e).splitlines()[0] if str(e) else type(e).__name__, encoding="utf-8")
         return 3
     except Exception as e:  # a runtime error while running (e.g. a graph that cannot take this shape)
+        where = f"under {where}" if where else f"in {RUNTIMES.get(_format(directory), 'its runtime')}"
         (job / "error.txt").write_text(
-            f"the export failed in {RUNTIMES.get(_format(directory), 'its runtime')} ({_one_line(e)}); "
-            f"re-export it. Received: {directory!r}",
+            f"the export failed {where}: {_one_line(e)}; re-export it with `bertcnn export`. Received: {directory!r}",
             encoding="utf-8",
         )
         return 3
     np.savez(job / "out.npz", **out)
     meta = {
         "runtime": RUNTIMES[manifest.format],
+        "loaders": [label for label, _ in loaders],
         "frameworks_loaded": sorted(m for m in FRAMEWORK_MODULES if m in sys.modules),
         "num_labels": config.num_labels,
     }
