@@ -2,10 +2,17 @@
 
 Uses the checkpoint's `tokenizer.json` through the `tokenizers` package (Rust,
 no framework), so the two builds can never see different token ids.
+
+Truncation is the `tokenizers` library's own (longest_first, right, no stride),
+applied before the special tokens are added: a cut text still reads
+`[CLS] ... [SEP]`, exactly as Hugging Face's `tokenizer(texts, truncation=True,
+max_length=n)` gives it. (Slicing the ids after the specials were added would
+end every cut text in a word piece instead of `[SEP]`.) Padding is ours.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,11 +33,31 @@ class Tokenizer:
                 f"No tokenizer.json found; a checkpoint made by `bertcnn init` carries one. Received: {str(p)!r}"
             )
         self._tok = _Rust.from_file(str(file))
-        # Padding and truncation are ours, the same for every caller.
+        # Padding is ours; truncation is the library's (set by `max_length`), the same for every caller.
         self._tok.no_padding()
         self._tok.no_truncation()
+        self._specials = self._tok.num_special_tokens_to_add(False)
         self.max_length = max_length
         self.pad_token_id = pad_token_id
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per text, special tokens included; longer texts are cut (keeping `[CLS]` and `[SEP]`)."""
+        return self._max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        # `tokenizers` silently skips truncation when max_length cannot hold the special tokens: refuse instead.
+        least = max(self._specials, 1)
+        try:
+            n = operator.index(value) if not isinstance(value, bool) else None
+        except TypeError:
+            n = None
+        if n is None or n < least:
+            names = " and ".join(self._tok.encode("").tokens) or "one token"
+            raise ValueError(f"max_length must be an integer >= {least} (room for {names}). Received: {value!r}")
+        self._tok.enable_truncation(max_length=n)
+        self._max_length = n
 
     def __call__(self, texts: Sequence[str], *, pad_to: int | None = None) -> dict[str, np.ndarray]:
         """Encode, truncate to `max_length`, right-pad to the longest (or `pad_to`)."""
@@ -46,10 +73,12 @@ class Tokenizer:
             raise ValueError(f"texts must be a sequence of str. Received: {type(texts).__name__}")
         if not texts:
             raise ValueError("texts must not be empty. Received: []")
-        n, truncated, rows = self.max_length, 0, []
+        truncated, rows = 0, []
         for e in self._tok.encode_batch(list(texts)):
-            truncated += len(e.ids) > n
-            rows.append((np.asarray(e.ids[:n], dtype=np.int64), np.asarray(e.type_ids[:n], dtype=np.int64)))
+            # Without a stride, `overflowing` holds what truncation dropped: non-empty exactly when the text was
+            # longer than max_length (tests/test_tokenize.py checks that against the untruncated lengths).
+            truncated += bool(e.overflowing)
+            rows.append((np.asarray(e.ids, dtype=np.int64), np.asarray(e.type_ids, dtype=np.int64)))
         return rows, truncated
 
     def pad(
