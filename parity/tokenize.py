@@ -126,5 +126,5 @@ def truncation_note(truncated: int, total: int, max_length: int, config: BertCnn
     cap = "--max-length" if max_length < config.max_position_embeddings else "the model's position table"
     return (
         f"note: {truncated} of {total} texts were longer than {max_length} tokens ({cap}) "
-        f"and were cut to their first {max_length}"
+        f"and were cut to {max_length}, keeping [CLS] and [SEP] (the tokenizer's own truncation, as Hugging Face)"
     )

@@ -72,7 +72,10 @@ def test_truncation_is_counted_on_stderr(named, capsys, monkeypatch):
     argv = ["--checkpoint", str(named), "--framework", "torch", "--max-length", "6", LONG, "Hi", LONG]
     code, out, err = predict(capsys, monkeypatch, *argv)
     assert code == 0 and len(out.splitlines()) == 3
-    assert err == "note: 2 of 3 texts were longer than 6 tokens (--max-length) and were cut to their first 6\n"
+    assert err == (
+        "note: 2 of 3 texts were longer than 6 tokens (--max-length) and were cut to 6, keeping [CLS] and [SEP] "
+        "(the tokenizer's own truncation, as Hugging Face)\n"
+    )
     code, _, err = predict(capsys, monkeypatch, "--checkpoint", str(named), "--framework", "torch", LONG * 3)
     assert "1 of 1 texts were longer than 40 tokens (the model's position table)" in err
 

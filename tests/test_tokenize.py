@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parity.checkpoint import embedded_backbone_dir
+from parity.io.backbone import embedded_backbone_dir
 from parity.tokenize import Tokenizer
 
 with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
