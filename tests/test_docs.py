@@ -298,5 +298,5 @@ def test_every_example_of_the_page_runs_as_written(page, tmp_path):
 
 def test_anchors_are_the_ones_github_makes():
     assert slug("Serving: `bertcnn export`, checked like a model") == "serving-bertcnn-export-checked-like-a-model"
-    assert slug("Forward: one batch of 32 × 128 tokens, in one process") == "forward-one-batch-of-32--128-tokens-in-one-process"
+    assert slug("Forward: 32 × 128 tokens, in one process") == "forward-32--128-tokens-in-one-process"
     assert anchors("# A\n```bash\n# not a heading\n```\n## A\n") == {"a", "a-1"}
