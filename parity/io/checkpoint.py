@@ -38,25 +38,33 @@ def save_checkpoint(
     Files are written into a temporary folder beside `directory` and moved into
     place only once complete, so a crash never leaves a half-written checkpoint.
     """
-    from safetensors.numpy import save_file
-
     check_tensors(tensors, expected_shapes(config), what="Tensors to save")
     dest = Path(directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
-        (tmp / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
-        ordered = {r.torch_name: np.ascontiguousarray(tensors[r.torch_name]) for r in rows(config)}
-        save_file(ordered, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        honour_umask(tmp / WEIGHTS_NAME)  # safetensors creates its file 0600 whatever the umask
-        if tokenizer_from is not None:
-            copy_tokenizer(tokenizer_from, tmp)
+        write_checkpoint_files(tmp, config, tensors, tokenizer_from=tokenizer_from)
         dest.mkdir(exist_ok=True)
         for f in tmp.iterdir():
             os.replace(f, dest / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def write_checkpoint_files(
+    directory: Path, config: BertCnnConfig, tensors: Mapping[str, np.ndarray], *, tokenizer_from=None
+) -> None:
+    """config.json, model.safetensors (weight-table order) and the tokenizer files, into a folder being staged."""
+    from safetensors.numpy import save_file
+
+    check_tensors(tensors, expected_shapes(config), what="Tensors to save")
+    (directory / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
+    ordered = {r.torch_name: np.ascontiguousarray(tensors[r.torch_name]) for r in rows(config)}
+    save_file(ordered, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    honour_umask(directory / WEIGHTS_NAME)  # safetensors creates its file 0600 whatever the umask
+    if tokenizer_from is not None:
+        copy_tokenizer(tokenizer_from, directory)
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[BertCnnConfig, dict[str, np.ndarray]]:

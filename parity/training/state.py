@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer, load_checkpoint, save_checkpoint
+from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, write_checkpoint_files
 from parity.io.files import fsync_tree, honour_umask, read_json
 from parity.layout import check_tensors, rows
 from parity.training.moments import MOMENTS
@@ -166,11 +166,10 @@ def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_fro
     staging = _staging(dest)
     if staging.exists():
         shutil.rmtree(staging)
-    # save_checkpoint stages in its own temp folder and moves the files in; os.mkdir
-    # inside it honours the umask (tempfile.mkdtemp would make the folder 0700).
-    save_checkpoint(staging, snap.config, snap.tensors)
-    if tokenizer_from is not None:
-        copy_tokenizer(tokenizer_from, staging)
+    # The staging folder is the only temporary place: a kill at any moment leaves nothing `recover` misses.
+    # os.mkdir honours the umask (tempfile.mkdtemp would make the folder 0700).
+    staging.mkdir()
+    write_checkpoint_files(staging, snap.config, snap.tensors, tokenizer_from=tokenizer_from)
     check_tensors(snap.moments, moment_shapes(snap.config) if snap.moments else {}, what="Optimizer moments to save")
     ordered = {k: np.ascontiguousarray(snap.moments[k]) for k in moment_shapes(snap.config) if k in snap.moments}
     save_file(ordered, str(staging / OPTIMIZER_NAME), metadata={"step": str(snap.state.step)})
