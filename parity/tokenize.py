@@ -85,22 +85,32 @@ class Tokenizer:
         self, encoded: Sequence[tuple[np.ndarray, np.ndarray]], *, pad_to: int | None = None
     ) -> dict[str, np.ndarray]:
         """Right-pad encoded rows into model inputs, to the longest row or `pad_to` if wider."""
-        if not encoded:
-            raise ValueError("encoded must not be empty. Received: []")
-        width = max(max(len(ids) for ids, _ in encoded), pad_to or 0)
-        out = {
-            "input_ids": np.full((len(encoded), width), self.pad_token_id, dtype=np.int64),
-            "attention_mask": np.zeros((len(encoded), width), dtype=np.int64),
-            "token_type_ids": np.zeros((len(encoded), width), dtype=np.int64),
-        }
-        for row, (ids, types) in enumerate(encoded):
-            out["input_ids"][row, : len(ids)] = ids
-            out["attention_mask"][row, : len(ids)] = 1
-            out["token_type_ids"][row, : len(types)] = types
-        return out
+        return pad_rows(encoded, self.pad_token_id, pad_to=pad_to)
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids, _ in self.encode(texts)]
+
+
+def pad_rows(
+    encoded: Sequence[tuple[np.ndarray, np.ndarray]], pad_token_id: int, *, pad_to: int | None = None
+) -> dict[str, np.ndarray]:
+    """(ids, type_ids) rows -> right-padded model inputs, to the longest row or `pad_to` if wider.
+
+    The one padding rule: `Tokenizer.pad`, the trainers' batches and the evaluators all pad here.
+    """
+    if not encoded:
+        raise ValueError("encoded must not be empty. Received: []")
+    width = max(max(len(ids) for ids, _ in encoded), pad_to or 0)
+    out = {
+        "input_ids": np.full((len(encoded), width), pad_token_id, dtype=np.int64),
+        "attention_mask": np.zeros((len(encoded), width), dtype=np.int64),
+        "token_type_ids": np.zeros((len(encoded), width), dtype=np.int64),
+    }
+    for row, (ids, types) in enumerate(encoded):
+        out["input_ids"][row, : len(ids)] = ids
+        out["attention_mask"][row, : len(ids)] = 1
+        out["token_type_ids"][row, : len(types)] = types
+    return out
 
 
 def load_tokenizer(

@@ -33,6 +33,7 @@ from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, write_checkpoint_files
 from parity.io.files import fsync_tree, honour_umask, read_json
 from parity.layout import check_tensors, rows
+from parity.tokenize import pad_rows
 from parity.training.moments import MOMENTS
 from parity.training.recipe import TrainingRecipe
 
@@ -69,23 +70,11 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 
 def pad_batch(encoded: Sequence[tuple[np.ndarray, np.ndarray]], rows_: np.ndarray, pad_token_id: int) -> dict:
-    """Model inputs for the rows `rows_` of `encoded`, right-padded to the longest of them.
+    """Model inputs for the rows `rows_` of `encoded`, right-padded to the longest of them (`pad_rows`).
 
-    Same rule as `Tokenizer.pad` (which needs a tokenizer file); the trainers take
-    pre-encoded rows so their tests need none.
+    The trainers take pre-encoded rows, so their tests need no tokenizer file.
     """
-    chosen = [encoded[int(i)] for i in rows_]
-    width = max(len(ids) for ids, _ in chosen)
-    out = {
-        "input_ids": np.full((len(chosen), width), pad_token_id, dtype=np.int64),
-        "attention_mask": np.zeros((len(chosen), width), dtype=np.int64),
-        "token_type_ids": np.zeros((len(chosen), width), dtype=np.int64),
-    }
-    for r, (ids, types) in enumerate(chosen):
-        out["input_ids"][r, : len(ids)] = ids
-        out["attention_mask"][r, : len(ids)] = 1
-        out["token_type_ids"][r, : len(types)] = types
-    return out
+    return pad_rows([encoded[int(i)] for i in rows_], pad_token_id)
 
 
 @dataclass(frozen=True)
