@@ -8,6 +8,8 @@ Results go to stdout, errors to stderr. Exit codes: 0 ok, 1 parity failure,
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import importlib
 import os
 import sys
@@ -16,9 +18,33 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from parity.commands.common import EXIT_INCOMPLETE, EXIT_INPUT, EXIT_OK, EXIT_PARITY, UsageError
+from parity.commands.common import (
+    EXIT_INCOMPLETE,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARITY,
+    HelpFormatter,
+    UsageError,
+)
 
-__all__ = ["COMMANDS", "EXIT_INCOMPLETE", "EXIT_INPUT", "EXIT_OK", "EXIT_PARITY", "UsageError", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_INCOMPLETE",
+    "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PARITY",
+    "UsageError",
+    "build_parser",
+    "main",
+]
+# Write failures that are the disk's, not the program's: reported in one line, exit 2.
+DISK_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the disk is read-only",
+}
 DESCRIPTION = (
     "One BERT-CNN text classifier in PyTorch and Keras 3, proven to compute the same function: "
     "report, init, predict, port, train, evaluate, export."
@@ -46,24 +72,58 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+EXIT_CODES = (
+    "Exit codes: 0 done (report: every check asked for ran and passed); 1 parity failure (a compared result is "
+    "out of tolerance); 2 bad input, a missing optional package or an unsafe output path (one line on stderr, "
+    "nothing written); 3 incomplete (report: fewer checks ran than were asked, e.g. no GPU or a crashed Keras "
+    "backend; what ran is still reported); 75 interrupted and resumable (train: SIGINT/SIGTERM, a complete save "
+    "was written; continue with --resume)."
+)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s module is imported, so `--help` and each command stay fast."""
-    parser = argparse.ArgumentParser(prog="bertcnn", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="bertcnn", description=DESCRIPTION, epilog=EXIT_CODES, allow_abbrev=False, formatter_class=HelpFormatter
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, allow_abbrev=False, formatter_class=HelpFormatter
+        )
         if name == command:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
+            p.epilog = f"{p.epilog} {EXIT_CODES}" if p.epilog else EXIT_CODES
             p.set_defaults(run=module.run)
     return parser
 
 
+def _refuse_unknown_options(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> None:
+    """An unknown or misspelt --option is named first (argparse would report a missing required one instead)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    known = set(sub._option_string_actions) | set(parser._option_string_actions)
+    for token in argv[argv.index(command) + 1 :]:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name.startswith("--") and name not in known:
+            close = difflib.get_close_matches(name, sorted(k for k in known if k.startswith("--")), n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; see `bertcnn {command} --help`"
+            sub.error(f"unknown option {name}{hint} Received: {token!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(command)
+    if not argv:
+        parser.print_help(sys.stderr)
+        return EXIT_INPUT
+    if command is not None:
+        _refuse_unknown_options(parser, command, argv)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
@@ -71,6 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"bertcnn {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as e:
+        if args.debug or e.errno not in DISK_ERRORS:
+            raise
+        # Every write is staged and removed on failure: what was there before is still there, whole.
+        where = e.filename or "the output"
+        print(
+            f"bertcnn {args.command}: error: {DISK_ERRORS[e.errno]} while writing {where}; nothing was replaced "
+            f"(the previous files are intact): free space or choose another place, then run again. "
+            f"Received: {e.strerror}",
+            file=sys.stderr,
+        )
         return EXIT_INPUT
 
 

@@ -9,6 +9,9 @@ from collections.abc import Iterable
 # 3: a report that could not run every check it was asked for (a Keras backend crashed);
 # what finished is still reported. Kept apart from 1, which means a measured parity failure.
 EXIT_OK, EXIT_PARITY, EXIT_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
+# Interrupted (SIGINT/SIGTERM) with a complete save written: resumable. 75 is EX_TEMPFAIL (sysexits.h):
+# "try again later", which is what a scheduler's requeue should do.
+EXIT_INTERRUPTED = 75
 
 
 class UsageError(ValueError):
@@ -66,3 +69,79 @@ def require(command: str, needs: Iterable[tuple[str, str, str]]) -> None:
             + f". Install them with `pip install 'bertcnn[{extras}]'` (in a clone: `pip install -e '.[{extras}]'`). "
             f"Received: {len(missing)} missing"
         )
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, plus `(default: X)` on every option whose help does not already say its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or action.option_strings == []
+            or isinstance(action, argparse._HelpAction)
+        ):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+        return f"{text} (default: {shown})"
+
+
+# -- the one vocabulary: options that mean the same everywhere are defined once -------------------
+SOURCE_HELP = (
+    "a checkpoint directory (from `bertcnn init`/`train`/`port`) or one weight file: *.keras, *.safetensors, "
+    "*.pt/*.pth/*.bin, *.weights.h5 (with --config/--tokenizer where the file lacks them)"
+)
+
+
+def add_checkpoint(p: argparse.ArgumentParser, *, required: bool = True, what: str = SOURCE_HELP) -> None:
+    p.add_argument("--checkpoint", required=required, metavar="CK", help=what)
+
+
+def add_source_options(p: argparse.ArgumentParser) -> None:
+    """--config / --tokenizer: what a weight file that carries neither needs, for every command that reads one."""
+    p.add_argument("--config", metavar="FILE", help="config.json for weight files that carry none (.pt, .weights.h5)")
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="folder with tokenizer.json for weight files that carry none (default: the checkpoint's own)",
+    )
+
+
+def add_framework(p: argparse.ArgumentParser, *, required: bool, extra: str = "") -> None:
+    p.add_argument(
+        "--framework",
+        required=required,
+        choices=("torch", "keras"),
+        help="which build runs the model: the PyTorch one or the Keras 3 one (same weights, same function)" + extra,
+    )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """--threads / --no-progress: how a long command uses the machine and the terminal."""
+    p.add_argument(
+        "--threads",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="intra-op threads (default: the framework's, all cores; 1 can win on a busy shared machine)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr even on a terminal")
+
+
+def source_needs(path: str | None, why: str) -> list[tuple[str, str, str]]:
+    """(module, why, extra) that reading or writing weights at `path` needs, by its format."""
+    if not path or path == "-":
+        return []
+    from parity.io import formats as F
+
+    try:
+        fmt = F.format_of(path)
+    except ValueError:
+        return []  # an unknown suffix: the reader says so, with its own message
+    if fmt == F.TORCH:
+        return [("torch", why, "torch")]
+    if fmt in (F.KERAS, F.KERAS_WEIGHTS):
+        return [("h5py", why, "tf")]
+    return []
