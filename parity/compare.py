@@ -50,6 +50,11 @@ class RunResult:
         return f"{self.check} {self.dtype}{tier} on {self.device}, Keras backend {self.backend}"
 
     @property
+    def limited(self) -> str:
+        """The verdict of a run that is not a result of its dtype (see `limitation`)."""
+        return f"NOT A {self.dtype} RESULT ({self.limitation})"
+
+    @property
     def first_divergence(self) -> str | None:
         return next((t.name for t in self.taps if not t.passed), None)
 
@@ -190,9 +195,6 @@ def format_table(run: RunResult) -> str:
             f"{t.name:<{width}} {shape:<16} {t.max_abs:>10.2e} {t.max_rel:>10.2e} {t.atol:>10.2e}  {status}{mark}"
         )
     lines += [f"note: {n}" for n in run.notes]
-    if run.limitation:
-        verdict = f"NOT A {run.dtype} RESULT ({run.limitation})"
-    else:
-        verdict = "PASS" if run.passed else f"FAIL (first divergence: {first})"
+    verdict = run.limited if run.limitation else "PASS" if run.passed else f"FAIL (first divergence: {first})"
     lines.append(f"result: {verdict}")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from parity.commands import main
 def test_report_on_the_embedded_model_as_users_run_it(tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "parity", "report", "--dtype", "float32", "--json", str(out)],
+        [sys.executable, "-m", "parity", "report", "--dtype", "float32", "--json-out", str(out)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -48,11 +48,11 @@ SKIP: dict[str, dict[str, str]] = {
         "python -m pytest tests/test_docs.py -m ''": "this test itself, every page",
     },
     "docs/parity.md": {
-        "bertcnn report --backend all --grad --train-steps 3 --json r.json --plot taps.png": (
+        "bertcnn report --backend all --grad --train-steps 3 --json-out r.json --plot taps.png": (
             "minutes (three Keras backends, gradients, training, float32 and float64); each part is tested on the "
             "tiny config in test_backends.py, test_grad.py, test_training.py, test_report_plot.py"
         ),
-        "bertcnn report --train-steps 3 --json r.json": (
+        "bertcnn report --train-steps 3 --json-out r.json": (
             "minutes of MiniLM training in both frameworks, float32 and float64; test_training_report.py runs "
             "`report --train-steps` on the tiny config"
         ),

@@ -63,7 +63,7 @@ def test_export_dir_and_report_pass(exported, capsys, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 3]}]
-    code, stdout, _ = report(ck, out, capsys, "--json", str(tmp_path / "r.json"))
+    code, stdout, _ = report(ck, out, capsys, "--json-out", str(tmp_path / "r.json"))
     assert code == 0 and "PARITY OK" in stdout
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["passed"] and [t["name"] for t in doc["results"][0]["taps"]][:3] == [
@@ -87,7 +87,9 @@ def test_tampered_weight_fails_naming_first_output(exported, copy, capsys):
 def test_export_from_other_weights_is_reported(exported, copy, capsys, tmp_path):
     other = save_checkpoint(tmp_path / "other", CONFIG, random_tensors(CONFIG, seed=12))
     code, stdout, _ = report(other, copy, capsys)
-    assert code == 1 and "made from other weights" in stdout
+    # Not compared as if it matched: not checked, exit 3 ("checked less than asked"), said so.
+    assert code == 3 and "made from other weights" in stdout and "NOT CHECKED" in stdout
+    assert "NOT A float32 RESULT" not in stdout and "PARITY NOT CHECKED" in stdout
 
 
 def one_line_error(code, err):

@@ -34,11 +34,13 @@ def test_without_a_gpu_the_cli_says_so_and_skips(tmp_path, capsys):
     if gpu_unavailable("torch") is None:
         pytest.skip("a GPU is present: the no-GPU path does not apply")
     out = tmp_path / "r.json"
-    assert main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "cuda", "--json", str(out)]) == 0
+    # Asked for the GPU and checked nothing: a CI gate must not pass (exit 3, "passed": false).
+    assert main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "cuda", "--json-out", str(out)]) == 3
     text = capsys.readouterr().out
-    assert "no GPU found" in text and "nothing compared" in text
+    assert "no GPU found" in text and "PARITY NOT CHECKED" in text
     doc = json.loads(out.read_text())
     assert doc["results"] == [] and doc["skipped"][0]["device"] == "cuda"
+    assert doc["passed"] is False and doc["complete"] is False
 
 
 @pytest.mark.gpu
@@ -48,7 +50,7 @@ def test_gpu_tiers_and_cross_check(tmp_path):
         pytest.skip(reason)
     out = tmp_path / "r.json"
     code = main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "all", "--backend", "torch",
-                 "--dtype", "float32", "--json", str(out)])  # fmt: skip
+                 "--dtype", "float32", "--json-out", str(out)])  # fmt: skip
     doc = json.loads(out.read_text())
     tiers = {(r["check"], r["device"], r["tier"]) for r in doc["results"]}
     assert ("forward", "cuda", "strict") in tiers and ("forward", "cuda", "bf16") in tiers

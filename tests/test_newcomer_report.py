@@ -35,7 +35,7 @@ def test_missing_optional_packages_are_refused_before_any_work(ck, tmp_path):
         sys.exit(main(sys.argv[1:]))
     """)
     argv = ["report", "--checkpoint", str(ck / "ck"), "--backend", "tensorflow,jax", "--plot", str(tmp_path / "t.png")]
-    proc = _python(code, *argv, "--json", str(tmp_path / "r.json"))
+    proc = _python(code, *argv, "--json-out", str(tmp_path / "r.json"))
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "jax (for --backend jax); matplotlib (for --plot)" in proc.stderr
@@ -57,7 +57,7 @@ def test_a_crashed_backend_keeps_the_finished_results(ck, tmp_path):
     env.pop("KERAS_BACKEND", None)
     argv = ["report", "--checkpoint", str(ck / "ck"), "--backend", "tensorflow,jax", "--dtype", "float32"]
     proc = subprocess.run(
-        [sys.executable, "-m", "parity", *argv, "--json", str(tmp_path / "r.json")],
+        [sys.executable, "-m", "parity", *argv, "--json-out", str(tmp_path / "r.json")],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 3, proc.stdout + proc.stderr
@@ -71,7 +71,7 @@ def test_a_crashed_backend_keeps_the_finished_results(ck, tmp_path):
 
 def test_report_on_your_own_texts(ck, tmp_path, capsys):
     (tmp_path / "t.txt").write_text("it was the best of times\n\nhappy families are alike\n")
-    argv = ["report", "--checkpoint", str(ck / "ck"), "--dtype", "float64", "--json", str(tmp_path / "r.json")]
+    argv = ["report", "--checkpoint", str(ck / "ck"), "--dtype", "float64", "--json-out", str(tmp_path / "r.json")]
     assert main([*argv, "Call me Ishmael.", "--file", str(tmp_path / "t.txt")]) == 0
     out = capsys.readouterr().out
     assert "inputs: 3 texts (yours), padded to 8 tokens (real lengths [6, 8, 6])" in out and "PARITY OK" in out
@@ -111,7 +111,7 @@ def test_a_different_keras_checkpoint_names_the_tensors_that_differ(ck, tmp_path
         "--dtype",
         "float64",
     ]
-    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
+    assert main([*argv, "--json-out", str(tmp_path / "r.json")]) == 1
     out = capsys.readouterr().out
     assert f"weights differ in 1 of {len(tensors)} tensors: {name} (max abs 2.50e-01)" in out
     assert "wrong transpose" not in out and "first divergence: encoder.layer.1" in out
@@ -131,7 +131,8 @@ def test_help_states_exit_codes_defaults_and_version():
         return subprocess.run([sys.executable, "-m", "parity", *argv], capture_output=True, text=True, timeout=60)
 
     report = " ".join(run("report", "--help").stdout.split())
-    assert "Exit codes: 0 every check ran and passed; 1 parity failure" in report and "3 incomplete" in report
+    assert "Exit codes: 0 done (report: every check asked for ran and passed); 1 parity failure" in report
+    assert "3 incomplete" in report and "75 interrupted and resumable" in report
     init = " ".join(run("init", "--help").stdout.split())
     assert all(f"(default: {d})" in init for d in ("3,4,5", "100", "0")) and "(default: 2" in init
     version = run("--version")

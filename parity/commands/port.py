@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from parity.commands import builds
+from parity.commands.common import label_list, require, source_needs
 from parity.config import BertCnnConfig
 from parity.io import formats as F
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
 from parity.io.files import staged_dir, staged_file
 from parity.io.keras_h5 import write_keras_archive, write_keras_h5
+from parity.io.outputs import DIR, FILE, check_output
 from parity.io.reader import read_weights
 from parity.io.safetensors import write_safetensors
 from parity.io.torch_pickle import write_torch
@@ -43,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = (
         "A model trained with the seeds' PyTorch class: bertcnn port trained.pt ck/ --backbone HF_BERT_DIR "
         "(BERT sizes and tokenizer from the backbone, head read off the tensors, mask_padding=False as the seeds). "
-        "Exit codes: 0 written, 2 bad input (one line on stderr; nothing written)."
+        "Name the classes of a checkpoint that has none, weights untouched: bertcnn port ck ck-named --labels neg,pos."
     )
     p.add_argument("source", metavar="SRC", help="checkpoint to read (never modified)")
     p.add_argument(
@@ -74,19 +76,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="carry this folder's tokenizer (tokenizer.json, vocab.txt, ...) into a checkpoint directory DST",
     )
     p.add_argument("--dtype", choices=F.FLOAT_DTYPES, help=DTYPE_RULE)
-    p.add_argument("--force", action="store_true", help="replace an existing DST")
+    p.add_argument(
+        "--labels",
+        type=label_list,
+        metavar="NAME,NAME,...",
+        help="class names in id order for DST's config (weights untouched): names the classes of a checkpoint that "
+        "has none, e.g. one ported from the seeds' class",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing DST (a folder only if this project wrote it)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr even on a terminal")
 
 
 def run(args: argparse.Namespace) -> int:
+    require("port", [*source_needs(args.source, "reading SRC"), *dest_needs(args.dest)])
     r = port(
         args.source,
         args.dest,
         config=args.config,
         dtype=args.dtype,
         force=args.force,
+        progress=False if args.no_progress else None,
         backbone=args.backbone,
         tokenizer=args.tokenizer,
         mask_padding=args.mask_padding,
+        labels=args.labels,
     )
     for note in r.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -120,6 +135,7 @@ def port(
     backbone: str | os.PathLike | None = None,
     tokenizer: str | os.PathLike | None = None,
     mask_padding: bool | None = None,
+    labels: tuple[str, ...] | None = None,
 ) -> PortResult:
     """Read `source`, check it strictly, write `dest` atomically. Raises ValueError/FileNotFoundError on bad input."""
     start = time.perf_counter()
@@ -131,10 +147,13 @@ def port(
         raise ValueError(
             f"Source and destination are the same path; the source is never overwritten. Received: {str(dst)!r}"
         )
-    if (dst.exists() or dst.is_symlink()) and not force:
-        raise ValueError(f"Destination already exists; pass --force to replace it. Received: {str(dst)!r}")
-    if not dst.parent.is_dir():
-        raise FileNotFoundError(f"Destination folder does not exist; create it first. Received: {str(dst.parent)!r}")
+    kind = DIR if dst_fmt == F.DIR else FILE
+    check_output(dst, flag="DST", kind=kind, inputs=[src, config, backbone, tokenizer], force=force)
+    if labels is not None and not F.CARRIES_CONFIG[dst_fmt]:
+        raise ValueError(
+            f"--labels names the classes in DST's config, and a {dst_fmt} file holds no config; write a checkpoint "
+            f"directory, .safetensors or .keras instead. Received: DST {str(dst)!r}"
+        )
     if dtype is not None and dtype not in F.FLOAT_DTYPES:
         raise ValueError(f"--dtype must be one of {F.FLOAT_DTYPES}. Received: {dtype!r}")
     if tokenizer is not None and dst_fmt != F.DIR:
@@ -145,6 +164,13 @@ def port(
     w = read_weights(src, config=config, backbone=backbone, mask_padding=mask_padding,
                      template_of=builds.keras_template, writable=False)  # fmt: skip
     cfg, tensors = w.config, w.tensors
+    if labels is not None:
+        if len(labels) != cfg.num_labels:
+            raise ValueError(
+                f"--labels must name every one of the model's {cfg.num_labels} classes, in id order. "
+                f"Received: {len(labels)} names ({','.join(labels)})"
+            )
+        cfg = cfg.replace(label_names=tuple(labels))
     src_dtype = str(F.floating_dtype(tensors.values()))
     out_dtype = dtype or src_dtype
     if out_dtype != src_dtype:
@@ -181,6 +207,19 @@ def port(
         time.perf_counter() - start,
         notes,
     )
+
+
+def dest_needs(dest: str) -> list[tuple[str, str, str]]:
+    """Writing .keras / .weights.h5 asks Keras where each variable goes (a probe model); .pt needs torch."""
+    try:
+        fmt = F.format_of(dest, for_output=True)
+    except ValueError:
+        return []  # the reader and writer say what is wrong with the name
+    if fmt in (F.KERAS, F.KERAS_WEIGHTS):
+        return [("h5py", f"writing {fmt}", "tf"), *builds.needs("keras", f"writing {fmt} (Keras' h5 layout)")]
+    if fmt == F.TORCH:
+        return [("torch", "writing a .pt file", "torch")]
+    return []
 
 
 def _tokenizer_and_notes(w: F.Weights, cfg: BertCnnConfig, dst: Path, dst_fmt: str, tokenizer) -> tuple:

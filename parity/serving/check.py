@@ -40,6 +40,11 @@ class ArtifactResult(RunResult):
     def label(self) -> str:
         return f"{self.check} {self.dtype} on {self.device}, {self.backend}"
 
+    @property
+    def limited(self) -> str:
+        """An artifact that cannot be compared (other weights, another config) was not checked: said so."""
+        return f"NOT CHECKED ({self.limitation})"
+
 
 def check_cases(
     config: BertCnnConfig, tokenizer_dir: Path | None, *, seed: int = 0, notes: list[str] | None = None

@@ -15,15 +15,6 @@ from parity.io.checkpoint import CONFIG_NAME, copy_tokenizer
 from parity.serving.manifest import MANIFEST_NAME, Manifest
 
 
-def check_destination(out: str | os.PathLike, *, force: bool) -> Path:
-    dest = Path(out)
-    if dest.exists() and not force:
-        raise ValueError(f"{dest} already exists; pass --force to replace it. Received: {str(dest)!r}")
-    if dest.exists() and not dest.is_dir():
-        raise ValueError(f"OUT must be a directory (an export is a folder). Received: a file {str(dest)!r}")
-    return dest
-
-
 def write_sidecars(
     directory: Path, config: BertCnnConfig, manifest: Manifest, *, tokenizer_from: str | os.PathLike | None
 ) -> list[str]:
