@@ -145,7 +145,8 @@ def test_artifact_check_runs_the_session_loader(served, capsys, tmp_path):
     from parity.commands import main
 
     _, _, ck, out, _ = served
-    assert main(["report", "--checkpoint", str(ck), "--artifact", str(out), "--json-out", str(tmp_path / "r.json")]) == 0
+    argv = ["report", "--checkpoint", str(ck), "--artifact", str(out), "--json-out", str(tmp_path / "r.json")]
+    assert main(argv) == 0
     taps = [t["name"] for t in json.loads((tmp_path / "r.json").read_text())["results"][0]["taps"]]
     assert "logits/sentences" in taps
     assert "logits/batch-17 (session)" in taps and "logits/batch-17 (session, serving_int32)" in taps
