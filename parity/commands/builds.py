@@ -11,6 +11,8 @@ import os
 import sys
 from types import ModuleType
 
+from parity.stderr import quiet_native_stderr
+
 FRAMEWORKS = ("torch", "keras")
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras backends
 # What each build needs installed: (module, pyproject extra); a Keras backend needs its library too.
@@ -37,11 +39,12 @@ def current_backend() -> str:
 
 
 def runtime(framework: str) -> ModuleType:
-    """`bertcnn_torch.runtime` or `bertcnn_tf.runtime` (imports the framework: seconds)."""
+    """`bertcnn_torch.runtime` or `bertcnn_tf.runtime` (imports the framework: seconds; its start-up chatter muted)."""
     if framework == "torch":
         import bertcnn_torch.runtime as rt
     elif framework == "keras":
-        import bertcnn_tf.runtime as rt
+        with quiet_native_stderr():
+            import bertcnn_tf.runtime as rt
     else:
         raise ValueError(f"framework must be one of {list(FRAMEWORKS)}. Received: {framework!r}")
     return rt
@@ -49,9 +52,10 @@ def runtime(framework: str) -> ModuleType:
 
 def keras_template(config):
     """The Keras h5 layout of `config`'s model: the `template_of` that `parity.io` takes for Keras files."""
-    from bertcnn_tf.h5_layout import keras_template as probe
+    with quiet_native_stderr():
+        from bertcnn_tf.h5_layout import keras_template as probe
 
-    return probe(config)
+        return probe(config)
 
 
 def forward(framework: str, config, tensors, **kwargs):
@@ -95,7 +99,8 @@ def gpu_unavailable(library: str) -> str | None:
             return None if jax.devices("gpu") else "no GPU found by jax"
         except RuntimeError:
             return "no GPU found: jax has no GPU backend (install jax[cuda12])"
-    import tensorflow as tf
+    with quiet_native_stderr():
+        import tensorflow as tf
 
     if not tf.config.list_physical_devices("GPU"):
         return "no GPU found by TensorFlow (tensorflow-cpu has no CUDA build)"

@@ -74,7 +74,7 @@ def keras_side(
 
 
 def _child(directory: str) -> int:
-    run_task = runtime("keras").run_task
+    run_task = runtime("keras").run_task  # imported with TensorFlow's start-up chatter muted
     d = Path(directory)
     job = json.loads((d / "job.json").read_text(encoding="utf-8"))
     config = BertCnnConfig.from_dict(job["config"])

@@ -28,6 +28,7 @@ import numpy as np
 from parity.inputs import check_inputs
 from parity.serving.directory import load_config
 from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32, read_manifest
+from parity.stderr import quiet_native_stderr
 
 RUNTIMES = {"onnx": "onnxruntime", "saved_model": "tensorflow", "litert": "ai-edge-litert"}
 # What to install for each runtime (the pyproject extras).
@@ -53,7 +54,8 @@ def _need(module: str, fmt: str):
     import importlib
 
     try:
-        return importlib.import_module(module)
+        with quiet_native_stderr():  # TensorFlow's start-up lines
+            return importlib.import_module(module)
     except ImportError:
         raise ValueError(
             f"running a {fmt} export needs {RUNTIMES[fmt]}: pip install '{EXTRAS[fmt]}'. "
@@ -172,9 +174,16 @@ class LiteRTRunner:
             raise _broken(path, "litert", e) from None
         sig = self.interpreter.get_signature_list()["serving_default"]
         _check_names(path, sig["inputs"], sig["outputs"])
+        self._delegated = False
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.runner(**{k: inputs[k] for k in INPUT_NAMES})[OUTPUT_NAME]
+        x = {k: inputs[k] for k in INPUT_NAMES}
+        if self._delegated:
+            return self.runner(**x)[OUTPUT_NAME]
+        with quiet_native_stderr():  # the first run prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            out = self.runner(**x)[OUTPUT_NAME]
+        self._delegated = True
+        return out
 
 
 RUNNERS = {"onnx": OnnxRunner, "saved_model": SavedModelRunner, "litert": LiteRTRunner}
