@@ -20,6 +20,18 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
+# tests/conftest.py's sizes (odd and distinct, so a wrong transpose cannot pass by symmetry): smoke runs.
+TINY = dict(
+    vocab_size=99,
+    hidden_size=12,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=37,
+    max_position_embeddings=23,
+    kernel_sizes=(2, 3, 5),
+    num_filters=5,
+    num_labels=3,
+)
 
 
 def loadavg() -> list[float]:
@@ -72,27 +84,55 @@ def paired_ratios(times: dict[str, list[float]], baseline: str, other: str) -> d
     return summary([b / o for b, o in zip(times[baseline], times[other], strict=True)])
 
 
-def environment() -> dict:
+def dist_versions(dists: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each of `dists` (distribution names), those not installed left out."""
     from importlib import metadata
 
-    env = {
+    found = {}
+    for dist in dists:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[dist] = metadata.version(dist)
+    return found
+
+
+def environment() -> dict:
+    return {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        **dist_versions(("numpy", "torch", "transformers", "tensorflow-cpu", "tensorflow", "keras", "tokenizers")),
     }
-    for dist in ("numpy", "torch", "transformers", "tensorflow-cpu", "tensorflow", "keras", "tokenizers"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            env[dist] = metadata.version(dist)
-    return env
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """`data` as JSON at `path`, whole or not at all, with the environment it was measured in added."""
+    from parity.io.files import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps({**data, "environment": environment()}, indent=2) + "\n")
+    return path
 
 
 def write_results(name: str, data: dict) -> Path:
     """benchmarks/results/NAME.json, with the environment it was measured in added."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({**data, "environment": environment()}, indent=2) + "\n", encoding="utf-8")
+    path = write_json(RESULTS / f"{name}.json", data)
     print(f"wrote {path.relative_to(ROOT)}")
     return path
+
+
+def failure(e: BaseException) -> str:
+    """An exception as a finding to report: its type and the first line of its message."""
+    from parity.io.formats import first_line
+
+    return f"{type(e).__name__}: {first_line(e)}"
+
+
+_T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    """`msg` on stderr, stamped with the seconds since the benchmark started."""
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

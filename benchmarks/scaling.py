@@ -39,17 +39,6 @@ import _util as U
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TINY = dict(
-    vocab_size=99,
-    hidden_size=12,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    intermediate_size=37,
-    max_position_embeddings=23,
-    kernel_sizes=(2, 3, 5),
-    num_filters=5,
-    num_labels=3,
-)  # tests' TINY: smoke runs
 BYTES = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 LINKS_GBPS = {"gloo over loopback (measured here)": None, "1 GbE": 0.125, "10 GbE": 1.25, "100 GbE / IB EDR": 12.5,
               "PCIe 4 x16 (~25 GB/s)": 25.0, "NVLink 4 (H100, ~450 GB/s per direction)": 450.0}  # fmt: skip
@@ -73,7 +62,7 @@ def _model(size: str, dtype: str):
         config, tensors, _ = backbone_checkpoint(embedded_backbone_dir(), seed=0)
         model = BertCNN._from_tensors(config, tensors)
     else:
-        config = BertCnnConfig(**TINY) if size == "tiny" else BertCnnConfig()  # defaults: BERT-base
+        config = BertCnnConfig(**U.TINY) if size == "tiny" else BertCnnConfig()  # defaults: BERT-base
         torch.manual_seed(0)
         model = BertCNN(config)
     np.random.seed(0)

@@ -38,10 +38,7 @@ def taps(config, tensors, inputs, dtype: str = "float32", device: str = "cpu") -
     x = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
     with torch.inference_mode():
         out = model(**x, return_taps=True)
-    return {
-        k: v.detach().float().cpu().numpy() if v.dtype == torch.bfloat16 else v.detach().cpu().numpy()
-        for k, v in out.items()
-    }
+    return {k: _numpy(v) for k, v in out.items()}
 
 
 def logits(config, tensors, batches) -> list[np.ndarray]:
@@ -77,19 +74,29 @@ def train_parity(config, tensors, inputs, labels, recipe: TrainingRecipe) -> tup
 
 
 def predictor(model: BertCNN, *, compile: bool = False) -> Forward:
-    """numpy in, numpy out, under `inference_mode` (no autograd bookkeeping at all)."""
+    """numpy in, numpy out, under `inference_mode` (no autograd bookkeeping at all).
+
+    Inputs go to the model's device and outputs come back to the host (bfloat16 as float32).
+    """
     if compile:  # the encoder only: the input checks in BertCNN.forward are numpy, which dynamo cannot trace
         model.bert.compile(dynamic=True)
+    device = next(model.parameters()).device
 
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False):
-        tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+        tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
         with torch.inference_mode():
             out = model(**tensors, return_taps=return_taps)
         if return_taps:
-            return {k: v.numpy() for k, v in out.items()}
-        return out.numpy()
+            return {k: _numpy(v) for k, v in out.items()}
+        return _numpy(out)
 
     return forward
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A result on the host as numpy; bfloat16 (which numpy lacks) as float32, which holds it exactly."""
+    t = t.detach()
+    return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
 
 
 def forward(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], *, attn_implementation: str = "sdpa",
