@@ -1,9 +1,12 @@
 """Keras files (`.keras` archives, `.weights.h5`) read and written as data, never deserialised.
 
-Keras decides where each variable lands in its h5 file; that layout is learned from
-Keras itself by the Keras build (`bertcnn_tf.h5_layout.keras_template`, a probe) and
-passed in here as `template_of`, so this module needs h5py but never Keras.
-Datasets map to variables by the template, never by position.
+Keras decides where each variable lands in its h5 file. Reading uses that layout written
+down (`h5_datasets`: Keras 3's naming of this model's containers and variables), so reading
+a Keras file needs h5py but not Keras, and `predict --framework torch` on a `.keras` file
+never starts TensorFlow; the tests check it against Keras itself (the probe). Writing a
+Keras file needs the full template Keras makes (group attributes, the archive's config and
+metadata), learned by the Keras build's probe (`bertcnn_tf.h5_layout.keras_template`) and
+passed in as `template_of`. Datasets map to variables by name, never by position.
 """
 
 from __future__ import annotations
@@ -104,17 +107,54 @@ def write_keras_h5(
             progress(a.nbytes)
 
 
+# Keras 3 saves a layer's variables as `<layer>/vars/<index>` in creation order, and a list of layers
+# as `<list>/items/<snake_case(class)>[_<n>]`; the encoder's sub-layers under their Python attribute names.
+_VAR_INDEX = {"kernel": 0, "gamma": 0, "embeddings": 0, "bias": 1, "beta": 1}
+_ENCODER_PARTS = (  # keras path inside layer {i} -> h5 path inside its item
+    ("attention/self/", "attention/self_attention/"),
+    ("attention/output/", "attention/self_output/"),
+    ("intermediate/", "intermediate/"),
+    ("output/", "layer_output/"),
+)
+
+
+def _item(class_name: str, i: int) -> str:
+    return class_name if i == 0 else f"{class_name}_{i}"
+
+
+def _h5_path(keras_path: str) -> str:
+    """The h5 dataset of one weight-table Keras variable path."""
+    *layer, var = keras_path.split("/")
+    where = "/".join(layer)
+    if where.startswith("bert/encoder/layer/"):
+        i, inner = where.removeprefix("bert/encoder/layer/").split("/", 1)
+        inner += "/"
+        for ours, theirs in _ENCODER_PARTS:
+            if inner.startswith(ours):
+                inner = theirs + inner.removeprefix(ours)
+                break
+        where = f"bert/encoder/layer/items/{_item('bert_layer', int(i))}/{inner.rstrip('/')}"
+    elif where.startswith("convs/"):
+        where = f"convs/items/{_item('conv1d', int(where.removeprefix('convs/')))}"
+    return f"{where}/vars/{_VAR_INDEX[var]}"
+
+
+def h5_datasets(config: BertCnnConfig) -> dict[str, str]:
+    """h5 dataset path -> weight-table Keras path, as Keras 3 lays out `bertcnn_tf.BertCNN` for `config`."""
+    return {_h5_path(r.keras_path): r.keras_path for r in rows(config)}
+
+
 def read_keras_h5(
     source,
     config: BertCnnConfig,
     where: Path,
     expect: Callable[[Mapping[str, tuple]], None],
-    template_of: TemplateOf | None,
 ) -> dict[str, np.ndarray]:
     """Strict read: every dataset Keras would write is present, nothing else, shapes checked before reading."""
     import h5py
 
-    _, table = keras_layout(config, template_of)
+    by_path = {r.keras_path: r for r in rows(config)}
+    table = {ds: by_path[kp] for ds, kp in h5_datasets(config).items()}
     try:
         with h5py.File(source, "r") as f:
             found: dict[str, object] = {}
@@ -178,9 +218,7 @@ def write_keras_archive(
         h5_tmp.unlink(missing_ok=True)
 
 
-def read_keras_archive(
-    path: Path, expect_for: Callable[[BertCnnConfig], Callable], template_of: TemplateOf | None
-) -> Weights:
+def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callable]) -> Weights:
     """Parse the archive as data: config.json must name our registered class; nothing is deserialised."""
     if not is_zip(path):
         raise bad(path, "not a zip archive", "a .keras archive (zip with config.json and model.weights.h5)")
@@ -219,7 +257,7 @@ def read_keras_archive(
             if dtype not in FLOAT_DTYPES:
                 raise bad(path, f"model dtype {dtype!r}", f"one of {FLOAT_DTYPES}")
             with zf.open("model.weights.h5") as member:
-                tensors = read_keras_h5(member, config, path, expect_for(config), template_of)
+                tensors = read_keras_h5(member, config, path, expect_for(config))
             stored = {dtype_name(t) for t in tensors.values()}
             if stored != {dtype}:
                 raise bad(

@@ -59,9 +59,10 @@ def read_weights(
 ) -> F.Weights:
     """Read `source` strictly; `Weights.config` is always set. Raises ValueError/FileNotFoundError on bad input.
 
-    `template_of`: the Keras build's h5 layout (`bertcnn_tf.h5_layout.keras_template`), needed for
-    `.keras` / `.weights.h5` only. `writable=False` keeps tensors memory-mapped (read-only), for
-    streaming a large model through; otherwise the arrays are the caller's own.
+    `template_of` is not needed to read (Keras files are read with the written-down layout, without
+    Keras) and is accepted for callers that also write. `writable=False` keeps tensors
+    memory-mapped (read-only), for streaming a large model through; otherwise the arrays are the
+    caller's own.
     """
     src = Path(source)
     if not src.exists():
@@ -74,7 +75,7 @@ def read_weights(
         )
     fmt = F.DIR if src.is_dir() else F.format_of(src)
     given = given_config(config, backbone, mask_padding)
-    w = _read(src, fmt, given, template_of)
+    w = _read(src, fmt, given)
     w.format = fmt
     w.backbone_tokenizer = given.tokenizer_dir
     if writable:
@@ -124,7 +125,7 @@ def given_config(config, backbone, mask_padding: bool | None) -> Given:
     return given
 
 
-def _read(src: Path, fmt: str, given: Given, template_of: TemplateOf | None) -> F.Weights:
+def _read(src: Path, fmt: str, given: Given) -> F.Weights:
     full = given.config
 
     def expect_for(config: BertCnnConfig):
@@ -133,7 +134,7 @@ def _read(src: Path, fmt: str, given: Given, template_of: TemplateOf | None) -> 
     if fmt == F.DIR:
         w = read_dir(src, expect_for)
     elif fmt == F.KERAS:
-        w = read_keras_archive(src, expect_for, template_of)
+        w = read_keras_archive(src, expect_for)
     elif fmt == F.SAFETENSORS:
         w = read_safetensors(src)  # memory-mapped: nothing is read until used
     elif fmt == F.TORCH:
@@ -141,7 +142,7 @@ def _read(src: Path, fmt: str, given: Given, template_of: TemplateOf | None) -> 
     else:
         if full is None:
             raise _needs_config(src, fmt, hf=given.hf is not None)
-        tensors = read_keras_h5(src, full, src, expect_for(full), template_of)
+        tensors = read_keras_h5(src, full, src, expect_for(full))
         w = F.Weights(full, tensors, format=F.KERAS_WEIGHTS, weights_file=src)
     if w.config is not None and given.hf is not None:
         raise ValueError(
