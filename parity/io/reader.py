@@ -23,6 +23,7 @@ from parity.config import BertCnnConfig
 from parity.io import formats as F
 from parity.io.checkpoint import CONFIG_NAME, has_tokenizer, is_hf_config, read_dir
 from parity.io.files import read_json
+from parity.io.hub import resolve
 from parity.io.keras_h5 import TemplateOf, read_keras_archive, read_keras_h5
 from parity.io.safetensors import read_safetensors
 from parity.io.torch_pickle import read_torch
@@ -56,6 +57,7 @@ def read_weights(
     mask_padding: bool | None = None,
     template_of: TemplateOf | None = None,
     writable: bool = True,
+    revision: str | None = None,
 ) -> F.Weights:
     """Read `source` strictly; `Weights.config` is always set. Raises ValueError/FileNotFoundError on bad input.
 
@@ -64,7 +66,7 @@ def read_weights(
     memory-mapped (read-only), for streaming a large model through; otherwise the arrays are the
     caller's own.
     """
-    src = Path(source)
+    src = resolve(source, revision=revision, flag="--checkpoint")  # a hub id of a bertcnn checkpoint, too
     if not src.exists():
         raise FileNotFoundError(f"Checkpoint not found; expected {F.FORMAT_HELP}. Received: {str(src)!r}")
     if src.is_dir() and (src / EXPORT_MANIFEST).is_file():
@@ -101,7 +103,7 @@ def given_config(config, backbone, mask_padding: bool | None) -> Given:
         else:
             given.config = BertCnnConfig.from_dict(raw)
     elif backbone is not None:
-        b = Path(backbone)
+        b = resolve(backbone)
         if not (b / CONFIG_NAME).is_file():
             raise FileNotFoundError(
                 f"--backbone must be a Hugging Face BERT directory with a {CONFIG_NAME} (and its tokenizer). "
