@@ -110,6 +110,18 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
         measured="MiniLM-L6 CPU logits: onnx(torch) 5.5e-7, saved_model 5.4e-7 (session 6.3e-7), litert 7.9e-7, "
         "onnx(keras) 6.4e-7",
     ),
+    # int8 ONNX exports (`bertcnn export --format onnx --quantize int8`: MatMul weights int8 per channel,
+    # activations uint8 per batch): held to a logits bound and to argmax agreement on every row the
+    # float32 reference is sure of (top-two gap > 2 x atol). Measured (`export --quantize int8 --verify`,
+    # MiniLM-L6 + seed-0 head, onnxruntime 1.32, CPU with VNNI), worst case 5.3e-2 (batch-17); on 512
+    # corpus sentences max 5.6e-2, mean 1.4e-2. Bound ~5x the worst; re-measure on a fine-tuned model
+    # (larger logits) with benchmarks/export_predict.py, which also reports accuracy on labelled data.
+    ("int8", "cpu", "artifact"): Tolerance(
+        atol=0.25,
+        rtol=0.0,
+        max_argmax_disagreement=0.0,
+        measured="MiniLM-L6 + seed-0 head CPU: logits <= 5.3e-2 (check cases), 5.6e-2 (512 sentences)",
+    ),
     # ---- GPU. NOT YET MEASURED: no GPU was available when these were written; the
     # numbers are the CPU bounds (strict tiers) or derived from the format's precision
     # (TF32: 10-bit mantissa, ~5e-4 relative per matmul; bf16: 8-bit, ~4e-3), to be

@@ -32,6 +32,7 @@ from parity.io.reader import read_weights
 from parity.serving.check import check_artifact
 from parity.serving.directory import write_sidecars
 from parity.serving.manifest import FORMATS, MODEL_FILES, Manifest, library_versions, read_manifest, tensor_specs
+from parity.serving.quantize import quantize_onnx
 
 # format -> builds it can come from (the first is the default).
 SOURCES = {"onnx": ("torch", "keras"), "saved_model": ("keras",), "litert": ("keras",)}
@@ -54,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="build to export from (onnx: torch by default, keras via tf2onnx; saved_model/litert: keras only)",
     )
     p.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: the exporter's)")
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="onnx only: int8 weights for every matmul (ONNX Runtime dynamic quantization; VNNI on CPUs that have "
+        "it), checked by its own tolerance tier (default: float32)",
+    )
     p.add_argument("--verify", action="store_true", help="check the written artifact like `report --artifact`")
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
 
@@ -68,6 +76,7 @@ def export(
     force: bool = False,
     config: str | None = None,
     tokenizer: str | None = None,
+    quantize: str | None = None,
 ) -> Manifest:
     """Write the export directory `out` (atomically) from the `framework` build of `checkpoint`."""
     framework = framework or SOURCES[fmt][0]
@@ -77,6 +86,8 @@ def export(
         )
     if opset is not None and fmt != "onnx":
         raise ValueError(f"--opset applies to --format onnx only. Received: --format {fmt} --opset {opset}")
+    if quantize is not None and fmt != "onnx":
+        raise ValueError(f"--quantize applies to --format onnx only. Received: --format {fmt} --quantize {quantize}")
     if opset is not None and not 7 <= opset <= 30:
         raise ValueError(f"--opset must be an ONNX opset number (e.g. 17 or 18). Received: {opset}")
     dest = check_output(out, flag="OUT", kind=DIR, inputs=[checkpoint, config, tokenizer], force=force)
@@ -85,7 +96,13 @@ def export(
     digest = sha256_file(source.weights_file)
     with staged_dir(dest) as tmp:
         model_path = tmp / MODEL_FILES[fmt]
-        info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)
+        if quantize:  # the float32 export first, then its int8 quantization in its place
+            float_path = tmp / "float32.onnx"
+            info = builds.runtime(framework).export(cfg, source.tensors, fmt, float_path, opset=opset)
+            info |= quantize_onnx(float_path, model_path)
+            float_path.unlink()
+        else:
+            info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)
         inputs, outputs = tensor_specs(cfg.num_labels)
         manifest = Manifest(
             format=fmt,
@@ -96,6 +113,7 @@ def export(
             inputs=inputs,
             outputs=outputs,
             opset=info.get("opset"),
+            quantize=info.get("quantize"),
             versions=library_versions(),
         )
         write_sidecars(tmp, cfg, manifest, tokenizer_from=tokenizer or source.tokenizer_dir)
@@ -104,10 +122,8 @@ def export(
 
 def run(args: argparse.Namespace) -> int:
     framework = args.framework or SOURCES[args.format][0]
-    require(
-        "export",
-        [*export_needs(args.format, framework, args.verify), *source_needs(args.checkpoint, "reading --checkpoint")],
-    )
+    needs = export_needs(args.format, framework, args.verify, args.quantize)
+    require("export", [*needs, *source_needs(args.checkpoint, "reading --checkpoint")])
     manifest = export(
         args.checkpoint,
         args.format,
@@ -117,9 +133,11 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         config=args.config,
         tokenizer=args.tokenizer,
+        quantize=args.quantize,
     )
     files = sorted(p.name for p in Path(args.out).iterdir())
     opset = f", opset {manifest.opset}" if manifest.opset else ""
+    opset += f", {manifest.quantize} weights" if manifest.quantize else ""
     print(f"wrote {args.out}: {manifest.format} from the {manifest.framework} build{opset}; {', '.join(files)}")
     if not args.verify:
         return 0
@@ -172,12 +190,14 @@ def runtime_needs(fmt: str) -> list[tuple[str, str, str]]:
     }[fmt]
 
 
-def export_needs(fmt: str, framework: str, verify_too: bool) -> list[tuple[str, str, str]]:
+def export_needs(fmt: str, framework: str, verify_too: bool, quantize: str | None = None) -> list:
     """What `bertcnn export --format fmt --framework framework [--verify]` imports."""
     why = f"--format {fmt}"
     needs = builds.needs(framework, f"exporting from the {framework} build")
     if framework == "keras":
         needs.append(("tensorflow", why, "tf"))  # every Keras export is written by TensorFlow
+    if fmt == "onnx" and quantize:
+        needs.append(("onnxruntime", "--quantize (ONNX Runtime's quantizer)", "onnx"))
     if fmt == "onnx" and framework == "torch":
         needs += [("onnx", why, "onnx"), ("onnxscript", why, "onnx")]
     elif fmt == "onnx":

@@ -79,9 +79,10 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
     manifest = read_manifest(export)  # broken or hostile manifests raise here (exit 2)
     ck_config, tensors = source.config, source.tensors
     ex_config = load_config(export)
-    tol = tolerance_for("float32", "cpu", "artifact")
+    dtype = manifest.quantize or "float32"  # an int8 export is held to its own tier
+    tol = tolerance_for(dtype, "cpu", "artifact")
     run = ArtifactResult(
-        dtype="float32",
+        dtype=dtype,
         device="cpu",
         backend=f"{manifest.format} export (from the {manifest.framework} build) in {RUNTIMES[manifest.format]}",
         check="artifact",
@@ -108,10 +109,28 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
         suffix = f" ({loader})" if loader else ""
         for (name, _), ref, cand in zip(cases, expected, candidate, strict=True):
             run.taps.append(_logits_tap(f"logits/{name}{suffix}", ref, cand, tol.atol))
+            if tol.max_argmax_disagreement is not None:
+                run.taps.append(confident_argmax_tap(f"argmax/{name}{suffix}", ref, cand, tol))
     loaded = meta.get("frameworks_loaded", [])
     why = " (`import tensorflow` loads Keras itself)" if "keras" in loaded and manifest.format == "saved_model" else ""
     run.notes.append(f"the runtime's process loaded {', '.join(loaded) or 'no deep-learning framework'}{why}")
     return run
+
+
+def confident_argmax_tap(name: str, ref: np.ndarray, cand: np.ndarray, tol) -> TapResult:
+    """Low-precision exports keep every prediction the reference is sure of.
+
+    A row whose top-two reference logits are more than 2 x atol apart cannot change its argmax
+    within the logits bound; the fraction of such rows whose argmax differs is held to
+    `max_argmax_disagreement`. Rows closer than that are the bound's business, not argmax's.
+    """
+    a, b = np.asarray(ref, np.float64), np.asarray(cand, np.float64)
+    top = np.sort(a, axis=-1)
+    sure = (top[:, -1] - top[:, -2] > 2 * tol.atol) if a.shape[-1] > 1 else np.ones(len(a), bool)
+    flips = float(np.mean(a[sure].argmax(-1) != b[sure].argmax(-1))) if sure.any() else 0.0
+    return TapResult(
+        name, [int(sure.sum())], flips, flips, tol.max_argmax_disagreement, flips <= tol.max_argmax_disagreement
+    )
 
 
 def _logits_tap(name: str, ref: np.ndarray, cand: np.ndarray, bound: float) -> TapResult:

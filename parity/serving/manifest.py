@@ -22,6 +22,7 @@ MANIFEST_VERSION = 1
 # so a manifest cannot point a runtime at a file outside its directory.
 MODEL_FILES = {"onnx": "model.onnx", "saved_model": "saved_model", "litert": "model.tflite"}
 FORMATS = tuple(MODEL_FILES)
+QUANTIZE = {"onnx": (None, "int8")}  # per format, what `--quantize` may have made of it (None: float32)
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
 # SavedModel signatures: the interface (int64, as every format) and the same function for int32 inputs.
@@ -42,6 +43,7 @@ class Manifest:
     inputs: list[dict] = field(default_factory=list)  # [{"name", "dtype", "shape"}]
     outputs: list[dict] = field(default_factory=list)
     opset: int | None = None  # ONNX only
+    quantize: str | None = None  # "int8": ONNX weights quantized after export (`--quantize int8`); None: float32
     versions: dict[str, str] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
 
@@ -107,6 +109,11 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
         raise ValueError(
             f"{path}: the model {m.model_file!r} must be a real file or folder inside {str(d)!r}, not a link or "
             f"missing. Received: {'a symlink to ' + os.readlink(model) if model.is_symlink() else 'missing'}"
+        )
+    if m.quantize not in QUANTIZE.get(m.format, (None,)):
+        raise ValueError(
+            f"{path}: quantize must be one of {list(QUANTIZE.get(m.format, (None,)))} for a {m.format} export. "
+            f"Received: quantize={m.quantize!r}"
         )
     if not isinstance(m.source_sha256, str) or len(m.source_sha256) != 64:
         raise ValueError(f"{path}: source_sha256 must be a sha256 hex digest. Received: {m.source_sha256!r}")

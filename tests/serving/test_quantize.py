@@ -1,0 +1,64 @@
+"""`bertcnn export --format onnx --quantize int8`: int8 matmul weights, checked by the int8 tier of the table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from parity.commands import main
+from parity.tolerance import tolerance_for
+from tests.train_helpers import tiny_checkpoint
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("q8")
+    tiny_checkpoint(root / "ck")
+    assert (
+        main(["export", "--checkpoint", str(root / "ck"), "--format", "onnx", "--quantize", "int8", str(root / "q8")])
+        == 0
+    )
+    return root
+
+
+def test_the_export_says_int8_and_holds_integer_weights(exported):
+    import onnx
+
+    manifest = json.loads((exported / "q8" / "manifest.json").read_text())
+    assert manifest["quantize"] == "int8" and manifest["format"] == "onnx"
+    graph = onnx.load(str(exported / "q8" / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops, sorted(ops)
+    assert sorted(p.name for p in (exported / "q8").iterdir() if p.suffix == ".onnx") == ["model.onnx"]
+
+
+def test_the_artifact_check_holds_it_to_the_int8_tier(exported, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    argv = ["report", "--checkpoint", str(exported / "ck"), "--artifact", str(exported / "q8"), "--json-out", str(out)]
+    assert main(argv) == 0
+    run = json.loads(out.read_text())["results"][0]
+    assert run["dtype"] == "int8" and run["passed"]
+    bound = tolerance_for("int8", "cpu", "artifact").atol
+    logits = [t for t in run["taps"] if t["name"].startswith("logits/")]
+    assert logits and all(t["atol"] == bound and t["max_abs"] <= bound for t in logits)
+    assert any(t["name"].startswith("argmax/") for t in run["taps"])
+    assert max(t["max_abs"] for t in logits) > tolerance_for("float32", "cpu", "artifact").atol  # really int8
+
+
+def test_quantize_is_for_onnx_only(exported, tmp_path, capsys):
+    argv = [
+        "export",
+        "--checkpoint",
+        str(exported / "ck"),
+        "--format",
+        "litert",
+        "--quantize",
+        "int8",
+        str(tmp_path / "x"),
+    ]
+    assert main(argv) == 2
+    assert "--quantize applies to --format onnx only" in capsys.readouterr().err and not (tmp_path / "x").exists()
