@@ -264,8 +264,9 @@ class BertModel(keras.layers.Layer):
     def call(self, input_ids, attention_mask, token_type_ids, training=None):
         """Returns (embeddings, [each encoder layer's output]); the pooler is not computed."""
         embedded = self.embeddings(input_ids, token_type_ids, training=training)  # (B, T, H)
-        # HF's extended mask: 0 for tokens, the dtype's minimum for padding keys.
-        neg = ml_dtypes.finfo(self.compute_dtype).min  # np.finfo knows no bfloat16
+        # HF's extended mask: 0 for tokens, the dtype's minimum for padding keys. np.finfo knows no bfloat16;
+        # a Python float (exact for every float dtype's minimum) mixes with every backend's tensors.
+        neg = float(ml_dtypes.finfo(self.compute_dtype).min)
         additive = (1.0 - ops.cast(attention_mask, self.compute_dtype)) * neg
         # expand_dims, not `[:, None, None, :]`: LiteRT has no builtin for that strided slice (it needs Flex ops).
         additive = ops.expand_dims(ops.expand_dims(additive, 1), 1)  # (B, 1, 1, T)

@@ -61,10 +61,13 @@ def _meta(model, arrays: Mapping[str, np.ndarray], dtype: str) -> dict:
 
 
 # -- tasks -----------------------------------------------------------------------------------
-def taps(config, tensors, inputs, dtype: str = "float32", device: str = "cpu"):
-    """Every tap of the Keras build, as numpy, plus meta."""
+def taps(config, tensors, inputs, dtype: str = "float32", device: str = "cpu", *, mixed: bool = False):
+    """Every tap of the Keras build, as numpy, plus meta.
+
+    `mixed`: Keras' `mixed_bfloat16` policy, float32 variables and bf16 compute (`dtype` must be bfloat16).
+    """
     with _keras_device(device):
-        model = build(config, tensors, dtype)
+        model = build(config, tensors, "mixed_bfloat16" if mixed else dtype)
         if keras.backend.backend() == "jax":
             # One compiled graph, as Keras runs JAX in fit/predict (op-by-op is ~5x slower here).
             import jax
@@ -154,7 +157,9 @@ def run_task(task: dict, config, tensors, inputs, labels=None):
         # tier's matmul precision too, or a "strict" tier would run with TF32 (JAX's GPU default).
         set_matmul_precision(strict=task.get("strict", True))
     if kind == "taps":
-        return taps(config, tensors, inputs, task["dtype"], task.get("device", "cpu"))
+        return taps(
+            config, tensors, inputs, task["dtype"], task.get("device", "cpu"), mixed=task.get("tier") == "mixed"
+        )
     if kind == "grad":
         return grads(config, tensors, inputs, labels, task["dtype"], task.get("device", "cpu"))
     if kind == "train":

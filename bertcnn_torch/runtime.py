@@ -32,13 +32,22 @@ def build(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], dtype: str |
     return model
 
 
-def taps(config, tensors, inputs, dtype: str = "float32", device: str = "cpu") -> dict[str, np.ndarray]:
-    """Every tap (`parity.taps`) of the PyTorch build on `inputs`, as numpy (bfloat16 as float32)."""
-    model = build(config, tensors, dtype, device)
+def taps(config, tensors, inputs, dtype: str = "float32", device: str = "cpu", *,
+         mixed: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+    """Every tap (`parity.taps`) of the PyTorch build on `inputs`, as numpy (bfloat16 as float32).
+
+    `mixed`: float32 weights, bf16 compute under `torch.autocast` (`dtype` must then be bfloat16).
+    """
+    model = build(config, tensors, "float32" if mixed else dtype, device)
     x = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, enabled=mixed):
         out = model(**x, return_taps=True)
     return {k: _numpy(v) for k, v in out.items()}
+
+
+def autocast(device: str, *, enabled: bool = True):
+    """bf16 mixed precision the torch way: `torch.autocast` on the model's device type (CPU and CUDA alike)."""
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def logits(config, tensors, batches) -> list[np.ndarray]:

@@ -58,12 +58,19 @@ def judge(run: RunResult, meta: dict) -> RunResult:
     return run
 
 
-def plan_tasks(dtypes: Sequence[str], devices: Sequence[str], *, grad: bool, train_steps: int) -> list[dict]:
-    """Keras tasks for one backend: (check, dtype, device, tier); strict tiers first on a GPU."""
+def plan_tasks(dtypes: Sequence[str], devices: Sequence[str], *, grad: bool, train_steps: int,
+               mixed: bool = False) -> list[dict]:  # fmt: skip
+    """Keras tasks for one backend: (check, dtype, device, tier); strict tiers first on a GPU.
+
+    `mixed` adds the bf16 mixed-precision tier (float32 weights, bf16 compute: torch autocast vs
+    Keras `mixed_bfloat16`) on every device.
+    """
     tasks = []
     for device in devices:
         for dtype in dtypes:
             tasks.append({"task": "taps", "dtype": dtype, "device": device, "strict": True, "tier": "strict"})
+        if mixed:
+            tasks.append({"task": "taps", "dtype": "bfloat16", "device": device, "strict": False, "tier": "mixed"})
         if device == "cuda":
             tasks.append({"task": "taps", "dtype": "float32", "device": device, "strict": False, "tier": "default"})
             tasks.append({"task": "taps", "dtype": "bfloat16", "device": device, "strict": False, "tier": "bf16"})

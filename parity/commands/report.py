@@ -105,6 +105,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu, cuda or all (default: cpu)")
     p.add_argument("--grad", action="store_true", help="also compare d(cross-entropy)/d(every weight)")
     p.add_argument(
+        "--mixed-precision",
+        choices=("bf16",),
+        default=None,
+        help="also the bf16 mixed-precision tier: float32 weights, bf16 compute (torch.autocast vs Keras "
+        "mixed_bfloat16), judged by a logits bound and argmax agreement (default: off)",
+    )
+    p.add_argument(
         "--train-steps",
         type=int,
         default=0,
@@ -253,7 +260,9 @@ class Report:
             if task["device"] == "cuda":
                 torch_rt.set_matmul_precision(strict=task.get("strict", True))
             if task["task"] == "taps":
-                self.ref_cache[key] = torch_rt.taps(w.config, w.tensors, w.inputs, task["dtype"], task["device"])
+                mixed = task.get("tier") == "mixed"
+                self.ref_cache[key] = torch_rt.taps(w.config, w.tensors, w.inputs, task["dtype"], task["device"],
+                                                    mixed=mixed)  # fmt: skip
             elif task["task"] == "grad":
                 out = torch_rt.grads(w.config, w.tensors, w.inputs, self.labels, task["dtype"], task["device"])
                 self.ref_cache[key] = out[0]
@@ -274,7 +283,8 @@ class Report:
                 print(f"skipped {device} on Keras {backend}: {reason}")
             else:
                 usable.append(device)
-        tasks = plan_tasks(self.args.dtype, usable, grad=self.args.grad, train_steps=self.args.train_steps)
+        tasks = plan_tasks(self.args.dtype, usable, grad=self.args.grad, train_steps=self.args.train_steps,
+                           mixed=self.args.mixed_precision == "bf16")  # fmt: skip
         for task in tasks:
             if task["task"] == "train":
                 task.update(recipe=parity_recipe(self.train_bs, task["dtype"]).to_dict())
