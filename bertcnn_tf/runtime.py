@@ -192,8 +192,8 @@ def predictor(model: BertCNN, *, compiled: bool = True, jit_compile: bool = Fals
         if return_taps or compiled_call is None:
             out = model(**inputs, training=False, return_taps=return_taps)
             if return_taps:
-                return {k: ops.convert_to_numpy(v) for k, v in out.items()}
-            return ops.convert_to_numpy(out)
+                return {k: _host(v) for k, v in out.items()}
+            return _host(out)
         check_inputs(inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"), model.config)
         ids = np.asarray(inputs["input_ids"], dtype=np.int64)
         x = {
@@ -201,15 +201,26 @@ def predictor(model: BertCNN, *, compiled: bool = True, jit_compile: bool = Fals
             "attention_mask": np.asarray(inputs.get("attention_mask", np.ones_like(ids)), dtype=np.int64),
             "token_type_ids": np.asarray(inputs.get("token_type_ids", np.zeros_like(ids)), dtype=np.int64),
         }
-        return ops.convert_to_numpy(compiled_call(x))
+        return _host(compiled_call(x))
 
     return forward
 
 
+def _host(x) -> np.ndarray:
+    """A result as numpy; bfloat16 (mixed precision) as float32, which holds it exactly."""
+    a = np.asarray(ops.convert_to_numpy(x))
+    return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
+
+
 def forward(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], *, compiled: bool = True,
-            jit_compile: bool = False) -> Forward:  # fmt: skip
-    """`predictor` of the Keras build holding `tensors` (the slow part: builds the model)."""
-    return predictor(BertCNN._from_tensors(config, dict(tensors)), compiled=compiled, jit_compile=jit_compile)
+            jit_compile: bool = False, mixed: bool = False) -> Forward:  # fmt: skip
+    """`predictor` of the Keras build holding `tensors` (the slow part: builds the model).
+
+    `mixed`: Keras' `mixed_bfloat16` policy, float32 variables and bf16 compute (`--mixed-precision bf16`).
+    """
+    kwargs = {"dtype": "mixed_bfloat16"} if mixed else {}
+    model = BertCNN._from_tensors(config, dict(tensors), **kwargs)
+    return predictor(model, compiled=compiled, jit_compile=jit_compile)
 
 
 def export(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], fmt: str, path: Path, *,

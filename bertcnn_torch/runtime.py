@@ -82,10 +82,11 @@ def train_parity(config, tensors, inputs, labels, recipe: TrainingRecipe) -> tup
     return flat(snap), snap.metrics
 
 
-def predictor(model: BertCNN, *, compile: bool = False) -> Forward:
+def predictor(model: BertCNN, *, compile: bool = False, mixed: bool = False) -> Forward:
     """numpy in, numpy out, under `inference_mode` (no autograd bookkeeping at all).
 
     Inputs go to the model's device and outputs come back to the host (bfloat16 as float32).
+    `mixed`: bf16 compute under `torch.autocast`, float32 weights (`--mixed-precision bf16`).
     """
     if compile:  # the encoder only: the input checks in BertCNN.forward are numpy, which dynamo cannot trace
         model.bert.compile(dynamic=True)
@@ -93,7 +94,7 @@ def predictor(model: BertCNN, *, compile: bool = False) -> Forward:
 
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False):
         tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(str(device), enabled=mixed):
             out = model(**tensors, return_taps=return_taps)
         if return_taps:
             return {k: _numpy(v) for k, v in out.items()}
@@ -109,9 +110,10 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def forward(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], *, attn_implementation: str = "sdpa",
-            compile: bool = False) -> Forward:  # fmt: skip
+            compile: bool = False, mixed: bool = False) -> Forward:  # fmt: skip
     """`predictor` of the PyTorch build holding `tensors` (the slow part: builds the model)."""
-    return predictor(build(config, tensors, attn_implementation=attn_implementation), compile=compile)
+    model = build(config, tensors, attn_implementation=attn_implementation)
+    return predictor(model, compile=compile, mixed=mixed)
 
 
 def export(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], fmt: str, path: Path, *,
