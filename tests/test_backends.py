@@ -19,7 +19,7 @@ from parity.inputs import seeded_labels
 from parity.layout import expected_shapes
 from parity.suite import Subject, judge
 from parity.tolerance import tolerance_for
-from tests.conftest import TINY, random_inputs, random_tensors
+from tests.helpers import TINY, random_inputs, random_tensors
 
 TASKS = [
     {"task": "taps", "dtype": "float32"},

@@ -12,7 +12,6 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import TINY, random_tensors
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from parity.batching import bucket_width, plan_batches, predict_logits
 from parity.config import BertCnnConfig
 from parity.io.backbone import embedded_backbone_dir
 from parity.tokenize import Tokenizer
+from tests.helpers import TINY, random_tensors
 
 
 @given(

@@ -7,7 +7,7 @@ import torch
 import bertcnn_tf
 import bertcnn_torch
 from parity.io.checkpoint import load_checkpoint
-from tests.conftest import random_tensors
+from tests.helpers import random_tensors, tiny_checkpoint
 
 
 def test_from_backbone_is_bit_identical_in_both_builds(embedded_dir):
@@ -57,9 +57,7 @@ def test_keras_archive_and_config_round_trip(head_config, tiny_inputs, tmp_path)
 
 
 def test_float64_checkpoint_loads_in_float64(tiny_config, tmp_path):
-    from parity.io.checkpoint import save_checkpoint
-
-    save_checkpoint(tmp_path / "ck", tiny_config, random_tensors(tiny_config, dtype=np.float64))
+    tiny_checkpoint(tmp_path / "ck", tiny_config, dtype=np.float64)
     assert bertcnn_torch.BertCNN.from_pretrained(tmp_path / "ck").fc.weight.dtype == torch.float64
     assert bertcnn_tf.BertCNN.from_pretrained(tmp_path / "ck").fc.kernel.dtype == "float64"
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 
 from parity.config import BertCnnConfig
-from tests.conftest import configs
+from tests.helpers import configs
 
 
 @given(configs())

@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TINY, random_tensors
 from hypothesis import given
 from hypothesis import strategies as st
 
 from parity.commands import main
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
 from parity.training.data import read_labelled
+from tests.helpers import TINY, tiny_checkpoint
 
 
 def write(tmp_path, name: str, content: str | bytes):
@@ -140,7 +139,7 @@ def checkpoints(tmp_path_factory):
     out = {}
     for names in (None, ("neg", "pos")):
         config = BertCnnConfig(**{**TINY, "num_labels": 2, "label_names": names})
-        out[names] = save_checkpoint(tmp_path_factory.mktemp("ck") / "ck", config, random_tensors(config))
+        out[names] = tiny_checkpoint(tmp_path_factory.mktemp("ck") / "ck", config)
     return out
 
 

@@ -47,7 +47,7 @@ def test_padding_keeps_the_mean_and_zero_weights_the_copies(size, n):
 # -- the child: 1 device, then DataParallel over 2 -------------------------------------------
 def _batches():
     from parity.config import BertCnnConfig
-    from tests.conftest import TINY, random_inputs, random_tensors
+    from tests.helpers import TINY, random_inputs, random_tensors
 
     config = BertCnnConfig(**TINY, head_hidden_size=7).without_dropout()
     tensors = random_tensors(config, seed=3, dtype=np.float64)

@@ -83,7 +83,7 @@ def test_environment_and_backend_choices(monkeypatch):
 # -- the model, the data, and a plain single-process reference ------------------------------
 def _setup():
     from parity.config import BertCnnConfig
-    from tests.conftest import TINY, random_inputs, random_tensors
+    from tests.helpers import TINY, random_inputs, random_tensors
 
     config = BertCnnConfig(**TINY, head_hidden_size=7).without_dropout()
     tensors = random_tensors(config, seed=3, dtype=np.float64)

@@ -24,8 +24,7 @@ import pytest
 
 from bertcnn_tf.distributed import simulated_devices_flag
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
-from tests.conftest import TINY, random_tensors
+from tests.helpers import MINILM_VOCAB, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "while", "rain", "fell", "over", "quiet", "hills", "and", "towns"]
@@ -39,8 +38,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 def data(tmp_path_factory, embedded_dir):
     """A tiny random checkpoint with the embedded tokenizer, and 13 labelled rows of 1..13 words."""
     d = tmp_path_factory.mktemp("dp")
-    config = BertCnnConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 40})
-    save_checkpoint(d / "ck", config, random_tensors(config, seed=5), tokenizer_from=embedded_dir)
+    tiny_checkpoint(d / "ck", BertCnnConfig(**MINILM_VOCAB), seed=5, tokenizer=embedded_dir)
     rng = np.random.default_rng(5)
     rows = [{"text": " ".join(rng.choice(WORDS, size=n)), "label": int(rng.integers(0, 3))}
             for n in rng.integers(1, 14, size=13)]  # fmt: skip

@@ -7,11 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import TINY, random_tensors
 
 from parity.commands import main
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
+from tests.helpers import TINY, tiny_checkpoint, word_tokenizer
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install 'bertcnn[onnx]'")
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'bertcnn[onnx]'")
@@ -21,25 +20,11 @@ pytest.importorskip("torch", reason="the torch extra is not installed (the refer
 CONFIG = BertCnnConfig(**TINY, label_names=("neg", "neutral", "pos"))
 
 
-def word_tokenizer():
-    """A word-level tokenizer whose ids fit the tiny vocabulary: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, words."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *"abcdefghij"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return tok
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny checkpoint and its ONNX export (from the PyTorch build), made once for the module."""
     tmp = tmp_path_factory.mktemp("export")
-    save_checkpoint(tmp / "ck", CONFIG, random_tensors(CONFIG, seed=11))
-    word_tokenizer().save(str(tmp / "ck" / "tokenizer.json"))
+    tiny_checkpoint(tmp / "ck", CONFIG, seed=11, tokenizer=word_tokenizer("abcdefghij"))  # ids fit the vocabulary
     assert main(["export", "--checkpoint", str(tmp / "ck"), "--format", "onnx", str(tmp / "onnx")]) == 0
     return tmp / "ck", tmp / "onnx"
 
@@ -85,7 +70,7 @@ def test_tampered_weight_fails_naming_first_output(exported, copy, capsys):
 
 
 def test_export_from_other_weights_is_reported(exported, copy, capsys, tmp_path):
-    other = save_checkpoint(tmp_path / "other", CONFIG, random_tensors(CONFIG, seed=12))
+    other = tiny_checkpoint(tmp_path / "other", CONFIG, seed=12)
     code, stdout, _ = report(other, copy, capsys)
     assert code == 1 and "made from other weights" in stdout
 

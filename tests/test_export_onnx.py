@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import configs, random_tensors, worst_gap
 from hypothesis import given, settings
 
 from parity.tolerance import tolerance_for
+from tests.helpers import configs, random_tensors, worst_gap
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'bertcnn[onnx]'")
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript: pip install 'bertcnn[onnx]'")

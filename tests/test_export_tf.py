@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, configs, random_tensors, worst_gap
 from hypothesis import given, settings
 
 from parity.config import BertCnnConfig
 from parity.tolerance import tolerance_for
+from tests.helpers import MINILM_VOCAB, TINY, configs, random_tensors, tiny_checkpoint, worst_gap
 
 pytest.importorskip("tensorflow", reason="the tf extra is not installed: pip install 'bertcnn[tf]'")
 pytest.importorskip("torch", reason="the torch extra is not installed (the reference build)")
@@ -85,14 +85,12 @@ def served(tmp_path_factory, embedded_dir):
     """`bertcnn export` of a tiny model over MiniLM's vocabulary, its checkpoint, and the sentences tokenised."""
     from parity import Tokenizer
     from parity.commands import main
-    from parity.io.checkpoint import copy_tokenizer, save_checkpoint
 
     tmp = tmp_path_factory.mktemp("served")
     vocab = json.loads((embedded_dir / "config.json").read_text())["vocab_size"]
-    config = BertCnnConfig(**{**TINY, "vocab_size": vocab, "max_position_embeddings": 40})
+    config = BertCnnConfig(**{**MINILM_VOCAB, "vocab_size": vocab})
     tensors = random_tensors(config, seed=21)
-    ck = save_checkpoint(tmp / "ck", config, tensors)
-    copy_tokenizer(embedded_dir, ck)
+    ck = tiny_checkpoint(tmp / "ck", config, seed=21, tokenizer=embedded_dir)
     assert main(["export", "--checkpoint", str(ck), "--format", "saved_model", str(tmp / "out")]) == 0
     batch = Tokenizer(ck, max_length=config.max_position_embeddings)(SENTENCES)
     assert batch["input_ids"].shape[0] >= 2 and not batch["attention_mask"].all()  # a padded batch

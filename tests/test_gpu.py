@@ -30,11 +30,11 @@ def test_strict_tier_switches_tf32_off_in_torch_and_tensorflow():
         set_matmul_precision(strict=False, frameworks=("torch", "keras"))
 
 
-def test_without_a_gpu_the_cli_says_so_and_skips(tmp_path, capsys):
+def test_without_a_gpu_the_cli_says_so_and_skips(tiny_ck, tmp_path, capsys):
     if gpu_unavailable("torch") is None:
         pytest.skip("a GPU is present: the no-GPU path does not apply")
     out = tmp_path / "r.json"
-    assert main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "cuda", "--json", str(out)]) == 0
+    assert main(["report", "--checkpoint", str(tiny_ck), "--device", "cuda", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "no GPU found" in text and "nothing compared" in text
     doc = json.loads(out.read_text())
@@ -42,12 +42,12 @@ def test_without_a_gpu_the_cli_says_so_and_skips(tmp_path, capsys):
 
 
 @pytest.mark.gpu
-def test_gpu_tiers_and_cross_check(tmp_path):
+def test_gpu_tiers_and_cross_check(tiny_ck, tmp_path):
     reason = gpu_unavailable("torch")
     if reason:
         pytest.skip(reason)
     out = tmp_path / "r.json"
-    code = main(["report", "--checkpoint", str(_tiny(tmp_path)), "--device", "all", "--backend", "torch",
+    code = main(["report", "--checkpoint", str(tiny_ck), "--device", "all", "--backend", "torch",
                  "--dtype", "float32", "--json", str(out)])  # fmt: skip
     doc = json.loads(out.read_text())
     tiers = {(r["check"], r["device"], r["tier"]) for r in doc["results"]}
@@ -56,23 +56,13 @@ def test_gpu_tiers_and_cross_check(tmp_path):
     assert code == 0, [(r["check"], r["tier"], r["first_divergence"]) for r in doc["results"] if not r["passed"]]
 
 
-def _tiny(tmp_path):
-    from parity.config import BertCnnConfig
-    from parity.io.checkpoint import save_checkpoint
-    from tests.conftest import TINY, random_tensors
-
-    config = BertCnnConfig(**TINY)
-    save_checkpoint(tmp_path / "ckpt", config, random_tensors(config))
-    return tmp_path / "ckpt"
-
-
 def test_bf16_tier_plumbing_runs_on_cpu():
     """The bf16 tier's Keras side (bfloat16 build, bf16 -> float32 transport) works without a GPU."""
     import numpy as np
 
     from bertcnn_tf.runtime import taps as keras_taps
     from parity.config import BertCnnConfig
-    from tests.conftest import TINY, random_inputs, random_tensors
+    from tests.helpers import TINY, random_inputs, random_tensors
 
     config = BertCnnConfig(**TINY)
     taps, meta = keras_taps(config, random_tensors(config), random_inputs(config, [7, 4, 2]), "bfloat16")

@@ -93,7 +93,7 @@ def test_flop_formula_equals_torchs_flop_counter():
     from bertcnn_torch import BertCNN
     from parity.config import BertCnnConfig
     from parity.inputs import random_batch
-    from tests.conftest import TINY
+    from tests.helpers import TINY
 
     gpu = _gpu_module()
     for head in (None, 7):

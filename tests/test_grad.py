@@ -17,7 +17,7 @@ from parity.config import BertCnnConfig
 from parity.inputs import seeded_labels
 from parity.layout import expected_shapes
 from parity.tolerance import tolerance_for
-from tests.conftest import TINY, random_inputs, random_tensors
+from tests.helpers import TINY, random_inputs, random_tensors
 
 
 def _grad_run(config, dtype, tensors_k=None, seed=0):

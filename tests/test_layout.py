@@ -6,7 +6,7 @@ from hypothesis import given
 
 from parity.io.checkpoint import load_checkpoint, save_checkpoint
 from parity.layout import PortError, expected_shapes, keras_to_torch, rows, torch_to_keras
-from tests.conftest import configs, random_tensors
+from tests.helpers import configs, random_tensors
 
 
 @given(configs(max_layers=3))

@@ -10,7 +10,7 @@ import bertcnn_torch
 from parity import taps as T
 from parity.io.backbone import backbone_checkpoint
 from parity.tolerance import tolerance_for
-from tests.conftest import config_and_inputs, random_inputs, random_tensors
+from tests.helpers import config_and_inputs, random_inputs, random_tensors, seed_model
 
 F32 = tolerance_for("float32", "cpu")
 
@@ -58,45 +58,10 @@ def test_float32_parity_on_random_configs(case):
     assert_taps_close(a, b, inputs["attention_mask"], F32)
 
 
-class SeedBertCNN(torch.nn.Module):
-    """Seed 003, example 1, verbatim but for `BertModel(config)` in place of a hub download."""
-
-    def __init__(self, bert_config, hidden_size, num_filters, kernel_sizes, output_size):
-        super().__init__()
-        from transformers import BertModel
-
-        self.bert = BertModel(bert_config)
-        self.convs = torch.nn.ModuleList(
-            [torch.nn.Conv1d(in_channels=hidden_size, out_channels=num_filters, kernel_size=k) for k in kernel_sizes]
-        )
-        self.dropout = torch.nn.Dropout(0.5)
-        self.fc = torch.nn.Linear(len(kernel_sizes) * num_filters, output_size)
-
-    def forward(self, input_ids, attention_mask, view_instead_of_permute=False):
-        outputs = self.bert(input_ids=input_ids, attention_mask=attention_mask)
-        embeddings = outputs.last_hidden_state
-        if view_instead_of_permute:  # seed 000, example 3
-            n, length, c = embeddings.shape
-            embeddings = embeddings.view(n, c, length)
-        else:
-            embeddings = embeddings.permute(0, 2, 1)
-        conved = [torch.relu(conv(embeddings)) for conv in self.convs]
-        pooled = [torch.max(c, dim=2)[0] for c in conved]
-        combined = self.dropout(torch.cat(pooled, dim=1))
-        return self.fc(combined)
-
-
-def _seed_model(config):
-    from transformers import BertConfig
-
-    bert_config = BertConfig(**config.to_hf_dict())
-    return SeedBertCNN(bert_config, config.hidden_size, config.num_filters, config.kernel_sizes, config.num_labels)
-
-
 def test_seed_class_exchanges_state_dicts_and_logits(tiny_config, tiny_inputs):
     config = tiny_config.replace(mask_padding=False, kernel_sizes=(3, 4, 5))
     ours = bertcnn_torch.BertCNN(config).eval()
-    seed = _seed_model(config).eval()
+    seed = seed_model(config).eval()
     seed.load_state_dict(ours.state_dict(), strict=True)
     ours.load_state_dict(seed.state_dict(), strict=True)
     ids, mask = (torch.from_numpy(tiny_inputs[k]) for k in ("input_ids", "attention_mask"))
@@ -107,7 +72,7 @@ def test_seed_class_exchanges_state_dicts_and_logits(tiny_config, tiny_inputs):
 def test_view_is_not_permute(tiny_config, tiny_inputs):
     """`view(N, C, L)` reinterprets memory: same shapes, scrambled features, other logits."""
     config = tiny_config.replace(mask_padding=False)
-    seed = _seed_model(config).eval()
+    seed = seed_model(config).eval()
     ids, mask = (torch.from_numpy(tiny_inputs[k]) for k in ("input_ids", "attention_mask"))
     with torch.inference_mode():
         right, wrong = seed(ids, mask), seed(ids, mask, view_instead_of_permute=True)

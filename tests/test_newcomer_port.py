@@ -9,29 +9,26 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, random_tensors
-from test_port import SeedBertCNN
-from tiny_hf import tiny_hf_bert
-from transformers import BertConfig
 
 from parity.commands import main
 from parity.config import BertCnnConfig
 from parity.tokenize import Tokenizer
+from tests.helpers import TINY, random_tensors, seed_model, tiny_hf_bert
 
 
 @pytest.fixture(scope="module")
-def seed_model(tmp_path_factory):
+def seed_saved(tmp_path_factory):
     """A seed-class model whose BERT was 'fine-tuned' away from the backbone, saved as its state_dict."""
     d = tmp_path_factory.mktemp("seed")
     bert = tiny_hf_bert(d / "hf")
     torch.manual_seed(0)
-    seed = SeedBertCNN(BertConfig(**bert.to_hf_dict()), 4, (2, 3), 5).eval()
+    seed = seed_model(bert.replace(num_filters=4, kernel_sizes=(2, 3), num_labels=5)).eval()
     torch.save(seed.state_dict(), d / "seed.pt")
     return d, seed
 
 
-def test_backbone_gives_config_tokenizer_and_the_seeds_logits(seed_model, tmp_path, capsys):
-    d, seed = seed_model
+def test_backbone_gives_config_tokenizer_and_the_seeds_logits(seed_saved, tmp_path, capsys):
+    d, seed = seed_saved
     assert main(["port", str(d / "seed.pt"), str(tmp_path / "ck"), "--backbone", str(d / "hf")]) == 0
     err = capsys.readouterr().err
     assert "note: mask_padding=False: the seeds' pooling" in err and "tokenizer carried from the backbone" in err
@@ -50,8 +47,8 @@ def test_backbone_gives_config_tokenizer_and_the_seeds_logits(seed_model, tmp_pa
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-6)  # same function: padding counts in the max
 
 
-def test_mask_padding_is_a_choice_and_a_hf_config_json_is_understood(seed_model, tmp_path, capsys):
-    d, _ = seed_model
+def test_mask_padding_is_a_choice_and_a_hf_config_json_is_understood(seed_saved, tmp_path, capsys):
+    d, _ = seed_saved
     argv = ["port", str(d / "seed.pt"), str(tmp_path / "ck"), "--config", str(d / "hf" / "config.json")]
     assert main([*argv, "--mask-padding"]) == 0
     err = capsys.readouterr().err

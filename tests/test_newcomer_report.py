@@ -8,10 +8,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from tiny_hf import tiny_hf_bert
 
 from parity.commands import main
 from parity.io.checkpoint import load_checkpoint, save_checkpoint
+from tests.helpers import tiny_hf_bert
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from parity.tolerance import tolerance_for
 from parity.training import TrainingRecipe
 from parity.training.moments import MOMENTS, from_torch_state, moment_key, split_moments, to_torch_state
 from parity.training.schedule import linear_warmup_decay
-from tests.conftest import TINY, random_inputs, random_tensors
+from tests.helpers import TINY, random_inputs, random_tensors
 
 BATCH, EPOCHS, WARMUP = 3, 2, 2
 LENGTHS = [7, 4, 2, 5, 1, 6, 3, 7, 2, 4, 6, 5]  # 4 batches of 3

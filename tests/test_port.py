@@ -7,8 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, random_inputs, random_tensors
-from transformers import BertConfig, BertModel
+from transformers import BertConfig
 
 from parity.commands import main
 from parity.commands import port as port_command
@@ -17,6 +16,7 @@ from parity.config import BertCnnConfig
 from parity.io import formats as F
 from parity.io.checkpoint import load_checkpoint, save_checkpoint
 from parity.io.safetensors import read_safetensors, write_safetensors
+from tests.helpers import TINY, random_inputs, random_tensors, seed_model, tiny_checkpoint
 
 NAMES = {
     F.DIR: "ckpt",
@@ -25,24 +25,6 @@ NAMES = {
     F.KERAS: "m.keras",
     F.KERAS_WEIGHTS: "w.weights.h5",
 }
-
-
-class SeedBertCNN(torch.nn.Module):
-    """Seed 003 example 1, with the hub download swapped for a local BertModel."""
-
-    def __init__(self, bert_config, num_filters, kernel_sizes, output_size):
-        super().__init__()
-        self.bert = BertModel(bert_config)
-        hidden = bert_config.hidden_size
-        self.convs = torch.nn.ModuleList([torch.nn.Conv1d(hidden, num_filters, kernel_size=k) for k in kernel_sizes])
-        self.dropout = torch.nn.Dropout(0.5)
-        self.fc = torch.nn.Linear(len(kernel_sizes) * num_filters, output_size)
-
-    def forward(self, input_ids, attention_mask):
-        embeddings = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        embeddings = embeddings.permute(0, 2, 1)
-        pooled = [torch.max(torch.relu(conv(embeddings)), dim=2)[0] for conv in self.convs]
-        return self.fc(self.dropout(torch.cat(pooled, dim=1)))
 
 
 def _digest(path):
@@ -65,7 +47,7 @@ def sources(tmp_path_factory):
         root = tmp_path_factory.mktemp(dtype)
         config = BertCnnConfig(**TINY, head_hidden_size=7)
         tensors = random_tensors(config, seed=3, dtype=F.np_dtype(dtype))
-        save_checkpoint(root / "src", config, tensors)
+        tiny_checkpoint(root / "src", config, seed=3, dtype=F.np_dtype(dtype))
         (root / "config.json").write_text(config.to_json())
         paths = {}
         for fmt, name in NAMES.items():
@@ -95,8 +77,7 @@ def test_seed_class_state_dict_to_keras_predicts_like_the_seed(tmp_path):
 
     config = BertCnnConfig(**TINY, mask_padding=False)  # the seed max-pools over padding
     torch.manual_seed(0)
-    seed = SeedBertCNN(BertConfig(**config.to_hf_dict()), config.num_filters, config.kernel_sizes, config.num_labels)
-    seed.eval()
+    seed = seed_model(config).eval()
     torch.save(seed.state_dict(), tmp_path / "seed.pt")
     (tmp_path / "config.json").write_text(config.to_json())
     assert (
@@ -187,7 +168,7 @@ def test_existing_destination_needs_force_and_failures_leave_nothing(sources, tm
 def test_dtype_kept_unless_asked_and_overflow_refused(tmp_path, capsys):
     config = BertCnnConfig(**TINY)
     tensors = random_tensors(config)
-    save_checkpoint(tmp_path / "f32", config, tensors)
+    tiny_checkpoint(tmp_path / "f32", config)
     assert main(["port", str(tmp_path / "f32"), str(tmp_path / "h.safetensors"), "--dtype", "float16"]) == 0
     got = read_safetensors(tmp_path / "h.safetensors").tensors
     _assert_same(got, {k: v.astype(np.float16) for k, v in tensors.items()})
@@ -199,8 +180,7 @@ def test_dtype_kept_unless_asked_and_overflow_refused(tmp_path, capsys):
 
 
 def test_tokenizer_travels_between_directories(tmp_path, embedded_dir):
-    config = BertCnnConfig(**TINY)
-    save_checkpoint(tmp_path / "a", config, random_tensors(config), tokenizer_from=embedded_dir)
+    tiny_checkpoint(tmp_path / "a", tokenizer=embedded_dir)
     assert main(["port", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     for name in ("tokenizer.json", "vocab.txt"):
         if (embedded_dir / name).is_file():

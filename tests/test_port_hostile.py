@@ -12,14 +12,13 @@ import zipfile
 
 import pytest
 import torch
-from conftest import TINY, random_tensors
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity.commands import main
 from parity.commands.port import port
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
+from tests.helpers import TINY, tiny_checkpoint
 
 
 class _Payload:
@@ -88,8 +87,7 @@ def test_broken_files_get_one_clean_line(tmp_path, capsys, name, content, says):
 
 
 def test_truncated_file_and_directory_without_config(tmp_path, capsys):
-    config = BertCnnConfig(**TINY)
-    save_checkpoint(tmp_path / "ck", config, random_tensors(config))
+    tiny_checkpoint(tmp_path / "ck")
     data = (tmp_path / "ck" / "model.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
     rc, err = _run(["port", str(tmp_path / "cut.safetensors"), str(tmp_path / "o.pt")], capsys)
@@ -127,9 +125,8 @@ def test_cli_process_prints_one_line_and_debug_shows_traceback(tmp_path):
 @pytest.fixture(scope="module")
 def valid_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("valid")
-    config = BertCnnConfig(**TINY)
-    save_checkpoint(root / "ck", config, random_tensors(config))
-    (root / "config.json").write_text(config.to_json())
+    tiny_checkpoint(root / "ck")
+    (root / "config.json").write_text(BertCnnConfig(**TINY).to_json())
     out = {}
     for name in ("w.safetensors", "w.pt", "m.keras", "w.weights.h5"):
         port(root / "ck", root / name)
@@ -165,7 +162,7 @@ def test_corrupted_inputs_fail_cleanly(valid_files, tmp_path_factory, name, m):
     work = tmp_path_factory.mktemp("fuzz")
     src = work / name
     if name.startswith("ck/"):
-        save_checkpoint(work / "ck", BertCnnConfig(**TINY), random_tensors(BertCnnConfig(**TINY)))
+        tiny_checkpoint(work / "ck")
         src = work / "ck"
     (work / name).write_bytes(_mutate(originals[name], m))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

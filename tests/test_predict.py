@@ -7,26 +7,23 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TINY, random_tensors
 
 from parity.batching import predict_logits
 from parity.commands import main
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
 from parity.io.reader import read_weights
 from parity.progress import counter
 from parity.tokenize import Tokenizer
+from tests.helpers import MINILM_VOCAB, tiny_checkpoint
 
 LINES = ["A short line.", "", "A somewhat longer line of real words, to make the batch uneven.", "Third."] * 5
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, embedded_dir):
+def unnamed(tmp_path_factory, embedded_dir):
     """Tiny random weights with the embedded tokenizer: the CLI end to end in well under a second."""
-    config = BertCnnConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 40})
-    d = tmp_path_factory.mktemp("tiny") / "ck"
-    save_checkpoint(d, config, random_tensors(config, seed=1), tokenizer_from=embedded_dir)
-    return d
+    config = BertCnnConfig(**MINILM_VOCAB)
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ck", config, seed=1, tokenizer=embedded_dir)
 
 
 @pytest.fixture
@@ -48,11 +45,9 @@ def predict(argv, monkeypatch, capsys, stderr):
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_progress_goes_to_a_terminal_stderr_and_stdout_stays_results(
-    framework, tiny_checkpoint, corpus, monkeypatch, capsys
-):
+def test_progress_goes_to_a_terminal_stderr_and_stdout_stays_results(framework, unnamed, corpus, monkeypatch, capsys):
     err = Terminal()
-    argv = ["--checkpoint", str(tiny_checkpoint), "--framework", framework, "--file", str(corpus), "--batch-size", "4"]
+    argv = ["--checkpoint", str(unnamed), "--framework", framework, "--file", str(corpus), "--batch-size", "4"]
     code, out = predict(argv, monkeypatch, capsys, err)
     assert code == 0
     rows = out.splitlines()
@@ -61,24 +56,24 @@ def test_progress_goes_to_a_terminal_stderr_and_stdout_stays_results(
     assert "15/15 [" in err.getvalue() and "text/s" in err.getvalue()
 
 
-def test_no_progress_when_stderr_is_not_a_terminal_or_when_asked(tiny_checkpoint, corpus, monkeypatch, capsys):
-    argv = ["--checkpoint", str(tiny_checkpoint), "--framework", "torch", "--file", str(corpus)]
+def test_no_progress_when_stderr_is_not_a_terminal_or_when_asked(unnamed, corpus, monkeypatch, capsys):
+    argv = ["--checkpoint", str(unnamed), "--framework", "torch", "--file", str(corpus)]
     for stderr, extra in ((io.StringIO(), []), (Terminal(), ["--no-progress"])):
         code, _ = predict([*argv, *extra], monkeypatch, capsys, stderr)
         assert code == 0
         assert stderr.getvalue() == ""
 
 
-def test_max_length_truncates_like_the_tokenizer(tiny_checkpoint, monkeypatch, capsys):
+def test_max_length_truncates_like_the_tokenizer(unnamed, monkeypatch, capsys):
     text = LINES[2]
-    argv = ["--checkpoint", str(tiny_checkpoint), "--framework", "torch", "--json", "--max-length", "5", text]
+    argv = ["--checkpoint", str(unnamed), "--framework", "torch", "--json", "--max-length", "5", text]
     code, out = predict(argv, monkeypatch, capsys, io.StringIO())
     assert code == 0
     from bertcnn_torch.runtime import forward as torch_forward
 
-    w = read_weights(tiny_checkpoint)
+    w = read_weights(unnamed)
     forward = torch_forward(w.config, w.tensors)
-    tok = Tokenizer(tiny_checkpoint, max_length=5)
+    tok = Tokenizer(unnamed, max_length=5)
     assert tok([text])["input_ids"].shape == (1, 5)
     got = np.array(json.loads(out)["logits"], dtype=np.float32)
     np.testing.assert_allclose(got, predict_logits(forward, tok, [text])[0], rtol=0, atol=1e-6)
@@ -86,15 +81,15 @@ def test_max_length_truncates_like_the_tokenizer(tiny_checkpoint, monkeypatch, c
 
 @pytest.mark.parametrize("option", ["--max-length", "--threads", "--max-tokens", "--batch-size"])
 @pytest.mark.parametrize("value", ["0", "-3", "x"])
-def test_non_positive_numbers_are_refused_saying_what_was_received(option, value, tiny_checkpoint, capsys):
+def test_non_positive_numbers_are_refused_saying_what_was_received(option, value, unnamed, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["predict", "--checkpoint", str(tiny_checkpoint), "--framework", "torch", option, value, "hi"])
+        main(["predict", "--checkpoint", str(unnamed), "--framework", "torch", option, value, "hi"])
     assert exit_info.value.code == 2
     assert f"expected a positive integer. Received: {value!r}" in capsys.readouterr().err
 
 
-def test_max_length_past_the_position_table_is_refused(tiny_checkpoint, capsys):
-    argv = ["predict", "--checkpoint", str(tiny_checkpoint), "--framework", "torch", "--max-length", "41", "hi"]
+def test_max_length_past_the_position_table_is_refused(unnamed, capsys):
+    argv = ["predict", "--checkpoint", str(unnamed), "--framework", "torch", "--max-length", "41", "hi"]
     assert main(argv) == 2
     assert "--max-length must be at most max_position_embeddings=40. Received: 41" in capsys.readouterr().err
 
@@ -110,14 +105,14 @@ def test_progress_bar_counts_up_and_ends_the_line(monkeypatch):
     assert counter(10, unit="text", enabled=False) is None
 
 
-def test_keras_compiled_path_matches_eager_and_still_checks_inputs(tiny_checkpoint):
+def test_keras_compiled_path_matches_eager_and_still_checks_inputs(unnamed):
     from bertcnn_tf.runtime import forward as keras_forward
 
-    w = read_weights(tiny_checkpoint)
+    w = read_weights(unnamed)
     config = w.config
     compiled = keras_forward(config, w.tensors)
     eager = keras_forward(config, w.tensors, compiled=False)
-    tok = Tokenizer(tiny_checkpoint, max_length=config.max_position_embeddings)
+    tok = Tokenizer(unnamed, max_length=config.max_position_embeddings)
     for texts in (LINES[:3], LINES[2:9]):  # two shapes through one trace
         inputs = tok([t for t in texts if t])
         np.testing.assert_allclose(compiled(inputs), eager(inputs), rtol=0, atol=1e-6)

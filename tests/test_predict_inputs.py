@@ -7,24 +7,19 @@ import json
 import sys
 
 import pytest
-from conftest import TINY, random_tensors
 
 from parity.commands import main
 from parity.commands.port import port
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
+from tests.helpers import MINILM_VOCAB, tiny_checkpoint
 
 TEXTS = ["First line.", "A second, longer line of text."]
 
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory, embedded_dir):
-    config = BertCnnConfig(
-        **{**TINY, "vocab_size": 30522, "max_position_embeddings": 40, "label_names": ("a", "b", "c")}
-    )
-    d = tmp_path_factory.mktemp("tiny") / "ck"
-    save_checkpoint(d, config, random_tensors(config, seed=2), tokenizer_from=embedded_dir)
-    return d
+    config = BertCnnConfig(**MINILM_VOCAB, label_names=("a", "b", "c"))
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ck", config, seed=2, tokenizer=embedded_dir)
 
 
 def predict(capsys, *argv):

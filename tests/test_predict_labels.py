@@ -8,20 +8,17 @@ import math
 
 import numpy as np
 import pytest
-from conftest import TINY, random_tensors
 
 from parity.commands import main
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
+from tests.helpers import MINILM_VOCAB, tiny_checkpoint
 
 LONG = "A somewhat longer line of real words, to make the batch uneven and cross the limit."
 
 
 def tiny(tmp_path_factory, embedded_dir, names):
-    config = BertCnnConfig(**{**TINY, "vocab_size": 30522, "max_position_embeddings": 40, "label_names": names})
-    d = tmp_path_factory.mktemp("tiny") / "ck"
-    save_checkpoint(d, config, random_tensors(config, seed=1), tokenizer_from=embedded_dir)
-    return d
+    config = BertCnnConfig(**MINILM_VOCAB, label_names=names)
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ck", config, seed=1, tokenizer=embedded_dir)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from parity.compare import RunResult, TapResult, diagnose
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import save_checkpoint
 from parity.suite import Subject, judge, limitation_of
-from tests.conftest import TINY, random_inputs, random_tensors
-from tests.helpers import run_parity
+from tests.helpers import TINY, random_inputs, random_tensors, run_parity, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def checkpoints(tmp_path_factory):
     config = BertCnnConfig(**TINY)
     tensors = random_tensors(config, seed=3)
     root = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(root / "a", config, tensors)
+    tiny_checkpoint(root / "a", config, seed=3)
 
     def perturbed(name: str, how: str = "add"):
         t = dict(tensors)
@@ -83,7 +82,7 @@ def test_same_checkpoint_passes_with_the_documented_schema(checkpoints, tmp_path
 def test_mismatched_configs_are_refused(checkpoints, tmp_path, capsys):
     a, _, config = checkpoints
     other = config.replace(num_labels=4)
-    save_checkpoint(tmp_path / "c", other, random_tensors(other))
+    tiny_checkpoint(tmp_path / "c", other)
     assert main(["report", "--checkpoint", str(a), "--keras-checkpoint", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "num_labels" in err and "Received:" in err

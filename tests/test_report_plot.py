@@ -5,17 +5,12 @@ from __future__ import annotations
 import pytest
 
 from parity.commands import main
-from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
-from tests.conftest import TINY, random_tensors
 
 
-def test_plot_writes_a_png_per_report(tmp_path, capsys):
+def test_plot_writes_a_png_per_report(tiny_ck, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="--plot needs the `plot` extra: pip install 'bertcnn[plot]'")
-    config = BertCnnConfig(**TINY)
-    save_checkpoint(tmp_path / "a", config, random_tensors(config))
     png = tmp_path / "taps.png"
-    assert main(["report", "--checkpoint", str(tmp_path / "a"), "--plot", str(png)]) == 0
+    assert main(["report", "--checkpoint", str(tiny_ck), "--plot", str(png)]) == 0
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert f"wrote {png}" in capsys.readouterr().out

@@ -14,7 +14,7 @@ from bertcnn_torch.train import train as torch_train
 from parity.training.loop import Run
 from parity.training.parity import flat
 from parity.training.state import STATE_NAME, load_snapshot, recover, save_snapshot
-from tests.train_helpers import make_run, max_diff, recipe, tiny_setup
+from tests.helpers import make_run, max_diff, recipe, tiny_setup
 
 
 class CrashError(Exception):

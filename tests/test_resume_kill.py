@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from parity.commands import main
-from tests.train_helpers import tiny_checkpoint, write_jsonl
+from tests.helpers import write_jsonl
 
 RECIPE = ["--epochs", "3", "--batch-size", "2", "--lr", "1e-2", "--warmup-ratio", "0.1", "--max-length", "20",
           "--seed", "7", "--save-every", "1"]  # fmt: skip
@@ -53,10 +53,9 @@ def _kill_after_a_save(base, killed):
 
 
 @pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
-def test_killed_and_resumed_run_is_bit_identical(framework, tmp_path, capsys):
-    tiny_checkpoint(tmp_path / "ck")
+def test_killed_and_resumed_run_is_bit_identical(framework, words_ck, tmp_path, capsys):
     write_jsonl(tmp_path / "train.jsonl", 21, seed=4)
-    base = ["train", "--checkpoint", str(tmp_path / "ck"), "--train", str(tmp_path / "train.jsonl"),
+    base = ["train", "--checkpoint", str(words_ck), "--train", str(tmp_path / "train.jsonl"),
             "--framework", framework, *RECIPE]  # fmt: skip
     killed = tmp_path / "killed"
     _kill_after_a_save(base, killed)
@@ -71,13 +70,12 @@ def test_killed_and_resumed_run_is_bit_identical(framework, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_killed_torch_run_resumes_in_keras_through_the_cli(tmp_path, capsys):
+def test_a_killed_torch_run_resumes_in_keras_through_the_cli(words_ck, tmp_path, capsys):
     """float64, dropout off: torch killed, `--resume --framework keras` ends within 1e-10 of all-torch."""
     from safetensors.numpy import load_file
 
-    tiny_checkpoint(tmp_path / "ck")
     write_jsonl(tmp_path / "train.jsonl", 21, seed=4)
-    common = ["train", "--checkpoint", str(tmp_path / "ck"), "--train", str(tmp_path / "train.jsonl"),
+    common = ["train", "--checkpoint", str(words_ck), "--train", str(tmp_path / "train.jsonl"),
               *RECIPE, "--dtype", "float64", "--no-dropout"]  # fmt: skip
     killed = tmp_path / "killed"
     _kill_after_a_save([*common, "--framework", "torch"], killed)

@@ -20,7 +20,7 @@ from parity.compare import compare_taps
 from parity.layout import expected_shapes
 from parity.suite import Subject
 from parity.tolerance import tolerance_for
-from tests.conftest import configs, random_tensors
+from tests.helpers import configs, random_tensors
 
 
 @st.composite

@@ -9,7 +9,7 @@ import pytest
 
 from parity.commands import main
 from parity.io.checkpoint import load_checkpoint
-from tests.train_helpers import tiny_checkpoint, write_jsonl
+from tests.helpers import write_jsonl
 
 RECIPE = ["--epochs", "2", "--batch-size", "4", "--lr", "1e-2", "--warmup-steps", "2", "--dtype", "float64",
           "--max-length", "20"]  # fmt: skip
@@ -18,16 +18,15 @@ RECIPE = ["--epochs", "2", "--batch-size", "4", "--lr", "1e-2", "--warmup-steps"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("train-cli")
-    tiny_checkpoint(d / "ck")
     write_jsonl(d / "train.jsonl", 23, seed=1)
     write_jsonl(d / "eval.jsonl", 9, seed=2)
     return d
 
 
 @pytest.fixture(scope="module")
-def trained(files, tmp_path_factory):
+def trained(files, words_ck, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "run"
-    args = ["train", "--checkpoint", str(files / "ck"), "--train", str(files / "train.jsonl"), "--eval",
+    args = ["train", "--checkpoint", str(words_ck), "--train", str(files / "train.jsonl"), "--eval",
             str(files / "eval.jsonl"), "--out", str(out), "--framework", "torch", "--json", *RECIPE]  # fmt: skip
     return out, args
 

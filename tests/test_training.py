@@ -14,7 +14,7 @@ import pytest
 from bertcnn_torch.train import train as torch_train
 from parity.tolerance import tolerance_for
 from parity.training.parity import encoded_rows, flat
-from tests.train_helpers import make_run, max_diff, recipe, tiny_setup
+from tests.helpers import make_run, max_diff, recipe, tiny_setup
 
 
 def _padded(encoded):

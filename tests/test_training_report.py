@@ -7,15 +7,10 @@ import json
 import pytest
 
 from parity.commands import main
-from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
-from tests.conftest import TINY, random_tensors
 
 
-def test_report_trains_with_both_trainers_and_compares_moments(tmp_path, capsys):
-    config = BertCnnConfig(**TINY)
-    save_checkpoint(tmp_path / "ck", config, random_tensors(config))
-    args = ["report", "--checkpoint", str(tmp_path / "ck"), "--dtype", "float64", "--train-steps", "3",
+def test_report_trains_with_both_trainers_and_compares_moments(tiny_ck, tmp_path, capsys):
+    args = ["report", "--checkpoint", str(tiny_ck), "--dtype", "float64", "--train-steps", "3",
             "--json", str(tmp_path / "r.json")]  # fmt: skip
     pytest.importorskip("matplotlib", reason="--plot needs the `plot` extra: pip install 'bertcnn[plot]'")
     png = tmp_path / "p.png"

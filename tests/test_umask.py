@@ -8,9 +8,9 @@ import os
 import stat
 
 import pytest
-from tiny_hf import tiny_hf_bert
 
 from parity.commands import main
+from tests.helpers import tiny_hf_bert
 
 
 @pytest.fixture
