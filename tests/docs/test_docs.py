@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
@@ -45,7 +45,7 @@ SKIP: dict[str, dict[str, str]] = {
     "docs/testing.md": {
         "python -m pytest": SUITE,
         "python -m pytest -m slow": "the heavier half of the suite, which contains this test",
-        "python -m pytest tests/test_docs.py -m ''": "this test itself, every page",
+        "python -m pytest tests/docs/test_docs.py -m ''": "this test itself, every page",
     },
     "docs/parity.md": {
         "bertcnn report --backend all --grad --train-steps 3 --json r.json --plot taps.png": (

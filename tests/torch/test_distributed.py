@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from bertcnn_torch import distributed as D
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROWS, BATCH, EPOCHS = 11, 5, 2  # batches 5, 5, 1: shares 3+2, 3+2 and 1+0 (the empty share)
 GRAD_BATCHES = ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4], [6])  # equal, uneven, one row for two ranks
 LR, CLIP = 2.0**-7, 0.5

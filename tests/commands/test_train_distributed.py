@@ -26,7 +26,7 @@ from bertcnn_tf.distributed import simulated_devices_flag
 from parity.config import BertCnnConfig
 from tests.helpers import MINILM_VOCAB, tiny_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "while", "rain", "fell", "over", "quiet", "hills", "and", "towns"]
 RECIPE = ["--dtype", "float64", "--batch-size", "4", "--epochs", "2", "--lr", "1e-2", "--warmup-steps", "2",
           "--max-grad-norm", "0.5"]  # fmt: skip

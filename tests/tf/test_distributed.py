@@ -20,7 +20,7 @@ import pytest
 
 from bertcnn_tf.distributed import pad_for_devices, simulated_devices_flag
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROWS, BATCH, EPOCHS = 11, 5, 2
 
 
