@@ -6,13 +6,14 @@ vocab 99) so a wrong transpose or reshape cannot pass by symmetry.
 - sizes, tensors and inputs: `TINY`, `MINILM_VOCAB`, `random_tensors`, `random_inputs`;
 - hypothesis strategies: `configs`, `config_and_inputs`;
 - files: `tiny_checkpoint` (the one tiny canonical checkpoint), `tiny_hf_bert` (a Hugging Face BERT
-  folder), `word_tokenizer`, `write_jsonl`;
-- models and runs: `seed_model` (the seeds' class), `run_parity`, `worst_gap`;
+  folder), `word_tokenizer`, `write_jsonl`; `Terminal` (a stream that is a tty);
+- models and runs: `seed_model` (the seeds' class), `run_parity`, `worst_gap`, `onnx_worst_gap`;
 - training: `tiny_setup`, `recipe`, `make_run`, `max_diff`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -174,6 +175,13 @@ def tiny_hf_bert(directory: Path, *, classifier: bool = False, seed: int = 0) ->
     return config
 
 
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal (progress bars draw only on one)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 # -- models and runs ---------------------------------------------------------------------------
 def seed_model(config: BertCnnConfig):
     """The seeds' class for `config`'s sizes: seed 003, example 1, verbatim but for `BertModel(config)` in place of
@@ -240,6 +248,17 @@ def worst_gap(config, tensors, runner, tmp_path) -> float:
         assert got.dtype == np.float32 and got.shape == ref.shape
         worst = max(worst, float(np.abs(got - ref).max()))
     return worst
+
+
+def onnx_worst_gap(config, tmp_path, export) -> float:
+    """Export `config` with random weights, run every check case in onnxruntime, return the worst logits gap."""
+    from parity.serving.runners import OnnxRunner
+
+    tensors = random_tensors(config, seed=3)
+    path = tmp_path / "model.onnx"
+    export(config, tensors, path)
+    runner = OnnxRunner(path)
+    return worst_gap(config, tensors, runner, tmp_path)
 
 
 # -- training: a tiny model, a few dozen rows, a recipe that warms up, decays and clips -------

@@ -1,13 +1,19 @@
-"""`bertcnn port`: bit-exact round trips between every format pair, strictness, atomic output."""
+"""`bertcnn port`: bit-exact round trips between every format pair, strictness, atomic output.
+
+A destination's suffix names its format (an unknown suffix is refused, not made a folder). A model
+trained with the seeds' class ports as `bertcnn port seed.pt ck/ --backbone HF_BERT_DIR`: the BERT
+sizes come from the backbone's config.json, the head from the tensors, the tokenizer from the
+backbone, and pooling is the seeds' (mask_padding=False) unless asked otherwise.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig
 
 from parity.commands import main
 from parity.commands import port as port_command
@@ -16,7 +22,8 @@ from parity.config import BertCnnConfig
 from parity.io import formats as F
 from parity.io.checkpoint import load_checkpoint, save_checkpoint
 from parity.io.safetensors import read_safetensors, write_safetensors
-from tests.helpers import TINY, random_inputs, random_tensors, seed_model, tiny_checkpoint
+from parity.tokenize import Tokenizer
+from tests.helpers import TINY, random_inputs, random_tensors, seed_model, tiny_checkpoint, tiny_hf_bert
 
 NAMES = {
     F.DIR: "ckpt",
@@ -110,6 +117,23 @@ def test_strict_lists_missing_unexpected_and_misshaped_with_shapes(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "config.json"]
 
 
+def test_strict_refusal_is_one_summary_line_then_the_tensors(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    config = BertCnnConfig(**TINY, num_labels=2)
+    tensors = random_tensors(config)
+    save_file({k: v for k, v in tensors.items() if k != "fc.bias"}, str(tmp_path / "w.safetensors"))
+    (tmp_path / "c.json").write_text(config.to_json())
+    assert (
+        main(["port", str(tmp_path / "w.safetensors"), str(tmp_path / "o"), "--config", str(tmp_path / "c.json")]) == 2
+    )
+    first, *rest = capsys.readouterr().err.splitlines()
+    assert first.startswith("bertcnn port: error: ") and first.endswith(
+        "Received: 1 missing, 0 unexpected, 0 mis-shaped tensors"
+    )
+    assert rest == ["  missing: fc.bias (expected shape (2,))"]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "says"),
     [("num_filters", 6, "num_filters: config 6, tensors 5"),
@@ -187,17 +211,104 @@ def test_tokenizer_travels_between_directories(tmp_path, embedded_dir):
             assert (tmp_path / "b" / name).read_bytes() == (embedded_dir / name).read_bytes()
 
 
-def test_hf_sequence_classifier_imports_through_init_with_extras_reported(tmp_path, capsys):
-    from transformers import BertForSequenceClassification
-
-    hf = BertForSequenceClassification(BertConfig(**BertCnnConfig(**TINY).to_hf_dict(), num_labels=4))
-    hf.save_pretrained(tmp_path / "hf")
-    assert main(["init", str(tmp_path / "ck"), "--backbone", str(tmp_path / "hf"), "--num-filters", "5"]) == 0
+# -- destinations: the suffix names the format -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("dest", "fragment"),
+    [
+        ("x.onnx", "make ONNX with `bertcnn export`"),
+        ("model.kears", "Unknown weight format suffix '.kears' for the destination"),
+        ("ckpt.v2", "ending in '/', e.g. ckpt.v2/"),
+    ],
+)
+def test_unknown_destination_suffix_exits_2_and_writes_nothing(tiny_ck, tmp_path, capsys, dest, fragment):
+    assert main(["port", str(tiny_ck), str(tmp_path / dest)]) == 2
     err = capsys.readouterr().err
-    assert "classifier.weight" in err and "classifier.bias" in err
-    _, tensors = load_checkpoint(tmp_path / "ck")
-    want = hf.state_dict()["bert.encoder.layer.1.output.dense.weight"].numpy()
-    assert tensors["bert.encoder.layer.1.output.dense.weight"].tobytes() == want.tobytes()
-    # A plain HF directory is not a bertcnn checkpoint: port says to use init.
-    assert main(["port", str(tmp_path / "hf"), str(tmp_path / "x.pt")]) == 2
-    assert "bertcnn init CK_DIR --backbone" in capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bertcnn port: error: ") and fragment in err
+    assert err.rstrip().endswith(f"Received: {str(tmp_path / dest)!r}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_a_trailing_slash_makes_any_name_a_directory(tiny_ck, tmp_path, capsys):
+    assert main(["port", str(tiny_ck), str(tmp_path / "ckpt.v2") + "/"]) == 0
+    assert "(checkpoint directory)" in capsys.readouterr().out
+    assert (tmp_path / "ckpt.v2" / "model.safetensors").is_file()
+
+
+# -- the seeds' state_dict with --backbone, --config, --tokenizer ------------------------------------
+@pytest.fixture(scope="module")
+def seed_saved(tmp_path_factory):
+    """A seed-class model whose BERT was 'fine-tuned' away from the backbone, saved as its state_dict."""
+    d = tmp_path_factory.mktemp("seed")
+    bert = tiny_hf_bert(d / "hf")
+    torch.manual_seed(0)
+    seed = seed_model(bert.replace(num_filters=4, kernel_sizes=(2, 3), num_labels=5)).eval()
+    torch.save(seed.state_dict(), d / "seed.pt")
+    return d, seed
+
+
+def test_backbone_gives_config_tokenizer_and_the_seeds_logits(seed_saved, tmp_path, capsys):
+    d, seed = seed_saved
+    assert main(["port", str(d / "seed.pt"), str(tmp_path / "ck"), "--backbone", str(d / "hf")]) == 0
+    err = capsys.readouterr().err
+    assert "note: mask_padding=False: the seeds' pooling" in err and "tokenizer carried from the backbone" in err
+    config = BertCnnConfig.from_json_file(tmp_path / "ck" / "config.json")
+    assert config == BertCnnConfig(**{**TINY, "kernel_sizes": (2, 3), "num_filters": 4, "num_labels": 5}).replace(
+        mask_padding=False
+    )
+    assert {"tokenizer.json", "vocab.txt"} <= {p.name for p in (tmp_path / "ck").iterdir()}
+
+    from bertcnn_torch import BertCNN
+
+    batch = Tokenizer(tmp_path / "ck")(["Call me Ishmael.", "Hi", "it was the best of times"])
+    with torch.no_grad():
+        want = seed(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])).numpy()
+        got = BertCNN.from_pretrained(tmp_path / "ck").eval()(**{k: torch.from_numpy(v) for k, v in batch.items()})
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-6)  # same function: padding counts in the max
+
+
+def test_mask_padding_is_a_choice_and_a_hf_config_json_is_understood(seed_saved, tmp_path, capsys):
+    d, _ = seed_saved
+    argv = ["port", str(d / "seed.pt"), str(tmp_path / "ck"), "--config", str(d / "hf" / "config.json")]
+    assert main([*argv, "--mask-padding"]) == 0
+    err = capsys.readouterr().err
+    assert "mask_padding=False" not in err and "has no tokenizer" in err and "--tokenizer HF_BERT_DIR" in err
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["mask_padding"] is True
+    assert not (tmp_path / "ck" / "tokenizer.json").exists()
+    # attach one afterwards
+    assert main(["port", str(tmp_path / "ck"), str(tmp_path / "ck2"), "--tokenizer", str(d / "hf")]) == 0
+    assert Tokenizer(tmp_path / "ck2")(["hi"])["input_ids"].tolist() == [[2, 10, 3]]
+
+
+def test_keras_seed_head_read_off_the_tensors(tmp_path, capsys):
+    tiny_hf_bert(tmp_path / "hf")
+    want = BertCnnConfig(**TINY, head_hidden_size=7, mask_padding=False)
+    sd = {k: torch.from_numpy(v) for k, v in random_tensors(want).items()}
+    sd["bert.embeddings.position_ids"] = torch.arange(TINY["max_position_embeddings"])[None]  # old transformers
+    torch.save(sd, tmp_path / "seed.pt")
+    assert (
+        main(["port", str(tmp_path / "seed.pt"), str(tmp_path / "m.safetensors"), "--backbone", str(tmp_path / "hf")])
+        == 0
+    )
+    assert "bert.embeddings.position_ids (an index buffer" in capsys.readouterr().err
+    assert main(["port", str(tmp_path / "m.safetensors"), str(tmp_path / "ck")]) == 0
+    assert BertCnnConfig.from_json_file(tmp_path / "ck" / "config.json") == want
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--no-mask-padding"], "--mask-padding/--no-mask-padding only apply when the config is built from"),
+        (["--tokenizer", "."], "--tokenizer must be a folder with tokenizer.json"),
+    ],
+)
+def test_refusals_are_one_line_exit_2(tmp_path, capsys, extra, fragment):
+    ck = BertCnnConfig(**TINY)
+    (tmp_path / "c.json").write_text(ck.to_json())
+    sd = {k: torch.from_numpy(v) for k, v in random_tensors(ck).items()}
+    torch.save(sd, tmp_path / "w.pt")
+    assert (
+        main(["port", str(tmp_path / "w.pt"), str(tmp_path / "out"), "--config", str(tmp_path / "c.json"), *extra]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and "Received: " in err
+    assert not (tmp_path / "out").exists()

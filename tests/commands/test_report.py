@@ -1,25 +1,50 @@
-"""`bertcnn report` as a localiser: different weights on each side -> the first tap they reach.
+"""`bertcnn report`: the two builds compared tap by tap, as users run it.
 
-Each case perturbs one tensor of the Keras side's checkpoint; the report must pass
-every tap before the one that tensor feeds and name that tap as the first divergence.
-The float64 cases inject structural bugs too small for float32 to see.
+As a localiser: each case perturbs one tensor of the Keras side's checkpoint; the report must pass
+every tap before the one that tensor feeds and name that tap as the first divergence. The float64
+cases inject structural bugs too small for float32 to see. For a newcomer: missing packages refused
+up front, a crashed backend keeps what finished, the user's own texts, weight differences named.
+`--plot` draws a PNG per report; `--train-steps N` runs the two real trainers and compares weights
+and AdamW moments.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 
 from parity.commands import main
-from parity.compare import RunResult, TapResult, diagnose
+from parity.compare import diagnose
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import save_checkpoint
-from parity.suite import Subject, judge, limitation_of
-from tests.helpers import TINY, random_inputs, random_tensors, run_parity, tiny_checkpoint
+from parity.io.checkpoint import load_checkpoint, save_checkpoint
+from parity.suite import Subject
+from tests.helpers import TINY, random_inputs, random_tensors, run_parity, tiny_checkpoint, tiny_hf_bert
 
 
+def test_report_on_the_embedded_model_as_users_run_it(tmp_path):
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "parity", "report", "--dtype", "float32", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PARITY OK" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["passed"] is True
+    run = doc["results"][0]
+    assert (run["dtype"], run["device"], run["first_divergence"]) == ("float32", "cpu", None)
+    taps = {t["name"]: t for t in run["taps"]}
+    assert taps["logits"]["max_abs"] <= 1e-5
+    assert {"embeddings", "encoder.layer.5", "last_hidden_state", "convs.2", "pooled"} <= taps.keys()
+    assert set(taps["logits"]) == {"name", "shape", "max_abs", "max_rel", "atol", "passed"}
+
+
+# -- a localiser: the first tap that differs ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """A tiny checkpoint A and a factory of copies with one tensor perturbed."""
@@ -118,40 +143,148 @@ def test_float64_names_a_wrong_gelu_form(monkeypatch):
     assert all(t.passed for t in run.taps[:1])
 
 
-def test_keras_gelu_is_exact_in_float64():
-    """The hand-written erf GELU agrees with torch's exact GELU to rounding in float64."""
-    import torch
-    from keras import ops
-
-    from bertcnn_tf.bert import activation
-
-    x = np.linspace(-8, 8, 20001)
-    ours = ops.convert_to_numpy(activation("gelu", ops.convert_to_tensor(x, "float64")))
-    ref = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
-    assert np.abs(ours - ref).max() <= 1e-15
-
-
-def test_diagnosis_tells_rounding_from_structure():
-    def run(dtype, ok):
-        return RunResult(dtype, "cpu", "tensorflow", [TapResult("logits", [2, 2], 1e-3, 1e-3, 1e-5, ok)])
-
-    rounding = diagnose([run("float32", False), run("float64", True)])
-    assert len(rounding) == 1 and "rounding" in rounding[0]
-    structural = diagnose([run("float32", False), run("float64", False)])
-    assert any("STRUCTURAL" in s and "float64" in s for s in structural)
-
-
-def test_a_float64_request_computed_in_float32_is_not_a_float64_result():
-    meta = {"backend": "jax", "computed_dtypes": ["float32"], "jax_enable_x64": False, "notes": []}
-    assert "jax_enable_x64 is off" in limitation_of(meta, "float64")
-    ok = RunResult("float64", "cpu", "jax", [TapResult("logits", [2, 2], 0.0, 0.0, 1e-12, True)])
-    judged = judge(ok, meta)
-    assert not judged.passed and judged.limitation
-    assert limitation_of({"backend": "jax", "computed_dtypes": ["float64"]}, "float64") is None
-
-
 def test_bad_arguments_say_what_was_received(capsys):
     with pytest.raises(SystemExit):
         main(["report", "--backend", "theano"])
     assert "Received: 'theano'" in capsys.readouterr().err
     assert main(["report", "--checkpoint", "/nonexistent", "--train-steps", "-1"]) == 2
+
+
+# -- for a newcomer: a checkpoint made the way users make one ----------------------------------------
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    """A tiny checkpoint with a tokenizer, made the way users make one."""
+    d = tmp_path_factory.mktemp("report")
+    tiny_hf_bert(d / "hf")
+    assert main(["init", str(d / "ck"), "--backbone", str(d / "hf"), "--kernel-sizes", "2,3"]) == 0
+    return d
+
+
+def _python(code: str, *argv, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_missing_optional_packages_are_refused_before_any_work(ck, tmp_path):
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["jax"] = sys.modules["matplotlib"] = None  # as if not installed
+        from parity.commands import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    argv = ["report", "--checkpoint", str(ck / "ck"), "--backend", "tensorflow,jax", "--plot", str(tmp_path / "t.png")]
+    proc = _python(code, *argv, "--json", str(tmp_path / "r.json"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "jax (for --backend jax); matplotlib (for --plot)" in proc.stderr
+    assert "`pip install 'bertcnn[jax,plot]'`" in proc.stderr and proc.stderr.rstrip().endswith("Received: 2 missing")
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_a_crashed_backend_keeps_the_finished_results(ck, tmp_path):
+    """The jax child dies as it did on the README's install (no jax in the child); tensorflow's run stays."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        'import os, sys\nif os.environ.get("KERAS_BACKEND") == "jax":\n    sys.modules["jax"] = None\n'
+    )
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    env.pop("KERAS_BACKEND", None)
+    argv = ["report", "--checkpoint", str(ck / "ck"), "--backend", "tensorflow,jax", "--dtype", "float32"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "parity", *argv, "--json", str(tmp_path / "r.json")],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout and "PARITY INCOMPLETE" in proc.stdout
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["passed"] is False
+    assert [(r["backend"], r["passed"]) for r in doc["results"]] == [("tensorflow", True)]
+    (err,) = doc["errors"]
+    assert err["backend"] == "jax" and err["checks"] == ["forward float32 cpu"] and "jax" in err["reason"]
+
+
+def test_report_on_your_own_texts(ck, tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("it was the best of times\n\nhappy families are alike\n")
+    argv = ["report", "--checkpoint", str(ck / "ck"), "--dtype", "float64", "--json", str(tmp_path / "r.json")]
+    assert main([*argv, "Call me Ishmael.", "--file", str(tmp_path / "t.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "inputs: 3 texts (yours), padded to 8 tokens (real lengths [6, 8, 6])" in out and "PARITY OK" in out
+    taps = {t["name"]: t for t in json.loads((tmp_path / "r.json").read_text())["results"][0]["taps"]}
+    assert taps["embeddings"]["shape"][:2] == [3, 8]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"hello\n\xffbad\n",
+            "t.txt:2: bytes that are not UTF-8; expected a UTF-8 text file",
+        ),
+        (b"\n  \n", "t.txt has no texts to compare on; expected one text per line. Received: 2 blank line(s)"),
+    ],
+)
+def test_bad_text_files_exit_2_with_file_and_line(ck, tmp_path, capsys, content, message):
+    (tmp_path / "t.txt").write_bytes(content)
+    assert main(["report", "--checkpoint", str(ck / "ck"), "--file", str(tmp_path / "t.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_a_different_keras_checkpoint_names_the_tensors_that_differ(ck, tmp_path, capsys):
+    config, tensors = load_checkpoint(ck / "ck")
+    changed = dict(tensors)
+    name = "bert.encoder.layer.1.output.dense.weight"
+    changed[name] = tensors[name] + np.float32(0.25)
+    save_checkpoint(tmp_path / "other", config, changed, tokenizer_from=ck / "ck")
+    argv = [
+        "report",
+        "--checkpoint",
+        str(ck / "ck"),
+        "--keras-checkpoint",
+        str(tmp_path / "other"),
+        "--dtype",
+        "float64",
+    ]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert f"weights differ in 1 of {len(tensors)} tensors: {name} (max abs 2.50e-01)" in out
+    assert "wrong transpose" not in out and "first divergence: encoder.layer.1" in out
+    assert json.loads((tmp_path / "r.json").read_text())["weight_differences"] == [
+        {"name": name, "max_abs": pytest.approx(0.25, abs=1e-6)}  # float32 sums: 0.25 up to rounding
+    ]
+
+
+def test_a_hugging_face_dir_as_checkpoint_points_to_init(ck, capsys):
+    assert main(["report", "--checkpoint", str(ck / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"`bertcnn init CK_DIR --backbone {ck / 'hf'}`" in err
+
+
+# -- --plot and --train-steps ------------------------------------------------------------------------
+def test_plot_writes_a_png_per_report(tiny_ck, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="--plot needs the `plot` extra: pip install 'bertcnn[plot]'")
+    png = tmp_path / "taps.png"
+    assert main(["report", "--checkpoint", str(tiny_ck), "--plot", str(png)]) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert f"wrote {png}" in capsys.readouterr().out
+
+
+def test_report_trains_with_both_trainers_and_compares_moments(tiny_ck, tmp_path, capsys):
+    args = ["report", "--checkpoint", str(tiny_ck), "--dtype", "float64", "--train-steps", "3",
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
+    pytest.importorskip("matplotlib", reason="--plot needs the `plot` extra: pip install 'bertcnn[plot]'")
+    png = tmp_path / "p.png"
+    args += ["--plot", str(png)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "PARITY OK" in out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    (train,) = [r for r in doc["results"] if r["check"] == "train"]
+    names = [t["name"] for t in train["taps"]]
+    assert "train/fc.weight" in names and "moments/exp_avg_sq.bert.embeddings.word_embeddings.weight" in names
+    assert not any("pooler" in n for n in names if n.startswith("moments/"))
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -86,3 +86,10 @@ def test_label_names_travel_as_hf_id2label_and_label2id(tiny_config):
 def test_inconsistent_label_names_are_refused(tiny_config, bad):
     with pytest.raises(ValueError, match="Received"):
         BertCnnConfig.from_dict({**tiny_config.to_dict(), **bad})
+
+
+def test_hf_config_keys_are_listed_once():
+    hf = {"_name_or_path": "x", "architectures": ["BertModel"], "hidden_size": 12}
+    with pytest.raises(ValueError, match="Unknown BertCnnConfig keys") as e:
+        BertCnnConfig.from_dict(hf)
+    assert str(e.value).count("_name_or_path") == 1 and str(e.value).endswith("Received: 2 unknown keys")

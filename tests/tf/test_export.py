@@ -1,4 +1,4 @@
-"""SavedModel and LiteRT exports of the Keras build, each in its runtime, vs the PyTorch build.
+"""SavedModel, LiteRT and ONNX (tf2onnx) exports of the Keras build, each in its runtime, vs the PyTorch build.
 
 A SavedModel is held to both of its loaders: `tf.saved_model.load` (eager) and the session
 loader of TF Serving and `saved_model_cli`, which restores `variables/` through the graph's
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 
 from parity.config import BertCnnConfig
 from parity.tolerance import tolerance_for
-from tests.helpers import MINILM_VOCAB, TINY, configs, random_tensors, tiny_checkpoint, worst_gap
+from tests.helpers import MINILM_VOCAB, TINY, configs, onnx_worst_gap, random_tensors, tiny_checkpoint, worst_gap
 
 pytest.importorskip("tensorflow", reason="the tf extra is not installed: pip install 'bertcnn[tf]'")
 pytest.importorskip("torch", reason="the torch extra is not installed (the reference build)")
@@ -57,6 +57,21 @@ def test_litert_matches_torch(config, tmp_path_factory):
     info = export_litert(BertCNN._from_tensors(config, tensors), tmp / "model.tflite")
     assert not [op for op in info["ops"] if op.startswith("Flex")]
     assert worst_gap(config, tensors, LiteRTRunner(tmp / "model.tflite"), tmp) <= BOUND
+
+
+@pytest.mark.slow
+@settings(max_examples=1)
+@given(config=configs(max_layers=1))
+def test_keras_onnx_matches_torch(config, tmp_path_factory):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'bertcnn[onnx]'")
+    pytest.importorskip("tf2onnx", reason="the Keras ONNX path needs tf2onnx: pip install 'bertcnn[tf2onnx]'")
+    from bertcnn_tf import BertCNN
+    from bertcnn_tf.export import export_onnx
+
+    def export(config, tensors, path):
+        export_onnx(BertCNN._from_tensors(config, tensors), path)
+
+    assert onnx_worst_gap(config, tmp_path_factory.mktemp("onnx"), export) <= BOUND
 
 
 def test_litert_refuses_flex_ops(tmp_path, monkeypatch):
