@@ -120,7 +120,7 @@ def test_strict_lists_missing_unexpected_and_misshaped_with_shapes(tmp_path, cap
 def test_strict_refusal_is_one_summary_line_then_the_tensors(tmp_path, capsys):
     from safetensors.numpy import save_file
 
-    config = BertCnnConfig(**TINY, num_labels=2)
+    config = BertCnnConfig(**{**TINY, "num_labels": 2})
     tensors = random_tensors(config)
     save_file({k: v for k, v in tensors.items() if k != "fc.bias"}, str(tmp_path / "w.safetensors"))
     (tmp_path / "c.json").write_text(config.to_json())

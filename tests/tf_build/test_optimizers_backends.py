@@ -1,7 +1,7 @@
 """TorchAdamW under `fit` on Keras' jax and torch backends, float64, against torch.optim.AdamW.
 
 The Keras backend is process-global, so each backend trains in a child
-(`python -m tests.tf.test_optimizers_backends DIR`, KERAS_BACKEND set; JAX with x64 on),
+(`python -m tests.tf_build.test_optimizers_backends DIR`, KERAS_BACKEND set; JAX with x64 on),
 which writes canonical weights, moments and gradient norms to DIR/out.npz.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tf.test_optimizers import HP, compare, torch_reference
+from tests.tf_build.test_optimizers import HP, compare, torch_reference
 
 
 def _keras_in_child(backend: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_ENABLE_X64="1")
     with tempfile.TemporaryDirectory(prefix="bertcnn-opt-") as tmp:
-        proc = subprocess.run([sys.executable, "-m", "tests.tf.test_optimizers_backends", tmp], env=env,
+        proc = subprocess.run([sys.executable, "-m", "tests.tf_build.test_optimizers_backends", tmp], env=env,
                               capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         with np.load(Path(tmp) / "out.npz", allow_pickle=False) as z:
@@ -46,7 +46,7 @@ def test_fit_with_torch_adamw_matches_torch_on_backend(backend):
 
 
 def _child(directory: str) -> None:
-    from tests.tf.test_optimizers import case, keras_run
+    from tests.tf_build.test_optimizers import case, keras_run
 
     arrays, norms, backend = keras_run(*case(), dtype="float64")
     np.savez(Path(directory) / "out.npz", __backend__=np.array(backend), __norms__=norms, **arrays)
