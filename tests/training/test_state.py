@@ -53,6 +53,19 @@ def assert_bit_identical(a, b):
     assert a.metrics == b.metrics and a.state == b.state
 
 
+def assert_the_seed_draws_dropout_and_batches(train, setup, r, whole, framework):
+    """Not vacuous: another seed gives other dropout masks and other batches, so other weights.
+
+    The batches alone would make that so (the seed shuffles too), so also in file order, where the
+    seed draws nothing but the dropout masks: another seed must still end on other weights, or the
+    trainer ran with dropout off (and a bit-identical resume would prove nothing about its masks).
+    """
+    other = train(make_run(setup, r.replace(seed=r.seed + 1), framework))
+    assert other.tensors["fc.weight"].tobytes() != whole.tensors["fc.weight"].tobytes()
+    a, b = (train(make_run(setup, r.replace(shuffle=False, seed=s), framework)) for s in (r.seed, r.seed + 1))
+    assert a.tensors["fc.weight"].tobytes() != b.tensors["fc.weight"].tobytes(), "in file order, seeds end alike"
+
+
 @pytest.fixture(scope="module")
 def setup():
     return tiny_setup(seed=3)
@@ -62,9 +75,7 @@ def test_torch_resume_is_bit_identical_with_dropout_and_shuffling(setup, tmp_pat
     r = recipe("float32", dropout=True, shuffle=True, seed=5)
     whole = torch_train(make_run(setup, r))
     assert_bit_identical(crashed_then_resumed(setup, r, tmp_path, "torch", "torch"), whole)
-    # Not vacuous: another seed gives other dropout masks and batches.
-    other = torch_train(make_run(setup, r.replace(seed=6)))
-    assert other.tensors["fc.weight"].tobytes() != whole.tensors["fc.weight"].tobytes()
+    assert_the_seed_draws_dropout_and_batches(torch_train, setup, r, whole, "torch")
     # What is on disk is the final state, a canonical checkpoint in the training dtype.
     disk = load_snapshot(tmp_path / "run")
     assert disk.state.finished and disk.tensors["fc.weight"].dtype == np.float32
@@ -77,6 +88,7 @@ def test_keras_resume_is_bit_identical_with_dropout_and_shuffling(setup, tmp_pat
     r = recipe("float32", dropout=True, shuffle=True, seed=5)
     whole = keras_train(make_run(setup, r, "keras"))
     assert_bit_identical(crashed_then_resumed(setup, r, tmp_path, "keras", "keras"), whole)
+    assert_the_seed_draws_dropout_and_batches(keras_train, setup, r, whole, "keras")
 
 
 def test_torch_save_resumes_in_keras_within_float64_tolerance(setup, tmp_path):
