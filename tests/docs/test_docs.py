@@ -50,13 +50,15 @@ SKIP: dict[str, dict[str, str]] = {
     "docs/parity.md": {
         "bertcnn report --backend all --grad --train-steps 3 --json r.json --plot taps.png": (
             "minutes (three Keras backends, gradients, training, float32 and float64); each part is tested on the "
-            "tiny config in test_backends.py, test_grad.py, test_training.py, test_report_plot.py"
+            "tiny config in tests/cross/test_backends.py, test_grad.py, test_train.py and tests/commands/test_report.py"
         ),
         "bertcnn report --train-steps 3 --json r.json": (
-            "minutes of MiniLM training in both frameworks, float32 and float64; test_training_report.py runs "
+            "minutes of MiniLM training in both frameworks, float32 and float64; tests/commands/test_report.py runs "
             "`report --train-steps` on the tiny config"
         ),
-        "bertcnn report --device all": "the GPU tiers; without a GPU it is `bertcnn report` again (test_gpu.py)",
+        "bertcnn report --device all": (
+            "the GPU tiers; without a GPU it is `bertcnn report` again (tests/commands/test_builds.py)"
+        ),
     },
     "docs/performance.md": {
         "python benchmarks/predict_throughput.py --repeats 3": BENCHMARK,
@@ -75,13 +77,14 @@ SKIP: dict[str, dict[str, str]] = {
     "docs/distributed.md": {
         "torchrun --standalone --nproc-per-node 2 -m parity train --checkpoint clf --train train.jsonl --out ddp-run "
         "--framework torch --epochs 1 --batch-size 4 --max-length 32": (
-            "torchrun is the venv's console script (not on this runner's PATH); test_distributed_train.py runs the "
-            "same command as `python -m torch.distributed.run` and checks it equals one process"
+            "torchrun is the venv's console script (not on this runner's PATH); "
+            "tests/commands/test_train_distributed.py runs the same command as `python -m torch.distributed.run` "
+            "and checks it equals one process"
         ),
         "KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 bertcnn train --checkpoint clf --train "
         "train.jsonl --out dp-run --framework keras --data-parallel --epochs 1 --batch-size 4 --max-length 32": (
-            "a minute of JAX compilation; test_distributed_train.py runs this command on a tiny config and checks it "
-            "equals one device"
+            "a minute of JAX compilation; tests/commands/test_train_distributed.py runs this command on a tiny "
+            "config and checks it equals one device"
         ),
         "python benchmarks/scaling.py --size minilm --procs 1,2": BENCHMARK,
     },
@@ -95,7 +98,7 @@ SKIP: dict[str, dict[str, str]] = {
     "docs/gpu.md": {
         "KERAS_BACKEND=jax python benchmarks/gpu.py --device cpu --size tiny --corpus-size 24 --batch 4 --seq 32 "
         "--repeats 2 --iters 2 --matmul-n 128 --out gpu-cpu.json": (
-            "test_gpu_benchmark.py runs exactly this (with its MiniLM carry) and checks every key of the JSON"
+            "tests/benchmarks/test_gpu.py runs exactly this (with its MiniLM carry) and checks every key of the JSON"
         ),
         "bash benchmarks/gpu.sh": "needs a CUDA GPU and the carried wheels in .whl/ (one device call)",
     },
