@@ -20,7 +20,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
-# tests/conftest.py's sizes (odd and distinct, so a wrong transpose cannot pass by symmetry): smoke runs.
+# tests/helpers.py's sizes (odd and distinct, so a wrong transpose cannot pass by symmetry): smoke runs.
 TINY = dict(
     vocab_size=99,
     hidden_size=12,

@@ -1,10 +1,222 @@
-"""Helpers the tests import (never import conftest): shared sizes, tensors and the parity runs they check.
+"""What the tests share, importable as `tests.helpers` (never import conftest; fixtures live there).
 
 Sizes are odd and distinct (batch 3, seq 7, hidden 12, heads 3, intermediate 37,
 vocab 99) so a wrong transpose or reshape cannot pass by symmetry.
+
+- sizes, tensors and inputs: `TINY`, `MINILM_VOCAB`, `random_tensors`, `random_inputs`;
+- hypothesis strategies: `configs`, `config_and_inputs`;
+- files: `tiny_checkpoint` (the one tiny canonical checkpoint), `tiny_hf_bert` (a Hugging Face BERT
+  folder), `word_tokenizer`, `write_jsonl`; `Terminal` (a stream that is a tty);
+- models and runs: `seed_model` (the seeds' class), `run_parity`, `worst_gap`, `onnx_worst_gap`;
+- training: `tiny_setup`, `recipe`, `make_run`, `max_diff`.
 """
 
 from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from hypothesis import strategies as st
+
+from parity.config import BertCnnConfig
+from parity.inputs import random_batch
+from parity.layout import rows
+
+TINY = dict(
+    vocab_size=99,
+    hidden_size=12,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=37,
+    max_position_embeddings=23,
+    type_vocab_size=2,
+    kernel_sizes=(2, 3, 5),
+    num_filters=5,
+    num_labels=3,
+)
+# The tiny model over MiniLM's vocabulary, so the embedded tokenizer's ids fit: real texts, tiny weights.
+MINILM_VOCAB = dict(TINY, vocab_size=30522, max_position_embeddings=40)
+
+
+def random_tensors(config: BertCnnConfig, seed: int = 0, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Canonical tensors with distinct random values: any mix-up changes the output."""
+    rng = np.random.default_rng(seed)
+    return {r.torch_name: (rng.standard_normal(r.torch_shape) * 0.2).astype(dtype) for r in rows(config)}
+
+
+random_inputs = random_batch  # right-padded ids/mask/token types for given real lengths
+
+
+# -- hypothesis strategies ---------------------------------------------------------------------
+@st.composite
+def configs(draw, max_layers: int = 2) -> BertCnnConfig:
+    """Small random configs: heads divide hidden, kernel widths include 1 and even widths."""
+    heads = draw(st.integers(1, 3))
+    head_dim = draw(st.integers(1, 5))
+    kernels = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3, unique=True))
+    return BertCnnConfig(
+        vocab_size=draw(st.integers(5, 60)),
+        hidden_size=heads * head_dim,
+        num_hidden_layers=draw(st.integers(1, max_layers)),
+        num_attention_heads=heads,
+        intermediate_size=draw(st.integers(1, 19)),
+        max_position_embeddings=draw(st.integers(8, 16)),
+        type_vocab_size=draw(st.integers(1, 3)),
+        hidden_act=draw(st.sampled_from(["gelu", "relu", "gelu_new"])),
+        kernel_sizes=tuple(kernels),
+        num_filters=draw(st.integers(1, 6)),
+        num_labels=draw(st.integers(1, 4)),
+        head_hidden_size=draw(st.one_of(st.none(), st.integers(1, 6))),
+        mask_padding=draw(st.booleans()),
+    )
+
+
+@st.composite
+def config_and_inputs(draw, max_layers: int = 2):
+    """A config and a batch for it: lengths 1..max_pos, some rows padded, token types."""
+    config = draw(configs(max_layers=max_layers))
+    batch = draw(st.integers(1, 4))
+    lengths = draw(st.lists(st.integers(1, config.max_position_embeddings), min_size=batch, max_size=batch))
+    return config, random_inputs(config, lengths, seed=draw(st.integers(0, 2**16)))
+
+
+# -- files -------------------------------------------------------------------------------------
+def word_tokenizer(words):
+    """A word-level `tokenizers.Tokenizer`: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, then `words`; `[CLS] text [SEP]`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    special = [("[CLS]", 2), ("[SEP]", 3)]
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=special)
+    return tok
+
+
+def tiny_checkpoint(
+    directory: str | os.PathLike,
+    config: BertCnnConfig | None = None,
+    *,
+    seed: int = 0,
+    dtype=np.float32,
+    tokenizer=None,
+) -> Path:
+    """The one way the tests make a tiny canonical checkpoint: `config` (default `TINY`) with
+    `random_tensors(config, seed, dtype)`, saved by `save_checkpoint`; returns the directory.
+
+    `tokenizer`: None (no tokenizer); "words" (a word-level tokenizer over the whole vocabulary,
+    `w4` ... `w{vocab_size - 1}`, the words `write_jsonl` writes); a folder to copy one from (the
+    embedded MiniLM's, say: then the vocabulary must be `MINILM_VOCAB`'s); or a `tokenizers.Tokenizer`.
+    """
+    from parity.io.checkpoint import save_checkpoint
+
+    config = BertCnnConfig(**TINY) if config is None else config
+    tensors = random_tensors(config, seed=seed, dtype=dtype)
+    folder = tokenizer if isinstance(tokenizer, (str, os.PathLike)) and tokenizer != "words" else None
+    directory = save_checkpoint(directory, config, tensors, tokenizer_from=folder)
+    if tokenizer == "words":
+        tokenizer = word_tokenizer([f"w{i}" for i in range(4, config.vocab_size)])
+    if tokenizer is not None and folder is None:
+        tokenizer.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+def write_jsonl(path, rows: int, seed: int = 0, max_words: int = 25) -> None:
+    """`rows` lines of random words (`w4` ... `w98`) with labels neg/mid/pos; some longer than 20 tokens."""
+    rng = np.random.default_rng(seed)
+    names = ("neg", "mid", "pos")
+    lines = []
+    for _ in range(rows):
+        words = " ".join(f"w{i}" for i in rng.integers(4, 99, size=rng.integers(1, max_words)))
+        lines.append(json.dumps({"text": words, "label": names[rng.integers(0, 3)]}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+WORDS = ["call", "me", "ishmael", "hi", "it", "was", "the", "best", "of", "times", "worst", "age", "wisdom",
+         "happy", "families", "are", "alike"]  # fmt: skip
+
+
+def tiny_wordpiece_tokenizer(directory: Path, vocab_size: int = TINY["vocab_size"]) -> None:
+    """A BERT WordPiece tokenizer (tokenizer.json and vocab.txt) of `vocab_size` entries in `directory`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *WORDS]
+    vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz")
+    vocab = list(dict.fromkeys(vocab))[:vocab_size]
+    vocab += [f"[unused{i}]" for i in range(vocab_size - len(vocab))]
+    ids = {t: i for i, t in enumerate(vocab)}
+    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.BertProcessing(("[SEP]", ids["[SEP]"]), ("[CLS]", ids["[CLS]"]))
+    tok.decoder = decoders.WordPiece()
+    tok.save(str(directory / "tokenizer.json"))
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+
+
+def tiny_hf_bert(directory: Path, *, classifier: bool = False, seed: int = 0) -> BertCnnConfig:
+    """A Hugging Face BERT folder (config.json, model.safetensors, tokenizer), as `save_pretrained` lays a
+    BertModel out (names without `bert.`), written with `tokenizers` and `safetensors` only, so tests of
+    `--backbone` run in seconds. Returns the head-less config it implies."""
+    from safetensors.numpy import save_file
+
+    config = BertCnnConfig(**TINY)
+    directory.mkdir(parents=True, exist_ok=True)
+    bert = {k.removeprefix("bert."): v for k, v in random_tensors(config, seed).items() if k.startswith("bert.")}
+    if classifier:
+        bert["classifier.weight"] = np.zeros((2, config.hidden_size), np.float32)
+    save_file(bert, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    hf = {"model_type": "bert", "architectures": ["BertModel"], "_name_or_path": "tiny", **config.to_hf_dict()}
+    (directory / "config.json").write_text(json.dumps(hf, indent=2), encoding="utf-8")
+    tiny_wordpiece_tokenizer(directory)
+    return config
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal (progress bars draw only on one)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+# -- models and runs ---------------------------------------------------------------------------
+def seed_model(config: BertCnnConfig):
+    """The seeds' class for `config`'s sizes: seed 003, example 1, verbatim but for `BertModel(config)` in place of
+    a hub download. `forward(..., view_instead_of_permute=True)` is seed 000, example 3's mistake."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    class SeedBertCNN(torch.nn.Module):
+        def __init__(self, bert_config, hidden_size, num_filters, kernel_sizes, output_size):
+            super().__init__()
+            self.bert = BertModel(bert_config)
+            self.convs = torch.nn.ModuleList(
+                [
+                    torch.nn.Conv1d(in_channels=hidden_size, out_channels=num_filters, kernel_size=k)
+                    for k in kernel_sizes
+                ]
+            )
+            self.dropout = torch.nn.Dropout(0.5)
+            self.fc = torch.nn.Linear(len(kernel_sizes) * num_filters, output_size)
+
+        def forward(self, input_ids, attention_mask, view_instead_of_permute=False):
+            outputs = self.bert(input_ids=input_ids, attention_mask=attention_mask)
+            embeddings = outputs.last_hidden_state
+            if view_instead_of_permute:  # seed 000, example 3
+                n, length, c = embeddings.shape
+                embeddings = embeddings.view(n, c, length)
+            else:
+                embeddings = embeddings.permute(0, 2, 1)
+            conved = [torch.relu(conv(embeddings)) for conv in self.convs]
+            pooled = [torch.max(c, dim=2)[0] for c in conved]
+            combined = self.dropout(torch.cat(pooled, dim=1))
+            return self.fc(combined)
+
+    bert_config = BertConfig(**config.to_hf_dict())
+    return SeedBertCNN(bert_config, config.hidden_size, config.num_filters, config.kernel_sizes, config.num_labels)
 
 
 def run_parity(w, *, dtype: str = "float32", keras_w=None):
@@ -22,3 +234,65 @@ def run_parity(w, *, dtype: str = "float32", keras_w=None):
     backend = current_backend()
     ((candidate, meta),) = keras_side(backend, [task], kw.config, kw.tensors, w.inputs)
     return judge(compare_task(task, taps(w.config, w.tensors, w.inputs, dtype), candidate, w, backend), meta)
+
+
+def worst_gap(config, tensors, runner, tmp_path) -> float:
+    """An export's runner on every artifact-check case vs the PyTorch build: the worst logits gap."""
+    from bertcnn_torch.runtime import logits as torch_logits
+    from parity.serving.check import check_cases
+
+    cases = [b for _, b in check_cases(config, tmp_path)]
+    worst = 0.0
+    for batch, ref in zip(cases, torch_logits(config, tensors, cases), strict=True):
+        got = runner(batch)
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def onnx_worst_gap(config, tmp_path, export) -> float:
+    """Export `config` with random weights, run every check case in onnxruntime, return the worst logits gap."""
+    from parity.serving.runners import OnnxRunner
+
+    tensors = random_tensors(config, seed=3)
+    path = tmp_path / "model.onnx"
+    export(config, tensors, path)
+    runner = OnnxRunner(path)
+    return worst_gap(config, tensors, runner, tmp_path)
+
+
+# -- training: a tiny model, a few dozen rows, a recipe that warms up, decays and clips -------
+ROWS = 29  # odd: the last batch of each epoch is partial
+
+
+def tiny_setup(seed: int = 0):
+    """(config, canonical tensors, encoded rows, labels): 29 rows of 1..19 random ids."""
+    config = BertCnnConfig(**TINY, head_hidden_size=7)
+    rng = np.random.default_rng(seed)
+    encoded = [(rng.integers(1, config.vocab_size, size=n), rng.integers(0, 2, size=n))
+               for n in rng.integers(1, 20, size=ROWS)]  # fmt: skip
+    labels = rng.integers(0, config.num_labels, size=ROWS).astype(np.int64)
+    return config, random_tensors(config, seed=seed + 1), encoded, labels
+
+
+def recipe(dtype: str = "float64", **changes):
+    """2 epochs x 8 updates: warmup 3, linear decay, clipping at 0.5 (norms 0.27..0.96: some clipped)."""
+    from parity.training import TrainingRecipe
+
+    base = dict(epochs=2, batch_size=4, lr=1e-2, warmup_steps=3, max_grad_norm=0.5, dtype=dtype, dropout=False)
+    return TrainingRecipe(**{**base, **changes})
+
+
+def make_run(setup, r, framework: str = "torch", **kwargs):
+    """A `Run` of `r` from `setup`'s weights, in `framework` (torch or keras)."""
+    from parity.training.loop import Run
+    from parity.training.parity import start
+
+    config, tensors, encoded, labels = setup
+    return Run(start(config, tensors, r, len(labels), framework), encoded, labels, **kwargs)
+
+
+def max_diff(a: dict, b: dict) -> tuple[float, str]:
+    """The largest absolute difference over same-named arrays, and its name."""
+    assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
+    return max((float(np.abs(a[k] - b[k]).max()), k) for k in a)

@@ -43,7 +43,7 @@ def run(cache: Path, *argv: str, code: str | None = None) -> subprocess.Complete
 
 @pytest.fixture
 def cached(tmp_path):
-    from tests.tiny_hf import tiny_hf_bert
+    from tests.helpers import tiny_hf_bert
 
     tiny_hf_bert(tmp_path / "hf")
     return hub_cache(tmp_path / "cache", "acme/tiny-bert", tmp_path / "hf", refs={"main": COMMIT, "v1": TAGGED})

@@ -37,9 +37,9 @@ def test_reading_a_keras_file_starts_no_framework(tmp_path):
     """`predict --framework torch` on a .keras file: the reader itself imports neither Keras nor TensorFlow."""
     from parity.commands import builds
     from parity.commands.port import port
-    from tests.train_helpers import tiny_checkpoint
+    from tests.helpers import tiny_checkpoint
 
-    tiny_checkpoint(tmp_path / "ck")
+    tiny_checkpoint(tmp_path / "ck", tokenizer="words")
     port(tmp_path / "ck", tmp_path / "m.keras")
     port(tmp_path / "ck", tmp_path / "m.weights.h5")
     assert builds  # the writer above ran the Keras probe in this process; the reader below runs in a fresh one

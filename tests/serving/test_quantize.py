@@ -8,7 +8,7 @@ import pytest
 
 from parity.commands import main
 from parity.tolerance import tolerance_for
-from tests.train_helpers import tiny_checkpoint
+from tests.helpers import tiny_checkpoint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -17,7 +17,7 @@ pytest.importorskip("onnxscript")
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("q8")
-    tiny_checkpoint(root / "ck")
+    tiny_checkpoint(root / "ck", tokenizer="words")
     assert (
         main(["export", "--checkpoint", str(root / "ck"), "--format", "onnx", "--quantize", "int8", str(root / "q8")])
         == 0
