@@ -59,9 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--backbone",
-        metavar="HF_BERT_DIR",
-        help="the Hugging Face BERT the source was fine-tuned from: its config.json gives the BERT sizes, the head is "
-        "read off the tensors, and its tokenizer is carried into a checkpoint directory",
+        metavar="HF_BERT",
+        help="the Hugging Face BERT the source was fine-tuned from (a directory or a hub id): its config.json gives "
+        "the BERT sizes, the head is read off the tensors, and its tokenizer is carried into a checkpoint directory",
     )
     p.add_argument(
         "--mask-padding",
