@@ -127,11 +127,12 @@ def is_chatter(line: str) -> bool:
 
 @contextlib.contextmanager
 def native_quiet() -> Iterator[None]:
-    """While the block runs, stderr (the file descriptor) goes to a temp file; then its lines that are not
-    framework chatter (`CHATTER`) are written to stderr, in order. A stderr without a descriptor is left alone."""
+    """While the block runs, file descriptor 2 (where native code writes) goes to a temp file; then its lines
+    that are not framework chatter (`CHATTER`) are written back to it, in order. No descriptor 2: left alone."""
+    fd = 2
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
+        os.fstat(fd)
+    except OSError:
         yield
         return
     sys.stderr.flush()
