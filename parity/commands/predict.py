@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sys
 
 import numpy as np
 
-from parity.batching import Counts, predict_stream, windows
+from parity.batching import WINDOW, Counts, predict_stream, windows
 from parity.commands.common import (
     SOURCE_HELP,
     add_checkpoint,
@@ -96,22 +97,28 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     model = open_model(args.checkpoint, args.framework, config=args.config, threads=args.threads, taps=bool(args.taps))
     tokenizer = model.tokenizer(args.tokenizer, args.max_length)
-    runs = windows(texts, size=max(4096, 8 * args.batch_size), ready=texts.ready)
-    first = next(runs, None)  # standard input: the first text (or its end) before the model is built
+    runs = windows(texts, size=max(WINDOW, 8 * args.batch_size), ready=texts.ready)
+    first = next(runs)  # standard input: its first texts (or its end, refused if empty) before the model is built
     forward = model.forward()
     counts = Counts()
     # Progress only for people watching: never into pipes or logs, never on stdout.
     shown = bool(args.file) and not args.no_progress and watching()
-    names = model.config.labels
     try:
         with bar(texts.total, unit="text", enabled=shown) as progress:
-            for done, logits in predict_stream(
-                forward, tokenizer, _chain(first, runs), batch_size=args.batch_size, max_tokens=args.max_tokens,
-                progress=lambda n: progress.update(n - progress.n), counts=counts,
-            ):  # fmt: skip
-                sys.stdout.write("".join(output_line(t, z, names, as_json=args.json) for t, z in
-                                         zip(done, logits, strict=True)))  # fmt: skip
-                sys.stdout.flush()
+            results = predict_stream(
+                forward,
+                tokenizer,
+                itertools.chain([first], runs),
+                batch_size=args.batch_size,
+                max_tokens=args.max_tokens,
+                progress=lambda n: progress.update(n - progress.n),
+                counts=counts,
+            )
+            names = model.config.labels
+            for done, logits in results:
+                lines = (output_line(t, z, names, as_json=args.json) for t, z in zip(done, logits, strict=True))
+                sys.stdout.write("".join(lines))
+                sys.stdout.flush()  # a window's results as soon as they exist
     except BrokenPipeError:
         _stdout_gone()  # the reader stopped reading (`| head`): stop too, quietly
         return 0
@@ -120,12 +127,6 @@ def run(args: argparse.Namespace) -> int:
     if args.taps:
         _save_taps(args, forward, tokenizer)
     return 0
-
-
-def _chain(first, runs):
-    if first is not None:
-        yield first
-    yield from runs
 
 
 def _stdout_gone() -> None:
