@@ -25,7 +25,7 @@ from parity.commands.common import (
     add_source_options,
     positive,
 )
-from parity.commands.loading import EXPORT_SOURCE, add_max_length, check_source, open_model
+from parity.commands.loading import EXPORT_NOTE, EXPORT_SOURCE, add_max_length, check_source, open_model
 from parity.progress import counter
 from parity.training.data import FORMATS, read_labelled
 from parity.training.metrics import evaluate_logits
@@ -48,11 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"labelled data, as `bertcnn train --eval` takes: {', '.join(FORMATS)} (JSON lines with text and label; "
         "CSV/TSV with a header row)",
     )
-    add_framework(
-        p,
-        required=False,
-        extra="; not needed for an export directory (`bertcnn export`), which runs in its own runtime",
-    )
+    add_framework(p, required=False, extra=EXPORT_NOTE)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--batch-size", type=positive, default=32, metavar="N", help="most texts per batch (default: 32)")
     add_max_length(p)
@@ -100,17 +96,23 @@ def evaluate(
     if progress is not None:
         progress = progress(len(data))
     step = None if progress is None else (lambda done: progress(done, len(data)))
-    # A window at a time, as predict: only the logits of the whole file are kept, never its tokens.
-    logits, counts, at = None, Counts(), 0
-    for run, z in predict_stream(forward, tok, windows(data.texts), batch_size=batch_size, progress=step,
-                                 counts=counts):  # fmt: skip
-        if logits is None:
-            logits = np.empty((len(data), *z.shape[1:]), dtype=z.dtype)
-        logits[at : at + len(run)] = z
-        at += len(run)
+    counts = Counts()
+    results = predict_stream(forward, tok, windows(data.texts), batch_size=batch_size, progress=step, counts=counts)
+    logits = _logits(results, len(data))
     result = evaluate_logits(logits, data.labels, cfg.labels)
     result.update(truncated=int(counts.truncated), max_length=tok.max_length)
     return result
+
+
+def _logits(results, total: int) -> np.ndarray:
+    """(total, num_labels) logits from `predict_stream`'s windows: the only per-text array kept (no tokens)."""
+    out, at = None, 0
+    for run, z in results:
+        if out is None:
+            out = np.empty((total, *z.shape[1:]), dtype=z.dtype)
+        out[at : at + len(run)] = z
+        at += len(run)
+    return out
 
 
 def format_table(r: dict) -> str:

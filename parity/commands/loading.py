@@ -49,6 +49,7 @@ MAX_LENGTH_RULE = (
     "the training run's max_length (its recipe.json) when CK is a training directory (`bertcnn train --out`), "
     "else the model's position table (max_position_embeddings)"
 )
+EXPORT_NOTE = "; not needed for an export directory (`bertcnn export`), which runs in its own runtime"
 EXPORT_SOURCE = ", or an export directory (`bertcnn export`), run in its own runtime"
 FROM_RECIPE = "the training run's max_length, recipe.json"
 

@@ -26,7 +26,7 @@ from parity.commands.common import (
     add_source_options,
     positive,
 )
-from parity.commands.loading import EXPORT_SOURCE, add_max_length, check_source, open_model
+from parity.commands.loading import EXPORT_NOTE, EXPORT_SOURCE, add_max_length, check_source, open_model
 from parity.io.files import staged_file
 from parity.io.outputs import FILE, check_output
 from parity.io.texts import Texts
@@ -42,7 +42,6 @@ OUTPUT_HELP = (
     "a bad line of standard input stops the run there, exit 2, after the results before it). "
     "A text longer than --max-length tokens is cut; how many were is said on stderr at the end."
 )
-EXPORT_NOTE = "; not needed for an export directory (`bertcnn export`), which runs in its own runtime"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
