@@ -114,7 +114,7 @@ class Harness:
         return [*base, *self.recipe_args(epochs), *extra, "--json"]
 
     def evaluate(self, checkpoint: Path, framework: str) -> dict:
-        cmd = [self.py, "-m", "parity", "evaluate", "--checkpoint", str(checkpoint), "--file", str(self.test_file)]
+        cmd = [self.py, "-m", "parity", "evaluate", "--checkpoint", str(checkpoint), "--eval", str(self.test_file)]
         out, wall = self.run([*cmd, "--framework", framework, "--json"], f"evaluate {checkpoint.name} ({framework})")
         result = self.parse_json(out, "bertcnn evaluate --json")
         return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "wall_s": wall}

@@ -5,11 +5,17 @@ sorting by length (less padding, less work) changes nothing but the speed. Texts
 tokenised once; batches are neighbours in length order, capped by a row count and
 optionally by a token budget (rows x padded width), so long texts come in small
 batches and short ones in large ones.
+
+A stream of texts (a file, a pipe) is predicted a window at a time (`windows`,
+`predict_stream`): a few thousand texts are tokenised and length-sorted together, and
+their logits handed back in input order before the next window is read, so memory does
+not grow with the input and results come while it is still being read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -99,3 +105,77 @@ def predict_encoded(
         if progress is not None:
             progress(done, len(encoded))
     return out
+
+
+WINDOW = 4096  # texts tokenised and length-sorted together: batches as full and as even as whole-file sorting
+WINDOW_CHARS = 1 << 22  # ... or fewer, once they hold this many characters (a file of very long lines)
+
+
+def windows(
+    texts: Iterable[str],
+    *,
+    size: int = WINDOW,
+    chars: int = WINDOW_CHARS,
+    ready: Callable[[], bool] | None = None,
+) -> Iterator[list[str]]:
+    """Consecutive runs of `texts`, in order: each at most `size` texts or about `chars` characters.
+
+    With `ready` (e.g. `parity.io.texts.Texts.ready`), a run also ends when the next text
+    is not there yet, so a pipe's results come out while it is still open.
+    """
+    if size < 1 or chars < 1:
+        raise ValueError(f"window size and chars must be >= 1. Received: size={size}, chars={chars}")
+    window: list[str] = []
+    held = 0
+    for text in texts:
+        window.append(text)
+        held += len(text)
+        if len(window) >= size or held >= chars or (ready is not None and not ready()):
+            yield window
+            window, held = [], 0
+    if window:
+        yield window
+
+
+@dataclass
+class Counts:
+    """What a stream has been through so far: texts predicted, and how many of them were truncated."""
+
+    texts: int = 0
+    truncated: int = 0
+
+
+def predict_stream(
+    forward: Forward,
+    tokenizer: Tokenizer,
+    runs: Iterable[Sequence[str]],
+    *,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    pad_multiple: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    counts: Counts | None = None,
+) -> Iterator[tuple[Sequence[str], np.ndarray]]:
+    """(texts, logits in their order) per run of `runs` (see `windows`), one run in memory at a time.
+
+    `counts` is updated as runs go by; `progress(done)` is called after each batch with the
+    number of texts done so far over all runs.
+    """
+    counts = Counts() if counts is None else counts
+    for run in runs:
+        encoded, truncated = tokenizer.encode_counted(list(run))
+        base = counts.texts
+        step = None if progress is None else (lambda done, _total, base=base: progress(base + done))
+        logits = predict_encoded(
+            forward,
+            tokenizer,
+            encoded,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            pad_multiple=pad_multiple,
+            progress=step,
+        )
+        del encoded
+        counts.texts += len(run)
+        counts.truncated += truncated
+        yield run, logits

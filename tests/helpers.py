@@ -296,3 +296,37 @@ def max_diff(a: dict, b: dict) -> tuple[float, str]:
     """The largest absolute difference over same-named arrays, and its name."""
     assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
     return max((float(np.abs(a[k] - b[k]).max()), k) for k in a)
+
+
+# -- children and real text ---------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def minilm_vocab_checkpoint(directory: Path, tokenizer_from, *, seed: int = 1, **changes) -> Path:
+    """A tiny model over MiniLM's vocabulary with its tokenizer (`MINILM_VOCAB`): real text in under a second."""
+    return tiny_checkpoint(directory, BertCnnConfig(**{**MINILM_VOCAB, **changes}), seed=seed, tokenizer=tokenizer_from)
+
+
+def sentences(n: int) -> list[str]:
+    """`n` real sentences (Python's own reference, benchmarks/corpus.py), repeated when more are asked for."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bertcnn_bench_corpus", REPO / "benchmarks" / "corpus.py")
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    pool = corpus.sentences(min(n, corpus.SIZE))
+    return [pool[i % len(pool)] for i in range(n)]
+
+
+def child_env() -> dict[str, str]:
+    """This checkout's code in a child (`python -m parity`), offline, one thread."""
+    return dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+
+
+def bertcnn(*argv: str, stdin=None, timeout: float = 300):
+    """`bertcnn ARGV` in a child; stdout and stderr as text."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "parity", *argv], stdin=stdin, capture_output=True, text=True,
+                          timeout=timeout, env=child_env(), cwd=REPO, check=False)  # fmt: skip

@@ -13,17 +13,24 @@ import argparse
 import json
 import sys
 
-from parity.batching import predict_encoded
+import numpy as np
+
+from parity.batching import Counts, predict_stream, windows
 from parity.commands.builds import FRAMEWORKS
-from parity.commands.common import positive
-from parity.commands.loading import open_model
+from parity.commands.common import (
+    SOURCE_HELP,
+    add_checkpoint,
+    add_framework,
+    add_run_options,
+    add_source_options,
+    positive,
+)
+from parity.commands.loading import EXPORT_NOTE, EXPORT_SOURCE, add_max_length, check_source, open_model
 from parity.progress import counter
 from parity.training.data import FORMATS, read_labelled
 from parity.training.metrics import evaluate_logits
 
 __all__ = ["add_arguments", "evaluate", "format_table", "run"]
-
-DEFAULT_MAX_LENGTH = 128  # the training recipe's default: evaluate what the model was trained to see
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,40 +40,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "predictions), mean cross-entropy loss, and how many texts were truncated. With --json, one object: "
         "accuracy, macro_f1, loss, per_label, confusion_matrix, labels, num_examples, truncated, max_length."
     )
+    add_checkpoint(p, what=SOURCE_HELP + EXPORT_SOURCE)
     p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="checkpoint directory, or a weight file as `bertcnn predict` takes (with --config/--tokenizer)",
-    )
-    p.add_argument(
-        "--file",
+        "--eval",
         required=True,
         metavar="FILE",
-        help=f"labelled data: {', '.join(FORMATS)} (JSON lines with text and label; CSV/TSV with a header row)",
+        help=f"labelled data, as `bertcnn train --eval` takes: {', '.join(FORMATS)} (JSON lines with text and label; "
+        "CSV/TSV with a header row)",
     )
-    p.add_argument(
-        "--framework",
-        choices=FRAMEWORKS,
-        help="which build runs the model (torch or keras); not needed for an export directory (`bertcnn export`), "
-        "which runs in its own runtime",
-    )
+    add_framework(p, required=False, extra=EXPORT_NOTE)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--batch-size", type=positive, default=32, metavar="N", help="most texts per batch (default: 32)")
-    p.add_argument(
-        "--max-length",
-        type=positive,
-        default=None,
-        metavar="N",
-        help=f"truncate texts to N tokens (default: {DEFAULT_MAX_LENGTH}, as training, or the position table "
-        "if smaller)",
-    )
+    add_max_length(p)
     p.add_argument("--text-column", default="text", metavar="NAME", help="CSV/TSV/JSON text field (default: text)")
     p.add_argument("--label-column", default="label", metavar="NAME", help="CSV/TSV/JSON label field (default: label)")
-    p.add_argument("--config", metavar="FILE", help="config.json for weight files that carry none (.pt, .weights.h5)")
-    p.add_argument("--tokenizer", metavar="DIR", help="folder with tokenizer.json for weight files that carry none")
-    p.add_argument("--threads", type=positive, default=None, metavar="N", help="intra-op threads (default: all)")
-    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr even on a terminal")
+    add_source_options(p)
+    add_run_options(p)
 
 
 def evaluate(
@@ -86,28 +75,44 @@ def evaluate(
     """The metrics dict `bertcnn evaluate --json` prints."""
     if framework is not None and framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {list(FRAMEWORKS)}. Received: {framework!r}")
-    model = open_model(checkpoint, framework, config=config, threads=threads)
+    check_source("evaluate", checkpoint, framework)
+    model = open_model(checkpoint, framework, config=config, threads=threads, command="evaluate")
     cfg = model.config
     # The file is read (and every bad row refused) before the slow framework import and model build.
     data = read_labelled(
         file, num_labels=cfg.num_labels, label_names=cfg.label_names, text_column=text_column, label_column=label_column
     )
     if data.named and cfg.label_names is None:
+        names = ",".join(data.label_names)
         raise ValueError(
             f"{file} labels its rows by name ({', '.join(data.label_names)}) but the checkpoint names no labels, "
-            "so names cannot be matched to its ids; use integer ids in the file, or a checkpoint with names "
-            f"(`bertcnn init DIR --labels ...`, or one trained on named data). Received: {list(data.label_names)!r}"
+            "so names cannot be matched to its ids; use integer ids in the file, or give the checkpoint its class "
+            f"names in id order: `bertcnn port {checkpoint} NEW_CK --labels {names}` writes the same weights "
+            f"with those names (`bertcnn init --labels` would start a new, untrained head). "
+            f"Received: {list(data.label_names)!r}"
         )
-    default_length = min(DEFAULT_MAX_LENGTH, cfg.max_position_embeddings)
-    tok = model.tokenizer(tokenizer, max_length or default_length)
+    tok = model.tokenizer(tokenizer, max_length)
     forward = model.forward()
-    encoded, truncated = tok.encode_counted(list(data.texts))
     if progress is not None:
-        progress = progress(len(encoded))
-    logits = predict_encoded(forward, tok, encoded, batch_size=batch_size, progress=progress)
+        progress = progress(len(data))
+    step = None if progress is None else (lambda done: progress(done, len(data)))
+    counts = Counts()
+    results = predict_stream(forward, tok, windows(data.texts), batch_size=batch_size, progress=step, counts=counts)
+    logits = _logits(results, len(data))
     result = evaluate_logits(logits, data.labels, cfg.labels)
-    result.update(truncated=int(truncated), max_length=tok.max_length)
+    result.update(truncated=int(counts.truncated), max_length=tok.max_length)
     return result
+
+
+def _logits(results, total: int) -> np.ndarray:
+    """(total, num_labels) logits from `predict_stream`'s windows: the only per-text array kept (no tokens)."""
+    out, at = None, 0
+    for run, z in results:
+        if out is None:
+            out = np.empty((total, *z.shape[1:]), dtype=z.dtype)
+        out[at : at + len(run)] = z
+        at += len(run)
+    return out
 
 
 def format_table(r: dict) -> str:
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate(
         args.framework,
         args.checkpoint,
-        args.file,
+        args.eval,
         batch_size=args.batch_size,
         max_length=args.max_length,
         text_column=args.text_column,

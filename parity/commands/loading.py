@@ -3,9 +3,15 @@
 `predict` and `evaluate` open their model here, so both take the same sources with the
 same messages: a checkpoint directory or weight file (through the one reader,
 `parity.io.read_weights`) run by `--framework torch|keras`, or an export directory
-(`bertcnn export`) run in its own runtime. Opening reads and checks the weights; the
-slow part (importing the framework, building the model) waits for `forward()`, so a
-command can refuse a bad data file first.
+(`bertcnn export`) run in its own runtime. `check_source` refuses, before any work, a
+run that lacks `--framework` or a package it would import. Opening reads and checks the
+weights; the slow part (importing the framework, building the model) waits for
+`forward()`, so a command can refuse a bad data file first. One rule gives the default
+`--max-length` of both commands (`default_max_length`).
+
+Framework start-up lines that native code writes straight to the stderr file descriptor are
+kept from the user around the model's open, build and first call (`parity.stderr`); any
+other line is passed on.
 """
 
 from __future__ import annotations
@@ -17,15 +23,93 @@ from pathlib import Path
 
 import numpy as np
 
+from parity import tokenize
 from parity.commands import builds
+from parity.commands.common import positive, require, source_needs
 from parity.config import BertCnnConfig
+from parity.io.files import read_json
 from parity.io.reader import read_weights
 from parity.serving import export_forward, is_export
+from parity.serving.manifest import read_manifest
+from parity.serving.runners import EXTRAS, RUNTIMES
+from parity.stderr import quiet_native_stderr
 from parity.tokenize import Tokenizer, load_tokenizer
+from parity.training.recipe import TrainingRecipe
+from parity.training.state import RECIPE_NAME
 
 Forward = Callable[..., np.ndarray]
 
+MAX_LENGTH_RULE = (
+    "the training run's max_length (its recipe.json) when CK is a training directory (`bertcnn train --out`), "
+    "else the model's position table (max_position_embeddings)"
+)
+EXPORT_NOTE = "; not needed for an export directory (`bertcnn export`), which runs in its own runtime"
+EXPORT_SOURCE = ", or an export directory (`bertcnn export`), run in its own runtime"
+FROM_RECIPE = "the training run's max_length, recipe.json"
 
+
+def add_max_length(p) -> None:
+    """--max-length, with the one default rule of `predict` and `evaluate`."""
+    p.add_argument(
+        "--max-length",
+        type=positive,
+        default=None,
+        metavar="N",
+        help=f"truncate texts to N tokens, keeping [CLS] and [SEP] (default: {MAX_LENGTH_RULE})",
+    )
+
+
+def default_max_length(checkpoint: str, config: BertCnnConfig) -> tuple[int, bool]:
+    """(tokens per text when --max-length is not given, whether the training run's recipe said so)."""
+    recipe = Path(checkpoint) / RECIPE_NAME
+    if Path(checkpoint).is_dir() and recipe.is_file():
+        raw = read_json(recipe, what="a training recipe (recipe.json, written by `bertcnn train`)")
+        try:
+            n = TrainingRecipe.from_dict(raw).max_length
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{recipe}: {str(e).splitlines()[0]}") from None
+        if n <= config.max_position_embeddings:
+            return n, True
+    return config.max_position_embeddings, False
+
+
+def _runtime_needs(checkpoint: str, why: str) -> list[tuple[str, str, str]]:
+    fmt = read_manifest(checkpoint).format
+    module = RUNTIMES[fmt].replace("-", "_")  # the distribution's import name: ai-edge-litert -> ai_edge_litert
+    return [(module, why or f"running a {fmt} export", EXTRAS[fmt].removeprefix("bertcnn[").removesuffix("]"))]
+
+
+def check_source(command: str, checkpoint: str, framework: str | None) -> None:
+    """Before any work: --framework for a checkpoint, and every package the run would import (exit 2 if not)."""
+    if is_export(checkpoint):
+        require(command, _runtime_needs(checkpoint, f"running the {read_manifest(checkpoint).format} export"))
+        return
+    if framework is None:
+        raise ValueError(
+            "--framework torch|keras is required for a checkpoint (only an export directory runs without one). "
+            f"Received: {checkpoint!r}"
+        )
+    needs = builds.needs(framework, f"--framework {framework}")
+    name = Path(checkpoint).name
+    needs += source_needs(checkpoint, f"reading {name}")
+    require(command, needs)
+
+
+def quiet_first_call(forward: Forward) -> Forward:
+    """`forward`, its first call with framework chatter muted (a runtime may announce itself on its first run)."""
+    first = [True]
+
+    def call(*args, **kwargs):
+        if not first[0]:
+            return forward(*args, **kwargs)
+        first[0] = False
+        with quiet_native_stderr():
+            return forward(*args, **kwargs)
+
+    return call
+
+
+# -- opening -------------------------------------------------------------------------------------
 @dataclass
 class Opened:
     """A model's config and tokenizer, and how to get its forward (slow: builds the model)."""
@@ -35,32 +119,40 @@ class Opened:
     source: str
     forward: Callable[[], Forward]
     export: bool = False
+    from_recipe: bool = False  # the tokenizer's max_length is the training run's (see `default_max_length`)
 
     def tokenizer(self, tokenizer: str | None, max_length: int | None) -> Tokenizer:
+        """The tokenizer at `max_length`, or by the one default rule (`MAX_LENGTH_RULE`)."""
+        self.from_recipe = False
+        if max_length is None:
+            max_length, self.from_recipe = default_max_length(self.source, self.config)
         return load_tokenizer(self.config, self.tokenizer_dir, self.source, tokenizer, max_length)
+
+    def truncation_note(self, truncated: int, total: int, max_length: int) -> str:
+        note = tokenize.truncation_note(truncated, total, max_length, self.config)
+        return note.replace("(--max-length)", f"({FROM_RECIPE})") if self.from_recipe else note
 
 
 def open_model(checkpoint: str, framework: str | None, *, config: str | None = None,
-               threads: int | None = None, taps: bool = False) -> Opened:  # fmt: skip
+               threads: int | None = None, taps: bool = False, command: str = "predict") -> Opened:  # fmt: skip
     """The model `checkpoint` names, run by `framework` (an export: in its own runtime, `framework` ignored)."""
     if is_export(checkpoint):  # an export runs in its own runtime; --framework does not apply
         if taps:
             raise ValueError(f"an export computes logits only: --taps needs a checkpoint. Received: {checkpoint!r}")
+        check_source(command, checkpoint, framework)
         if framework:
             print(f"note: {checkpoint} is an export; --framework {framework} ignored", file=sys.stderr)
-        fwd, cfg = export_forward(checkpoint, threads=threads)
-        return Opened(cfg, Path(checkpoint), checkpoint, lambda: fwd, export=True)
-    if framework is None:
-        raise ValueError(
-            "--framework torch|keras is required for a checkpoint (only an export directory runs without one). "
-            f"Received: {checkpoint!r}"
-        )
-    w = read_weights(checkpoint, config=config, template_of=builds.keras_template)
+        with quiet_native_stderr():
+            fwd, cfg = export_forward(checkpoint, threads=threads)
+        return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True)
+    check_source(command, checkpoint, framework)
+    w = read_weights(checkpoint, config=config)  # Keras files too: parity.io reads them without Keras
 
     def build() -> Forward:
-        builds.set_threads(framework, threads)
-        forward = builds.forward(framework, w.config, w.tensors)
+        with quiet_native_stderr():
+            builds.set_threads(framework, threads)
+            forward = builds.forward(framework, w.config, w.tensors)
         w.tensors = {}  # the model holds its own copy now
-        return forward
+        return quiet_first_call(forward)
 
     return Opened(w.config, w.tokenizer_dir, checkpoint, build)

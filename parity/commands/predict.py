@@ -1,20 +1,36 @@
-"""`bertcnn predict`: logits per text with either build, or with an export in its runtime."""
+"""`bertcnn predict`: logits per text with either build, or with an export in its runtime; streamed.
+
+Texts are read, tokenised, length-sorted and predicted a window at a time
+(`parity.batching.windows`, `predict_stream`) and each window's lines are printed, in
+input order, before the next is read: memory does not grow with the input, and as a
+filter in a pipe (`--file -`) it answers what has arrived while the pipe is still open.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
+import os
 import sys
 
 import numpy as np
 
-from parity.batching import predict_encoded
-from parity.commands.common import positive
-from parity.commands.loading import open_model
+from parity.batching import WINDOW, Counts, predict_stream, windows
+from parity.commands.common import (
+    SOURCE_HELP,
+    add_checkpoint,
+    add_framework,
+    add_run_options,
+    add_source_options,
+    positive,
+)
+from parity.commands.loading import EXPORT_NOTE, EXPORT_SOURCE, add_max_length, check_source, open_model
 from parity.io.files import staged_file
-from parity.io.texts import gather_texts
-from parity.progress import counter, watching
-from parity.tokenize import truncation_note
+from parity.io.outputs import FILE, check_output
+from parity.io.texts import Texts
+from parity.progress import bar, watching
 from parity.training.metrics import softmax
 
 OUTPUT_HELP = (
@@ -22,39 +38,31 @@ OUTPUT_HELP = (
     "LABEL<TAB>LOGITS<TAB>TEXT, where LABEL is the predicted class's name (its id when the checkpoint names "
     "none) and LOGITS the space-separated logits of every class in id order. With --json, one object per line: "
     '{"text", "label" (name), "label_id", "logits", "probabilities" (softmax, computed in float64)}. '
-    "A text longer than --max-length tokens is cut, and how many were is said on stderr."
+    "Lines are printed a few thousand texts at a time, as they are read (--file - works as a filter in a pipe; "
+    "a bad line of standard input stops the run there, exit 2, after the results before it). "
+    "A text longer than --max-length tokens is cut; how many were is said on stderr at the end."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = OUTPUT_HELP
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (quote each); also or instead: --file")
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="a checkpoint directory (from `bertcnn init`/`train`/`port`), or one weight file: *.keras, "
-        "*.safetensors, *.pt/*.pth/*.bin, *.weights.h5 (with --config/--tokenizer where the file lacks them)",
-    )
-    p.add_argument(
-        "--framework",
-        choices=("torch", "keras"),
-        help="which build runs the model: the PyTorch one or the Keras 3 one (same weights, same function); "
-        "not needed for an export directory (`bertcnn export`), which runs in its own runtime",
-    )
+    add_checkpoint(p, what=SOURCE_HELP + EXPORT_SOURCE)
+    add_framework(p, required=False, extra=EXPORT_NOTE)
     p.add_argument(
         "--file",
         metavar="PATH",
-        help="UTF-8 file with one text per line (blank lines skipped); '-' reads standard input",
+        help="UTF-8 file with one text per line (blank lines skipped); '-' reads standard input as it comes",
     )
-    p.add_argument("--config", metavar="FILE", help="config.json for weight files that carry none (.pt, .weights.h5)")
-    p.add_argument(
-        "--tokenizer",
-        metavar="DIR",
-        help="folder with tokenizer.json for weight files that carry none (default: the checkpoint's own)",
-    )
+    add_source_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of tab-separated columns")
-    p.add_argument("--taps", metavar="FILE.npz", help="save every tap plus the input_ids/attention_mask they came from")
+    p.add_argument(
+        "--taps",
+        metavar="FILE.npz",
+        help="also save every tap plus the input_ids/attention_mask they came from; runs all texts as one batch, "
+        "so it is for a few texts, and not with --file - (standard input cannot be read twice)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --taps file")
     p.add_argument("--batch-size", type=positive, default=32, metavar="N", help="most texts per batch (default: 32)")
     p.add_argument(
         "--max-tokens",
@@ -63,45 +71,75 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also cap each batch at N padded tokens (rows x longest), so long texts batch smaller",
     )
-    p.add_argument(
-        "--max-length",
-        type=positive,
-        default=None,
-        metavar="N",
-        help="truncate texts to N tokens (default: the model's max_position_embeddings)",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive,
-        default=None,
-        metavar="N",
-        help="intra-op threads (default: the framework's, all cores; 1 can win on a busy shared machine)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr even on a terminal")
+    add_max_length(p)
+    add_run_options(p)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Everything that can be refused before any work (exit 2, nothing written)."""
+    check_source("predict", args.checkpoint, args.framework)
+    if args.taps:
+        if args.file == "-":
+            raise ValueError(
+                "--taps runs every text as one batch, so it needs all of them at once, and standard input is "
+                "read as it comes and cannot be read twice; save it to a file and pass --file FILE (or give TEXT "
+                f"arguments). Received: --taps {args.taps} --file -"
+            )
+        inputs = [args.file, args.checkpoint, args.tokenizer, args.config]
+        check_output(args.taps, flag="--taps", kind=FILE, inputs=inputs, force=args.force)
 
 
 def run(args: argparse.Namespace) -> int:
-    texts = gather_texts(args.texts, args.file, purpose="predict")
-    if not texts:
+    _check(args)
+    texts = Texts(args.texts, args.file, purpose="predict")
+    if texts.total == 0:
         raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     model = open_model(args.checkpoint, args.framework, config=args.config, threads=args.threads, taps=bool(args.taps))
     tokenizer = model.tokenizer(args.tokenizer, args.max_length)
+    runs = windows(texts, size=max(WINDOW, 8 * args.batch_size), ready=texts.ready)
+    first = next(runs)  # standard input: its first texts (or its end, refused if empty) before the model is built
     forward = model.forward()
-    encoded, truncated = tokenizer.encode_counted(texts)
-    if truncated:
-        print(truncation_note(truncated, len(texts), tokenizer.max_length, model.config), file=sys.stderr)
+    counts = Counts()
     # Progress only for people watching: never into pipes or logs, never on stdout.
-    progress = counter(len(texts), unit="text", enabled=bool(args.file) and not args.no_progress and watching())
-    logits = predict_encoded(
-        forward, tokenizer, encoded, batch_size=args.batch_size, max_tokens=args.max_tokens, progress=progress
-    )
-    sys.stdout.write("".join(output_line(t, row, model.config.labels, as_json=args.json) for t, row in
-                             zip(texts, logits, strict=True)))  # fmt: skip
+    shown = bool(args.file) and not args.no_progress and watching()
+    try:
+        with bar(texts.total, unit="text", enabled=shown) as progress:
+            results = predict_stream(
+                forward,
+                tokenizer,
+                itertools.chain([first], runs),
+                batch_size=args.batch_size,
+                max_tokens=args.max_tokens,
+                progress=lambda n: progress.update(n - progress.n),
+                counts=counts,
+            )
+            names = model.config.labels
+            for done, logits in results:
+                lines = (output_line(t, z, names, as_json=args.json) for t, z in zip(done, logits, strict=True))
+                sys.stdout.write("".join(lines))
+                sys.stdout.flush()  # a window's results as soon as they exist
+    except BrokenPipeError:
+        _stdout_gone()  # the reader stopped reading (`| head`): stop too, quietly
+        return 0
+    if counts.truncated:
+        print(model.truncation_note(counts.truncated, counts.texts, tokenizer.max_length), file=sys.stderr)
     if args.taps:
-        inputs = tokenizer(texts)
-        with staged_file(args.taps, suffix=".npz") as tmp:
-            np.savez(tmp, **inputs, **forward(inputs, return_taps=True))
+        _save_taps(args, forward, tokenizer)
     return 0
+
+
+def _stdout_gone() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not complain
+        os.close(devnull)
+
+
+def _save_taps(args: argparse.Namespace, forward, tokenizer) -> None:
+    """Every text's taps in one batch, as before streaming (a regular --file is read a second time)."""
+    inputs = tokenizer(list(Texts(args.texts, args.file, purpose="predict")))
+    with staged_file(args.taps, suffix=".npz") as tmp:
+        np.savez(tmp, **inputs, **forward(inputs, return_taps=True))
 
 
 def output_line(text: str, logits: np.ndarray, names: tuple[str, ...], *, as_json: bool) -> str:

@@ -49,7 +49,7 @@ def results(checkpoint, data):
     capture = pytest.MonkeyPatch()
     out = {}
     for fw in ("torch", "keras"):
-        for cmd, extra in (("evaluate", ["--file", str(data), "--max-length", "9"]), ("predict", [])):
+        for cmd, extra in (("evaluate", ["--eval", str(data), "--max-length", "9"]), ("predict", [])):
             import io
 
             buf = io.StringIO()
@@ -91,7 +91,7 @@ def test_scores_match_predicts_labels_counted_by_hand(results, framework, checkp
 
 
 def test_table_names_labels_and_shows_the_matrix(checkpoint, data, capsys):
-    code, out, _ = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--file", str(data), "--framework", "torch")
+    code, out, _ = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--eval", str(data), "--framework", "torch")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["label", "precision", "recall", "f1", "support"]
@@ -111,7 +111,7 @@ def test_table_names_labels_and_shows_the_matrix(checkpoint, data, capsys):
 def test_a_bad_row_exits_2_with_file_line_and_prints_nothing(checkpoint, tmp_path, capsys, content, fragment):
     f = tmp_path / "bad.jsonl"
     f.write_bytes(content if isinstance(content, bytes) else content.encode())
-    code, out, err = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--file", str(f), "--framework", "keras")
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--eval", str(f), "--framework", "keras")
     assert (code, out) == (2, "")
     assert err.startswith(f"bertcnn evaluate: error: {f}{fragment}") and err.count("\n") == 1 and "Received: " in err
 
@@ -124,5 +124,5 @@ def test_names_in_the_file_need_names_in_the_checkpoint(checkpoint, tmp_path, ca
     (ck / "config.json").write_text(json.dumps(config))
     f = tmp_path / "d.csv"
     f.write_text("text,label\nfine,good\nbad,poor\nso-so,meh\n")
-    code, out, err = run(capsys, "evaluate", "--checkpoint", str(ck), "--file", str(f), "--framework", "torch")
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(ck), "--eval", str(f), "--framework", "torch")
     assert (code, out) == (2, "") and "the checkpoint names no labels" in err and "--labels" in err

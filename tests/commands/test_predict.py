@@ -194,7 +194,7 @@ def test_help_describes_text_checkpoint_framework_and_columns(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for fragment in ("TEXT texts to classify", "--checkpoint PATH a checkpoint directory", "which build runs",
+    for fragment in ("TEXT texts to classify", "--checkpoint CK a checkpoint directory", "which build runs",
                      "LABEL<TAB>LOGITS<TAB>TEXT", '"probabilities"', "'-' reads standard input"):  # fmt: skip
         assert fragment in out
 

@@ -148,7 +148,7 @@ def test_the_cli_exits_2_with_the_same_line_and_prints_nothing(
     tmp_path, checkpoints, capsys, name, content, num_labels, names, start
 ):
     f = write(tmp_path, name, content)
-    argv = ["evaluate", "--checkpoint", str(checkpoints[names]), "--file", str(f), "--framework", "torch", "--json"]
+    argv = ["evaluate", "--checkpoint", str(checkpoints[names]), "--eval", str(f), "--framework", "torch", "--json"]
     assert main(argv) == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err.startswith(f"bertcnn evaluate: error: {tmp_path / start}")
