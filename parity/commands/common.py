@@ -133,6 +133,16 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr even on a terminal")
 
 
+def add_mixed_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mixed-precision",
+        choices=("bf16",),
+        default=None,
+        help="bf16 compute with float32 weights (torch.autocast / Keras mixed_bfloat16): faster on CPUs and GPUs with "
+        "bf16 units, logits within the tolerance table's bfloat16 entry (default: float32)",
+    )
+
+
 def source_needs(path: str | None, why: str) -> list[tuple[str, str, str]]:
     """(module, why, extra) that reading or writing weights at `path` needs, by its format."""
     if not path or path == "-":

@@ -21,6 +21,7 @@ from parity.commands.common import (
     SOURCE_HELP,
     add_checkpoint,
     add_framework,
+    add_mixed_precision,
     add_run_options,
     add_source_options,
     positive,
@@ -56,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default="label", metavar="NAME", help="CSV/TSV/JSON label field (default: label)")
     add_source_options(p)
     add_run_options(p)
+    add_mixed_precision(p)
 
 
 def evaluate(
@@ -71,12 +73,14 @@ def evaluate(
     tokenizer: str | None = None,
     threads: int | None = None,
     progress=None,
+    mixed_precision: str | None = None,
 ) -> dict:
     """The metrics dict `bertcnn evaluate --json` prints."""
     if framework is not None and framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {list(FRAMEWORKS)}. Received: {framework!r}")
     check_source("evaluate", checkpoint, framework)
-    model = open_model(checkpoint, framework, config=config, threads=threads, command="evaluate")
+    model = open_model(checkpoint, framework, config=config, threads=threads, command="evaluate",
+                       mixed_precision=mixed_precision)  # fmt: skip
     cfg = model.config
     # The file is read (and every bad row refused) before the slow framework import and model build.
     data = read_labelled(
@@ -150,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         tokenizer=args.tokenizer,
         threads=args.threads,
+        mixed_precision=args.mixed_precision,
         progress=progress,
     )
     if args.json:

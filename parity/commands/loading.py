@@ -134,9 +134,19 @@ class Opened:
 
 
 def open_model(checkpoint: str, framework: str | None, *, config: str | None = None,
-               threads: int | None = None, taps: bool = False, command: str = "predict") -> Opened:  # fmt: skip
-    """The model `checkpoint` names, run by `framework` (an export: in its own runtime, `framework` ignored)."""
+               threads: int | None = None, taps: bool = False, command: str = "predict",
+               mixed_precision: str | None = None) -> Opened:  # fmt: skip
+    """The model `checkpoint` names, run by `framework` (an export: in its own runtime, `framework` ignored).
+
+    `mixed_precision="bf16"`: float32 weights, bf16 compute (torch.autocast / Keras mixed_bfloat16).
+    """
     if is_export(checkpoint):  # an export runs in its own runtime; --framework does not apply
+        if mixed_precision:
+            raise ValueError(
+                "an export runs at the precision it was exported in (int8 exports: `export --quantize int8`); "
+                f"--mixed-precision applies to a checkpoint. Received: --checkpoint {checkpoint} --mixed-precision "
+                f"{mixed_precision}"
+            )
         if taps:
             raise ValueError(f"an export computes logits only: --taps needs a checkpoint. Received: {checkpoint!r}")
         check_source(command, checkpoint, framework)
@@ -151,7 +161,7 @@ def open_model(checkpoint: str, framework: str | None, *, config: str | None = N
     def build() -> Forward:
         with quiet_native_stderr():
             builds.set_threads(framework, threads)
-            forward = builds.forward(framework, w.config, w.tensors)
+            forward = builds.forward(framework, w.config, w.tensors, mixed=mixed_precision == "bf16")
         w.tensors = {}  # the model holds its own copy now
         return quiet_first_call(forward)
 

@@ -22,6 +22,7 @@ from parity.commands.common import (
     SOURCE_HELP,
     add_checkpoint,
     add_framework,
+    add_mixed_precision,
     add_run_options,
     add_source_options,
     positive,
@@ -73,6 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_max_length(p)
     add_run_options(p)
+    add_mixed_precision(p)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     texts = Texts(args.texts, args.file, purpose="predict")
     if texts.total == 0:
         raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
-    model = open_model(args.checkpoint, args.framework, config=args.config, threads=args.threads, taps=bool(args.taps))
+    model = open_model(args.checkpoint, args.framework, config=args.config, threads=args.threads, taps=bool(args.taps),
+                       mixed_precision=args.mixed_precision)  # fmt: skip
     tokenizer = model.tokenizer(args.tokenizer, args.max_length)
     runs = windows(texts, size=max(WINDOW, 8 * args.batch_size), ready=texts.ready)
     first = next(runs)  # standard input: its first texts (or its end, refused if empty) before the model is built

@@ -311,3 +311,30 @@ def test_predict_agrees_across_frameworks(minilm_ck, capsys):
         assert main(["predict", "--checkpoint", str(minilm_ck), "--framework", fw, "--json", "Call me Ishmael."]) == 0
         logits[fw] = json.loads(capsys.readouterr().out)["logits"]
     np.testing.assert_allclose(logits["torch"], logits["keras"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_mixed_precision_predicts_in_bf16_within_its_tier(framework, tmp_path, embedded_dir, capsys):
+    """`--mixed-precision bf16`: bf16 compute, float32 weights; logits within the bfloat16 entry, same labels."""
+    from parity.tolerance import tolerance_for
+    from tests.helpers import minilm_vocab_checkpoint, sentences
+
+    ck = minilm_vocab_checkpoint(tmp_path / "ck", embedded_dir)
+    texts = sentences(40)
+    got = {}
+    for mixed in ([], ["--mixed-precision", "bf16"]):
+        assert main(["predict", "--checkpoint", str(ck), "--framework", framework, "--json", *mixed, *texts]) == 0
+        got[bool(mixed)] = np.array([json.loads(line)["logits"] for line in capsys.readouterr().out.splitlines()])
+    gap = float(np.abs(got[True] - got[False]).max())
+    assert 0 < gap <= tolerance_for("bfloat16", "cpu").atol  # really bf16, and within its bound
+    assert (got[True].argmax(1) == got[False].argmax(1)).mean() >= 0.95
+
+
+def test_mixed_precision_is_for_checkpoints_not_exports(tmp_path, capsys):
+    from tests.helpers import tiny_checkpoint
+
+    ck = tiny_checkpoint(tmp_path / "ck", tokenizer="words")
+    assert main(["export", "--checkpoint", str(ck), "--format", "onnx", str(tmp_path / "onnx")]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(tmp_path / "onnx"), "--mixed-precision", "bf16", "w5 w6"]) == 2
+    assert "--mixed-precision applies to a checkpoint" in capsys.readouterr().err
