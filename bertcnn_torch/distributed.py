@@ -44,6 +44,7 @@ __all__ = [
     "Share",
     "World",
     "all_reduce_mean",
+    "any_rank",
     "choose_backend",
     "device_for",
     "env_world",
@@ -247,6 +248,19 @@ def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= world.world_size
     return value
+
+
+def any_rank(flag: bool, world: World, device: torch.device | str = "cpu") -> bool:
+    """Whether `flag` is True on any rank (an all-reduce of the max); `flag` itself in a single process.
+
+    How the ranks agree to stop after the same update when a signal reaches each at its own
+    moment: every rank asks after every update, so all stop together and rank 0 saves there.
+    """
+    if not world.distributed:
+        return bool(flag)
+    t = torch.tensor([int(bool(flag))], dtype=torch.int32, device=device)  # nccl reduces CUDA tensors only
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def on_main(world: World, fn: Callable[..., Any], *args: Any, barrier: bool = True, **kwargs: Any) -> Any:
