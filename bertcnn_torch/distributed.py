@@ -79,6 +79,11 @@ class World:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    def barrier(self) -> None:
+        """Every rank waits here for the others (nothing in a single process)."""
+        if self.distributed:
+            dist.barrier()
+
 
 def env_world() -> World:
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); rank 0 of 1 when absent."""
@@ -137,18 +142,20 @@ def init(device: torch.device | str = "cpu", backend: str | None = None, timeout
     return World(world.rank, world.world_size, world.local_rank, chosen)
 
 
-def join(directory: str | os.PathLike, device: torch.device | str = "cpu", backend: str | None = None) -> World:
+def join(directory: str | os.PathLike, device: torch.device | str = "cpu", backend: str | None = None,
+         *, recover: bool = True) -> World:  # fmt: skip
     """`init`, then rank 0 finishes or undoes a save a kill interrupted in `directory` before any rank reads it.
 
     Only rank 0 ever writes the training directory; this makes the other ranks' reads
-    (`--resume`) see the same whole save rank 0 sees.
+    (`--resume`) see the same whole save rank 0 sees. `recover=False`: the caller does it
+    (`bertcnn train` first takes the directory's writer lock on rank 0), then `world.barrier()`.
     """
-    from parity.training.state import recover
+    from parity.training.state import recover as recover_dir
 
     world = init(device, backend)
-    if world.distributed:
+    if world.distributed and recover:
         if world.is_main:
-            recover(directory)
+            recover_dir(directory)
         dist.barrier()
     return world
 

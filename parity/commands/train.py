@@ -51,7 +51,15 @@ from parity.tokenize import Tokenizer
 from parity.training.data import read_labelled
 from parity.training.loop import Run, evaluator
 from parity.training.recipe import TrainingRecipe
-from parity.training.state import STATE_NAME, Snapshot, has_state, initial_snapshot, load_snapshot, recipe_differences
+from parity.training.state import (
+    STATE_NAME,
+    Snapshot,
+    has_state,
+    initial_snapshot,
+    load_snapshot,
+    recipe_differences,
+    recover,
+)
 
 EXIT_ABORTED = 130  # a second interrupt before any save existed: nothing to resume (128 + SIGINT, as shells say)
 
@@ -104,13 +112,23 @@ def run(args: argparse.Namespace) -> int:
     _refuse_conflicts(args)
     _check_environment(args)
     out = Path(args.out)
-    writes = args.framework == "keras" or os.environ.get("RANK", "0") == "0"  # rank 0 alone writes DIR
+    # torch: join torchrun's group (a no-op in one process); only rank 0 writes DIR, logs and prints.
+    world = builds.runtime("torch").join(out, backend=args.dist_backend, recover=False) if args.framework == "torch" \
+        else None  # fmt: skip
+    writes = world is None or world.is_main
+    if not args.resume and not args.checkpoint:
+        raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
+                         "Received: no --checkpoint")  # fmt: skip
     if writes:
         _check_out(args, out)
     interrupts = Interrupts()
     try:
         with interrupts, writer_lock(out) if writes else contextlib.nullcontext():
-            plan = prepare(args, out)
+            if writes:
+                recover(out)  # finish or undo a save a kill interrupted, under the lock
+            if world is not None:
+                world.barrier()  # the other ranks read DIR only now
+            plan = prepare(args, out, world)
             if plan.start.state.finished:
                 return _nothing_to_do(plan)
             final, seconds, stopped = execute(plan, interrupts)
@@ -129,9 +147,6 @@ def _refuse_conflicts(args: argparse.Namespace) -> None:
                        f"--resume reads the model from DIR, so {flag} would be ignored")  # fmt: skip
                 raise UsageError(f"--resume and {flag} conflict: {why}. Drop one of them. "
                                  f"Received: --resume {flag}{'' if value is True else ' ' + str(value)}")  # fmt: skip
-    elif not args.checkpoint:
-        raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
-                         "Received: no --checkpoint")  # fmt: skip
     if args.no_clip and args.max_grad_norm is not None:
         raise UsageError("--no-clip and --max-grad-norm conflict: one turns clipping off, the other sets its norm. "
                          f"Drop one of them. Received: --no-clip --max-grad-norm {args.max_grad_norm}")  # fmt: skip
@@ -172,12 +187,11 @@ def _check_out(args: argparse.Namespace, out: Path) -> None:
     if (out.exists() or out.is_symlink()) and ours(out) != "an empty folder" and not args.force:
         what = ours(out) or "a file"
         hint = "pass --resume to continue it or --force to replace it" if has_state(out) else "pass --force to replace it"
-        raise UsageError(f"{out} exists and is not empty ({what}); {hint}. Received: {str(out)!r}")
+        raise UsageError(f"{out} exists and is not empty; {hint} (it is {what}). Received: {str(out)!r}")
 
 
-def prepare(args: argparse.Namespace, out: Path) -> Plan:
-    """Join torchrun's group, read and check the start, the data and the tokenizer: the whole plan, nothing written."""
-    world = builds.runtime("torch").join(out, backend=args.dist_backend) if args.framework == "torch" else None
+def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
+    """Read and check the start, the data and the tokenizer: the whole plan, nothing written."""
     main = world is None or world.is_main
     if not Path(args.train).is_file():
         raise FileNotFoundError(f"Training file not found; expected a labelled .jsonl/.csv/.tsv file. "
@@ -185,7 +199,7 @@ def prepare(args: argparse.Namespace, out: Path) -> Plan:
     sha = sha256_file(args.train)
     given = given_recipe(args)
     if args.resume:
-        start = load_snapshot(out, recover_first=main)  # rank 0 holds the lock; the others only read
+        start = load_snapshot(out, recover_first=False)  # recovered by `run`, under the lock
         _check_resume(args, start, given, sha, main)
         plan = Plan(args, out, world, start, out)
         _check_backend_dtype(args, start.recipe)
