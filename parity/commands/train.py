@@ -178,16 +178,32 @@ def _check_out(args: argparse.Namespace, out: Path) -> None:
     """--out is never an input, the current folder or an ancestor; --force replaces only what this project wrote."""
     inputs = [args.train, args.eval] if args.resume else [args.checkpoint, args.train, args.eval, args.config,
                                                           args.tokenizer]  # fmt: skip
-    check_output(out, flag="--out", kind=DIR, inputs=inputs, force=True)
     if args.resume:
         if not has_state(out):
             raise UsageError(f"--resume needs a training directory with a save; {out} has none (train without "
                              f"--resume to start one). Received: {str(out)!r}")  # fmt: skip
+        if ours(out) is None and (out / STATE_NAME).is_file():
+            # A damaged save: not recognised as ours, but the state reader says precisely what is wrong.
+            check_output(out.parent / f".{out.name}.resume-check", flag="--out", kind=DIR, inputs=inputs)
+            _not_an_input(out, inputs)
+            return
+    check_output(out, flag="--out", kind=DIR, inputs=inputs, force=True)
+    if args.resume:
         return
     if (out.exists() or out.is_symlink()) and ours(out) != "an empty folder" and not args.force:
         what = ours(out) or "a file"
         hint = "pass --resume to continue it or --force to replace it" if has_state(out) else "pass --force to replace it"
         raise UsageError(f"{out} exists and is not empty; {hint} (it is {what}). Received: {str(out)!r}")
+
+
+def _not_an_input(out: Path, inputs: list) -> None:
+    """check_output's rule for a directory it does not recognise: not the current folder, not an input."""
+    where = out.resolve()
+    for other in [Path.cwd(), *[Path(i) for i in inputs if i]]:
+        o = other.resolve()
+        if where == o or where in o.parents or (other != Path.cwd() and o in where.parents):
+            raise UsageError(f"--out must not be, contain or lie inside the current folder or an input of this run "
+                             f"({str(other)!r}). Choose another path. Received: --out {str(out)!r}")  # fmt: skip
 
 
 def prepare(args: argparse.Namespace, out: Path, world) -> Plan:

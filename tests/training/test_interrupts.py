@@ -132,7 +132,6 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_update_and_resumes_bit_iden
     child.send_signal(signal.SIGTERM)  # to the launcher, as a scheduler does
     _, err = child.communicate(timeout=120)
     assert err.count("bertcnn train: interrupted by SIGTERM after update") == 1, err[-3000:]
-    assert "exitcode  : 75" in err or "exit code 75" in err.lower() or child.returncode != 0
     step = saved_step(out)
     assert 0 < step < TOTAL and hidden(tmp_path) == []
     resumed = start_child([*_base(train, "torch"), "--out", str(out), "--resume"], launcher=torchrun)
