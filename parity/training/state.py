@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -198,14 +199,44 @@ def has_state(directory: str | os.PathLike) -> bool:
 def load_snapshot(directory: str | os.PathLike, *, recover_first: bool = True) -> Snapshot:
     """Read a training directory, every file checked before any is used (`parity.training.statefiles`).
 
-    `recover_first`: finish or undo a save a kill interrupted (the writer's job; under torchrun
-    rank 0 does it and the other ranks only read).
+    `recover_first`: finish or undo a save a kill interrupted (the writer's job, under its lock;
+    under torchrun rank 0 does it and the other ranks only read). A reader racing a run's save
+    reads the files of one save: a save swaps in a new folder (a new inode at DIR), so a read
+    that saw DIR change under it is done again.
     """
-    from parity.training import statefiles as S
-
     d = Path(directory)
     if recover_first:
         recover(d)
+    for attempt in range(_READ_ATTEMPTS):
+        before = _inode(d)
+        try:
+            snap = _read_snapshot(d)
+        except (ValueError, OSError):
+            if attempt + 1 == _READ_ATTEMPTS or _inode(d) == before is not None:
+                raise
+            time.sleep(0.01)
+            continue
+        if _inode(d) == before is not None:
+            return snap
+        time.sleep(0.01)
+    raise OSError(f"{d} was replaced by new saves during every one of {_READ_ATTEMPTS} reads; read it again")
+
+
+_READ_ATTEMPTS = 10
+
+
+def _inode(d: Path) -> tuple[int, int, int] | None:
+    """Which folder DIR names now: a swapped-in save is a new folder (an inode number may be reused, its times not)."""
+    try:
+        st = os.stat(d)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _read_snapshot(d: Path) -> Snapshot:
+    from parity.training import statefiles as S
+
     if not _is_whole(d):
         found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "no directory"
         raise FileNotFoundError(
