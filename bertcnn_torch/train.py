@@ -144,7 +144,7 @@ class TorchTrainer:
             loss, norm = self.update(inputs, labels, step)
             run.log_update(epoch, batch, step, loss, norm)
             state = run.position_after(epoch, batch, step)
-            if run.after_update(epoch, batch, step, self.predict, lambda: self.snapshot(state)):
+            if run.after_update(epoch, batch, step, self.predict, lambda s=state: self.snapshot(s)):
                 break
         return self.snapshot(state)
 

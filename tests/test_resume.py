@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+
 import numpy as np
 import pytest
 
 from bertcnn_torch.train import train as torch_train
 from parity.training.loop import Run
 from parity.training.parity import flat
-from parity.training.state import STATE_NAME, load_snapshot, recover, save_snapshot
+from parity.training.state import STATE_NAME, load_snapshot, recover
 from tests.train_helpers import make_run, max_diff, recipe, tiny_setup
 
 

@@ -37,11 +37,15 @@ from parity.commands.common import (
 from parity.commands.train_ui import (
     Interrupts,
     Reporter,
+    aborted,
     add_recipe_arguments,
     given_recipe,
     native_chatter_filtered,
+    nothing_to_do,
     plural,
+    resume_command,
     shown_loss,
+    summarize,
 )
 from parity.io.files import sha256_file
 from parity.io.lock import writer_lock
@@ -61,14 +65,15 @@ from parity.training.state import (
     recover,
 )
 
-EXIT_ABORTED = 130  # a second interrupt before any save existed: nothing to resume (128 + SIGINT, as shells say)
-
-__all__ = ["add_arguments", "run", "given_recipe", "summarize"]
+__all__ = ["add_arguments", "execute", "finish", "given_recipe", "prepare", "run", "summarize"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_checkpoint(p, required=False, what="checkpoint to start from: a checkpoint directory or one weight file "
-                   "(*.keras, *.safetensors, *.pt with --config, *.weights.h5 with --config); not with --resume")  # fmt: skip
+    start = (
+        "checkpoint to start from: a checkpoint directory or one weight file (*.keras, *.safetensors, "
+        "*.pt with --config, *.weights.h5 with --config); not with --resume"
+    )
+    add_checkpoint(p, required=False, what=start)
     add_source_options(p)
     p.add_argument("--train", metavar="FILE", required=True, help="labelled .jsonl/.csv/.tsv training file")
     p.add_argument("--out", metavar="DIR", required=True, help="training directory: checkpoint + training state")
@@ -77,10 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
     p.add_argument("--text-column", default="text", metavar="NAME", help="text column/key (default: text)")
     p.add_argument("--label-column", default="label", metavar="NAME", help="label column/key (default: label)")
-    p.add_argument("--save-every", type=positive, metavar="N", help="also save every N updates (always: each epoch end)")
+    p.add_argument("--save-every", type=positive, metavar="N", help="also save every N updates (always: epoch ends)")
     p.add_argument("--resume", action="store_true", help="continue DIR's last save (either framework's)")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing DIR that this project wrote (a training directory, checkpoint or export)")  # fmt: skip
+    force = "replace an existing DIR this project wrote (a training directory, checkpoint, export)"
+    p.add_argument("--force", action="store_true", help=force)
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
     add_run_options(p)
     dp = p.add_argument_group("data parallel (torch: launch with `torchrun --nproc-per-node N -m parity train ...`)")
@@ -130,11 +135,11 @@ def run(args: argparse.Namespace) -> int:
                 world.barrier()  # the other ranks read DIR only now
             plan = prepare(args, out, world)
             if plan.start.state.finished:
-                return _nothing_to_do(plan)
+                return nothing_to_do(plan)
             final, seconds, stopped = execute(plan, interrupts)
             return finish(plan, final, seconds, stopped, interrupts.signal)
     except KeyboardInterrupt:  # a second interrupt (or Ctrl-C where no handler could be set): at once
-        return _aborted(args, out, writes)
+        return aborted(args, out, writes)
 
 
 # -- prepare: every check that can fail, and the inputs read; nothing written --------------------------------
@@ -168,9 +173,8 @@ def _check_environment(args: argparse.Namespace) -> None:
         raise UsageError("--data-parallel is Keras' DataParallel, which runs on the JAX backend: set "
                          "KERAS_BACKEND=jax (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N simulates "
                          f"N devices). Received: KERAS_BACKEND={backend}")  # fmt: skip
-    needs = builds.needs(args.framework, f"--framework {args.framework}")
-    if args.data_parallel:
-        needs.append(("jax", "--data-parallel", "jax"))
+    needs = [("jax", "--data-parallel", "jax")] if args.data_parallel else []
+    needs += builds.needs(args.framework, f"--framework {args.framework}")
     require("train", needs + source_needs(args.checkpoint, "--checkpoint"))
 
 
@@ -192,7 +196,8 @@ def _check_out(args: argparse.Namespace, out: Path) -> None:
         return
     if (out.exists() or out.is_symlink()) and ours(out) != "an empty folder" and not args.force:
         what = ours(out) or "a file"
-        hint = "pass --resume to continue it or --force to replace it" if has_state(out) else "pass --force to replace it"
+        hint = ("pass --resume to continue it or --force to replace it" if has_state(out)
+                else "pass --force to replace it")  # fmt: skip
         raise UsageError(f"{out} exists and is not empty; {hint} (it is {what}). Received: {str(out)!r}")
 
 
@@ -277,7 +282,8 @@ def _check_backend_dtype(args: argparse.Namespace, recipe: TrainingRecipe) -> No
         on = os.environ.get("JAX_ENABLE_X64", "").strip().lower() in ("1", "true", "yes", "on")
     if not on:
         raise UsageError("float64 training on Keras' JAX backend needs JAX_ENABLE_X64=1 in the environment (JAX "
-                         "silently truncates float64 to float32 otherwise). Received: JAX_ENABLE_X64 unset")  # fmt: skip
+                         "silently truncates float64 to float32 otherwise). "
+                         "Received: JAX_ENABLE_X64 unset")  # fmt: skip
 
 
 def _read_data(plan: Plan, config, recipe: TrainingRecipe):
@@ -357,7 +363,7 @@ def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: i
         name = signal.Signals(signum).name if signum else "a signal"
         total = final.recipe.total_steps(final.state.num_rows)
         print(f"bertcnn train: interrupted by {name} after update {final.state.step} of {total}: {out} holds a "
-              f"complete save there; continue with `{_resume_command(args)}`", file=sys.stderr)  # fmt: skip
+              f"complete save there; continue with `{resume_command(args)}`", file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     if not args.json:
         count = plural(done, "update")
@@ -367,55 +373,3 @@ def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: i
         print(f"trained {count} ({args.framework}, {final.recipe.dtype}) in {seconds:.1f}s; final loss "
               f"{shown_loss(loss)}; wrote {out}")  # fmt: skip
     return 0
-
-
-def _nothing_to_do(plan: Plan) -> int:
-    snap, out = plan.start, plan.out
-    if not plan.main:
-        return 0
-    if plan.args.json:
-        summary = summarize(snap, out, 0.0, 0, plan.args.framework)
-        print(json.dumps({**summary, "updates_this_run": 0, "interrupted": False}, indent=2))
-    else:
-        print(f"nothing to do: {out} is finished at {plural(snap.state.step, 'update')} "
-              f"({plural(snap.recipe.epochs, 'epoch')}); nothing was rewritten")  # fmt: skip
-    return 0
-
-
-def _aborted(args: argparse.Namespace, out: Path, writes: bool) -> int:
-    if not writes:
-        return EXIT_INTERRUPTED
-    try:
-        step = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["step"]
-    except (OSError, ValueError, KeyError, TypeError):
-        step = None
-    if step is None:
-        print("bertcnn train: aborted by a second interrupt before the first save: nothing was written",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_ABORTED
-    print(f"bertcnn train: aborted by a second interrupt: {out} holds the last complete save (update {step}); "
-          f"continue with `{_resume_command(args)}`", file=sys.stderr)  # fmt: skip
-    return EXIT_INTERRUPTED
-
-
-def _resume_command(args: argparse.Namespace) -> str:
-    extra = f" --eval {args.eval}" if args.eval else ""
-    return f"bertcnn train --resume --out {args.out} --train {args.train} --framework {args.framework}{extra}"
-
-
-def summarize(final, out: Path, seconds: float, truncated: int, framework: str) -> dict[str, Any]:
-    updates = [m for m in final.metrics if "loss" in m]
-    evals = [m for m in final.metrics if "eval_loss" in m]
-    return {
-        "out": str(out),
-        "framework": framework,
-        "steps": final.state.step,
-        "epochs": final.recipe.epochs,
-        "finished": final.state.finished,
-        "final_loss": updates[-1]["loss"] if updates else None,
-        "clipped_updates": sum(bool(m.get("clipped")) for m in updates),
-        "truncated": truncated,
-        "eval": evals[-1] if evals else None,
-        "seconds": round(seconds, 3),
-        "recipe": final.recipe.to_dict(),
-    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import re
@@ -22,18 +23,25 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from parity.commands.common import positive
+from parity.commands.common import EXIT_INTERRUPTED, positive
 from parity.training.recipe import TrainingRecipe
 
 __all__ = [
     "Interrupts",
     "Reporter",
+    "aborted",
     "add_recipe_arguments",
     "given_recipe",
     "native_chatter_filtered",
+    "nothing_to_do",
     "plural",
+    "resume_command",
     "shown_loss",
+    "summarize",
 ]
+
+EXIT_ABORTED = 130  # a second interrupt before any save existed: nothing to resume (128 + SIGINT, as shells say)
+STATE_NAME = "trainer_state.json"  # parity.training.state's; read here only to say where a run stands
 
 # CLI option -> recipe field, for the options that only change the recipe.
 _RECIPE_OPTIONS = {
@@ -180,6 +188,58 @@ class Reporter:
     def epoch_end(self, epoch: int, step: int) -> None:
         """Summary line for an epoch without evaluation (with it, the eval record prints it)."""
         self({"epoch": epoch, "step": step})
+
+
+def nothing_to_do(plan) -> int:
+    snap, out = plan.start, plan.out
+    if not plan.main:
+        return 0
+    if plan.args.json:
+        summary = summarize(snap, out, 0.0, 0, plan.args.framework)
+        print(json.dumps({**summary, "updates_this_run": 0, "interrupted": False}, indent=2))
+    else:
+        print(f"nothing to do: {out} is finished at {plural(snap.state.step, 'update')} "
+              f"({plural(snap.recipe.epochs, 'epoch')}); nothing was rewritten")  # fmt: skip
+    return 0
+
+
+def aborted(args: argparse.Namespace, out, writes: bool) -> int:
+    if not writes:
+        return EXIT_INTERRUPTED
+    try:
+        step = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        step = None
+    if step is None:
+        print("bertcnn train: aborted by a second interrupt before the first save: nothing was written",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ABORTED
+    print(f"bertcnn train: aborted by a second interrupt: {out} holds the last complete save (update {step}); "
+          f"continue with `{resume_command(args)}`", file=sys.stderr)  # fmt: skip
+    return EXIT_INTERRUPTED
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    extra = f" --eval {args.eval}" if args.eval else ""
+    return f"bertcnn train --resume --out {args.out} --train {args.train} --framework {args.framework}{extra}"
+
+
+def summarize(final, out, seconds: float, truncated: int, framework: str) -> dict[str, Any]:
+    updates = [m for m in final.metrics if "loss" in m]
+    evals = [m for m in final.metrics if "eval_loss" in m]
+    return {
+        "out": str(out),
+        "framework": framework,
+        "steps": final.state.step,
+        "epochs": final.recipe.epochs,
+        "finished": final.state.finished,
+        "final_loss": updates[-1]["loss"] if updates else None,
+        "clipped_updates": sum(bool(m.get("clipped")) for m in updates),
+        "truncated": truncated,
+        "eval": evals[-1] if evals else None,
+        "seconds": round(seconds, 3),
+        "recipe": final.recipe.to_dict(),
+    }
 
 
 # -- interrupts ----------------------------------------------------------------------------------------------------

@@ -114,7 +114,9 @@ class Run:
         self.stopped = self._stop_asked()
         return self.stopped
 
-    def after_update(self, epoch: int, batch: int, step: int, predict: Predict, snapshot: Callable[[], Snapshot]) -> bool:
+    def after_update(
+        self, epoch: int, batch: int, step: int, predict: Predict, snapshot: Callable[[], Snapshot]
+    ) -> bool:
         """After update `step`: the epoch's evaluation, the saves; True when the run stops here (saved first).
 
         A stop asked during the last update changes nothing: the run ends there anyway. Under

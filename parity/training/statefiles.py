@@ -184,7 +184,7 @@ def read_moments(path: Path, expected: Mapping[str, tuple], step: int, dtype: st
 
 
 def read_rng(path: Path, framework: str) -> dict[str, np.ndarray]:
-    """rng.npz: numbers only; a Keras save's dropout seed states (keras/seed_generator/0, 1, ...), a torch save's none."""
+    """rng.npz: numbers only; a Keras save's dropout seed states (keras/seed_generator/<i>); a torch save: none."""
     if not path.is_file():
         raise damaged(path, "the file is missing", sorted(p.name for p in path.parent.iterdir()))
     if path.stat().st_size > MAX_RNG_BYTES:
@@ -243,7 +243,8 @@ def check_files(d: Path, files: Mapping[str, str]) -> None:
     for name, sha in files.items():
         path = d / name
         if not path.is_file():
-            raise damaged(path, "the file is missing (trainer_state.json lists it)", sorted(p.name for p in d.iterdir()))
+            present = sorted(p.name for p in d.iterdir())
+            raise damaged(path, "the file is missing (trainer_state.json lists it)", present)
         got = sha256_file(path)
         if got != sha:
             raise damaged(path, "its content differs from the save (sha256 recorded in trainer_state.json)",

@@ -7,6 +7,7 @@ train` child process (optionally with slow saves), the bytes of a directory, a t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,8 +22,18 @@ from parity.config import BertCnnConfig
 from parity.layout import rows
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(vocab_size=99, hidden_size=12, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37,
-            max_position_embeddings=23, type_vocab_size=2, kernel_sizes=(2, 3, 5), num_filters=5, num_labels=3)  # fmt: skip
+TINY = dict(
+    vocab_size=99,
+    hidden_size=12,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=37,
+    max_position_embeddings=23,
+    type_vocab_size=2,
+    kernel_sizes=(2, 3, 5),
+    num_filters=5,
+    num_labels=3,
+)
 # 21 rows in batches of 2: 11 updates per epoch, the last one partial; dropout and shuffling on.
 RECIPE = ["--epochs", "3", "--batch-size", "2", "--lr", "1e-2", "--warmup-ratio", "0.1", "--max-length", "20",
           "--seed", "7", "--save-every", "1"]  # fmt: skip
@@ -44,7 +55,8 @@ def tiny_checkpoint(directory: Path, seed: int = 0) -> BertCnnConfig:
     vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, **{f"w{i}": i for i in range(4, config.vocab_size)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    special = [("[CLS]", 2), ("[SEP]", 3)]
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=special)
     tok.save(str(directory / "tokenizer.json"))
     return config
 
@@ -133,7 +145,8 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert ta.keys() == tb.keys() and all(ta[k] == tb[k] for k in ta), [k for k in ta if ta[k] != tb.get(k)][:5]
     assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
     sa, sb = (json.loads((d / "trainer_state.json").read_text()) for d in (a, b))
-    assert {k: sa[k] for k in ("step", "epoch", "batch", "finished")} == {k: sb[k] for k in ("step", "epoch", "batch", "finished")}
+    keys = ("step", "epoch", "batch", "finished")
+    assert {k: sa[k] for k in keys} == {k: sb[k] for k in keys}
 
 
 @pytest.fixture
@@ -141,7 +154,8 @@ def tmpfs(tmp_path):
     """A 2 MiB tmpfs at tmp_path/disk (root only; skipped where mounting is not permitted)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
+    command = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()[:200]}")
     try:
@@ -154,9 +168,6 @@ def fill(disk: Path, leave: int = 0) -> Path:
     """Fill the file system of `disk` with one file, leaving about `leave` bytes free."""
     filler = disk / "filler"
     free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-    with open(filler, "wb") as f:
-        try:
-            f.write(b"\0" * max(free - leave, 0))
-        except OSError:
-            pass
+    with open(filler, "wb") as f, contextlib.suppress(OSError):
+        f.write(b"\0" * max(free - leave, 0))
     return filler

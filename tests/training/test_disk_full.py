@@ -13,8 +13,15 @@ import pytest
 import parity.training.loop as loop
 from parity.commands import main
 from parity.training.state import load_snapshot
-from tests.training.support import RECIPE, assert_same_run, env, files, fill, hidden
-from tests.training.support import tmpfs  # noqa: F401  (the fixture)
+from tests.training.support import (
+    RECIPE,
+    assert_same_run,
+    env,
+    files,
+    fill,
+    hidden,
+    tmpfs,  # noqa: F401  (the fixture)
+)
 
 
 def _one_disk_line(err: str, where: str) -> None:
@@ -68,8 +75,13 @@ def _child(*argv: str) -> tuple[int, str]:
     return proc.returncode, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="init writes model.safetensors with safetensors' save_file, whose disk-full "
-                   "error is a SafetensorError, not an OSError: a traceback (parity.io.checkpoint, reported)")  # fmt: skip
+INIT_BUG = (
+    "init writes model.safetensors with safetensors' save_file, whose disk-full error is a SafetensorError, "
+    "not an OSError: a traceback (parity.io.checkpoint, reported)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=INIT_BUG)
 def test_init_on_a_full_disk_is_one_line_and_leaves_nothing(tmpfs):  # noqa: F811
     rc, err = _child("init", str(tmpfs / "ck"))  # the embedded MiniLM: 90 MB on 2 MiB
     assert list(tmpfs.iterdir()) == []
