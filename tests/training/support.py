@@ -94,18 +94,18 @@ def env(**extra: str) -> dict[str, str]:
     return out
 
 
-# A child `bertcnn train` whose saves can be slowed down (SLOW_SAVE seconds in each safetensors write),
-# so a test can land a signal or a second writer inside a save or a long run.
+# A child `bertcnn train` whose saves can be slowed down (SLOW_SAVE seconds in each save, while it writes
+# rng.npz), so a test can land a signal or a second writer inside a save or a long run.
 CHILD = """
 import os, sys, time
 delay = float(os.environ.get("SLOW_SAVE", "0"))
 if delay:
-    import parity.training.state as S
-    real = S.write_safetensors
+    import numpy as np
+    real = np.savez
     def slow(*a, **k):
         time.sleep(delay)
         return real(*a, **k)
-    S.write_safetensors = slow
+    np.savez = slow
 from parity.commands import main
 sys.exit(main(sys.argv[1:]))
 """

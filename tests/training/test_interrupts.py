@@ -70,8 +70,8 @@ def test_a_signal_saves_stops_with_75_and_the_resumed_run_is_bit_identical(frame
 def test_a_second_interrupt_during_the_save_aborts_at_once_and_keeps_the_last_save(tmp_path, capsys):
     ck, train = files(tmp_path)
     out = tmp_path / "aborted"
-    # Each save sleeps 1.5 s per safetensors file: the second Ctrl-C lands inside one.
-    child = start_child([*_base(train, "torch"), "--checkpoint", str(ck), "--out", str(out)], slow_save=1.5)
+    # Each save sleeps 3 s while writing: the second Ctrl-C lands inside one.
+    child = start_child([*_base(train, "torch"), "--checkpoint", str(ck), "--out", str(out)], slow_save=3.0)
     wait_for_step(out, 1, child)
     child.send_signal(signal.SIGINT)  # first: stop after this update, with a (slow) save
     time.sleep(1.5)

@@ -22,28 +22,33 @@ STATE_FILES = ["optimizer.safetensors", "trainer_state.json", "recipe.json", "rn
                "model.safetensors", "config.json", "tokenizer.json"]  # fmt: skip
 
 
+class CrashError(Exception):
+    pass
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """A Keras-free torch save stopped after 3 of 12 updates (moments present), and its inputs."""
+    """A torch run that crashed after update 3 of 12, saving every update: a save with moments, mid-run."""
+    import parity.training.loop as loop
+
     d = tmp_path_factory.mktemp("state")
     ck, train = files(d)
     out = d / "run"
-    stop_after = {"n": 0}
-    import parity.commands.train_ui as ui
+    real = loop.Run.log_update
 
-    real = ui.Interrupts.requested
+    def crash_at_4(self, epoch, batch, step, *rest):
+        if step == 3:  # update 4, before its save
+            raise CrashError
+        real(self, epoch, batch, step, *rest)
 
-    def after_three(self):
-        stop_after["n"] += 1
-        return stop_after["n"] > 3  # asked once before the first update, then after each update
-
-    ui.Interrupts.requested = after_three
+    loop.Run.log_update = crash_at_4
     try:
-        rc = main(["train", "--checkpoint", str(ck), "--train", str(train), "--out", str(out), "--framework",
-                   "torch", *RECIPE])  # fmt: skip
+        with pytest.raises(CrashError):
+            main(["train", "--checkpoint", str(ck), "--train", str(train), "--out", str(out), "--framework", "torch",
+                  *RECIPE])  # fmt: skip
     finally:
-        ui.Interrupts.requested = real
-    assert rc == 75 and json.loads((out / "trainer_state.json").read_text())["step"] == 3
+        loop.Run.log_update = real
+    assert json.loads((out / "trainer_state.json").read_text())["step"] == 3
     return d, out, train
 
 

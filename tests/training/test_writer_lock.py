@@ -13,7 +13,6 @@ import threading
 
 import pytest
 
-import parity.training.swap as swap
 from parity.commands import main
 from parity.io.checkpoint import load_checkpoint
 from parity.io.lock import writer_lock
@@ -75,6 +74,8 @@ def test_a_running_training_holds_its_directory(tmp_path, capsys):
 
 def test_a_reader_never_sees_the_directory_missing_during_a_save(tmp_path, monkeypatch, capsys):
     """After every rename or exchange a save makes, DIR is a whole, readable checkpoint."""
+    import parity.training.swap as swap
+
     ck, train = files(tmp_path)
     out = tmp_path / "run"
     checks = []
@@ -108,6 +109,8 @@ def test_a_reader_never_sees_the_directory_missing_during_a_save(tmp_path, monke
 
 
 def test_the_two_rename_fallback_gives_the_same_whole_saves(tmp_path, monkeypatch, capsys):
+    import parity.training.swap as swap
+
     ck, train = files(tmp_path)
     monkeypatch.setattr(swap, "_renameat2", lambda: None)  # a system without renameat2
     assert main(_args(ck, train, tmp_path / "fallback")) == 0
