@@ -175,7 +175,10 @@ def _check_environment(args: argparse.Namespace) -> None:
                          f"N devices). Received: KERAS_BACKEND={backend}")  # fmt: skip
     needs = [("jax", "--data-parallel", "jax")] if args.data_parallel else []
     needs += builds.needs(args.framework, f"--framework {args.framework}")
-    require("train", needs + source_needs(args.checkpoint, "--checkpoint"))
+    source = source_needs(args.checkpoint, "--checkpoint")
+    if any(module == "h5py" for module, _, _ in source):  # a Keras file's layout comes from the Keras build
+        source += builds.needs("keras", f"--checkpoint {Path(args.checkpoint).name}")
+    require("train", needs + source)
 
 
 def _check_out(args: argparse.Namespace, out: Path) -> None:

@@ -141,6 +141,18 @@ def test_a_missing_framework_package_is_named_before_anything_is_written(inputs,
     assert not (d / "run").exists() and not (d / ".run.lock").exists()
 
 
+def test_a_keras_file_needs_the_keras_build_even_to_train_in_torch(inputs, capsys, monkeypatch):
+    d, ck, train = inputs
+    (d / "w.keras").write_bytes(b"never read")
+    monkeypatch.setattr(common, "installed", lambda module: module != "keras")
+    argv = _train(
+        "--checkpoint", str(d / "w.keras"), "--tokenizer", str(ck), "--train", str(train), "--out", str(d / "r")
+    )
+    assert main(argv) == 2
+    _one_line(capsys, "keras (for --checkpoint w.keras)")
+    assert not (d / "r").exists()
+
+
 def test_data_parallel_without_jax_is_refused_before_anything_is_written(inputs, capsys, monkeypatch):
     d, ck, train = inputs
     argv = ["train", "--framework", "keras", "--data-parallel", *FAST, "--checkpoint", str(ck), "--train", str(train),
