@@ -8,13 +8,17 @@ A training directory DIR is a canonical checkpoint (`config.json` with label nam
   canonical (torch) names and layout, for every trained tensor: either framework reads
   them, the Keras side through the weight table like the weights;
 - `trainer_state.json`: step, epoch and batch position in the batch plan, framework,
-  the training file's sha256, row count; written last in a save;
+  the training file's sha256, row count, the sha256 of every other file of the save and
+  a digest of its own content; written last in a save;
 - `recipe.json` (the `TrainingRecipe`), `rng.npz` (random-generator state, numbers only),
   `metrics.jsonl` (one JSON object per update, and per epoch with evaluation).
 
 Nothing is pickled. Every save is a whole directory staged beside DIR and swapped in
-with renames (`save_snapshot`); `recover` finishes or undoes a swap a kill interrupted,
-so what a reader finds under DIR is always one complete save.
+with one `renameat2(RENAME_EXCHANGE)` (`parity.training.swap`; two renames where the
+system cannot exchange); a failed save (a full disk, a second Ctrl-C) removes its staging
+folder, and `recover` finishes or undoes a swap a kill interrupted, so what a reader finds
+under DIR is always one complete save. `load_snapshot` checks every file before any is
+used (`parity.training.statefiles`).
 """
 
 from __future__ import annotations
