@@ -116,7 +116,17 @@ class Plan:
 def run(args: argparse.Namespace) -> int:
     _refuse_conflicts(args)
     _check_environment(args)
-    out = Path(args.out)
+    out, interrupts, started = Path(args.out), Interrupts(), []
+    try:
+        with interrupts:  # from here a first SIGINT/SIGTERM stops the run at a complete save; a second aborts
+            return _run(args, out, interrupts, started)
+    except KeyboardInterrupt:  # a second interrupt (or Ctrl-C where no handler could be set): at once
+        if args.framework == "torch" and os.environ.get("RANK", "0") != "0":
+            return EXIT_INTERRUPTED  # rank 0 says it
+        return aborted(args, out, writes=args.resume or any(r.saves for r in started))
+
+
+def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: list) -> int:
     # torch: join torchrun's group (a no-op in one process); only rank 0 writes DIR, logs and prints.
     world = builds.runtime("torch").join(out, backend=args.dist_backend, recover=False) if args.framework == "torch" \
         else None  # fmt: skip
@@ -126,20 +136,16 @@ def run(args: argparse.Namespace) -> int:
                          "Received: no --checkpoint")  # fmt: skip
     if writes:
         _check_out(args, out)
-    interrupts = Interrupts()
-    try:
-        with interrupts, writer_lock(out) if writes else contextlib.nullcontext():
-            if writes:
-                recover(out)  # finish or undo a save a kill interrupted, under the lock
-            if world is not None:
-                world.barrier()  # the other ranks read DIR only now
-            plan = prepare(args, out, world)
-            if plan.start.state.finished:
-                return nothing_to_do(plan)
-            final, seconds, stopped = execute(plan, interrupts)
-            return finish(plan, final, seconds, stopped, interrupts.signal)
-    except KeyboardInterrupt:  # a second interrupt (or Ctrl-C where no handler could be set): at once
-        return aborted(args, out, writes)
+    with writer_lock(out) if writes else contextlib.nullcontext():
+        if writes:
+            recover(out)  # finish or undo a save a kill interrupted, under the lock
+        if world is not None:
+            world.barrier()  # the other ranks read DIR only now
+        plan = prepare(args, out, world)
+        if plan.start.state.finished:
+            return nothing_to_do(plan)
+        final, seconds, stopped = execute(plan, interrupts, started)
+        return finish(plan, final, seconds, stopped, interrupts.signal)
 
 
 # -- prepare: every check that can fail, and the inputs read; nothing written --------------------------------
@@ -323,7 +329,7 @@ def _tokenizer(directory: Path, max_length: int, pad_token_id: int) -> Tokenizer
 
 
 # -- execute: train, saving as it goes -------------------------------------------------------------------------
-def execute(plan: Plan, interrupts: Interrupts) -> tuple[Snapshot, float, bool]:
+def execute(plan: Plan, interrupts: Interrupts, started: list | None = None) -> tuple[Snapshot, float, bool]:
     args, main = plan.args, plan.main
     recipe = plan.start.recipe
     total = recipe.total_steps(len(plan.encoded))
@@ -331,6 +337,8 @@ def execute(plan: Plan, interrupts: Interrupts) -> tuple[Snapshot, float, bool]:
     run_ = Run(plan.start, plan.encoded, plan.labels, out=plan.out if main else None, save_every=args.save_every,
                tokenizer_from=plan.tok_dir, evaluate=plan.evaluate, progress=reporter if main else None,
                save_start=not args.resume, stop=interrupts.requested)  # fmt: skip
+    if started is not None:
+        started.append(run_)  # what `run` says after an abort: whether this run saved anything
     if plan.evaluate is None and main:
         # One summary line per epoch: wrap the log so an epoch's last update prints it.
         def progress(record: dict[str, Any]) -> None:

@@ -204,13 +204,11 @@ def nothing_to_do(plan) -> int:
 
 
 def aborted(args: argparse.Namespace, out, writes: bool) -> int:
-    if not writes:
-        return EXIT_INTERRUPTED
-    try:
+    """A second interrupt: say what DIR holds. `writes`: DIR holds a save of this run (or the one resumed)."""
+    step = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         step = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["step"]
-    except (OSError, ValueError, KeyError, TypeError):
-        step = None
-    if step is None:
+    if not writes or step is None:
         print("bertcnn train: aborted by a second interrupt before the first save: nothing was written",
               file=sys.stderr)  # fmt: skip
         return EXIT_ABORTED

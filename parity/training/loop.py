@@ -56,6 +56,7 @@ class Run:
         self.metrics = list(self.start.metrics)
         self.agree: Callable[[bool], bool] = bool  # data parallel: True when any rank's flag is (set by the trainer)
         self.stopped = False  # the run stopped early, at a complete save, because `stop` said so
+        self.saves = 0  # saves this run wrote
 
     @property
     def recipe(self):
@@ -141,6 +142,7 @@ class Run:
 
     def save(self, snap: Snapshot) -> None:
         save_snapshot(self.out, snap, tokenizer_from=self.tokenizer_from)
+        self.saves += 1
 
 
 def evaluator(
