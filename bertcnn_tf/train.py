@@ -117,10 +117,8 @@ class PlanCallback(keras.callbacks.Callback):
         t.sync()
         run.log_update(epoch, b, step, float(logs["batch_loss"]), float(ops.convert_to_numpy(t.optimizer.grad_norm)))
         t.state = run.position_after(epoch, b, step)
-        if b + 1 == run.steps_per_epoch:
-            run.end_of_epoch(epoch, step, t.predict)
-        if run.wants_save(b, step):
-            run.save(t.snapshot(t.state))
+        if run.after_update(epoch, b, step, t.predict, lambda: t.snapshot(t.state)):
+            self.model.stop_training = True  # Keras ends `fit` after this batch; the save is written
 
 
 class KerasTrainer:
@@ -200,7 +198,7 @@ class KerasTrainer:
     # -- training ---------------------------------------------------------------------------
     def fit(self) -> Snapshot:
         run, st = self.run, self.run.start.state
-        if not run.remaining():
+        if not run.remaining() or run.begin():
             return self.snapshot(self.state)
         segments = []
         if st.batch:  # the rest of a started epoch, then the whole epochs after it
@@ -218,6 +216,8 @@ class KerasTrainer:
             callback = cb
             self.model.fit(_fit_input(dataset), epochs=end_epoch, initial_epoch=first_epoch, shuffle=False,
                            callbacks=[cb], verbose=0)  # fmt: skip
+            if run.stopped:
+                break
         return self.snapshot(self.state)
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "Share",
     "World",
     "all_reduce_mean",
+    "any_rank",
     "choose_backend",
     "device_for",
     "env_world",
@@ -77,6 +78,11 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+    def barrier(self) -> None:
+        """Every rank waits here for the others (nothing in a single process)."""
+        if self.distributed:
+            dist.barrier()
 
 
 def env_world() -> World:
@@ -136,18 +142,20 @@ def init(device: torch.device | str = "cpu", backend: str | None = None, timeout
     return World(world.rank, world.world_size, world.local_rank, chosen)
 
 
-def join(directory: str | os.PathLike, device: torch.device | str = "cpu", backend: str | None = None) -> World:
+def join(directory: str | os.PathLike, device: torch.device | str = "cpu", backend: str | None = None,
+         *, recover: bool = True) -> World:  # fmt: skip
     """`init`, then rank 0 finishes or undoes a save a kill interrupted in `directory` before any rank reads it.
 
     Only rank 0 ever writes the training directory; this makes the other ranks' reads
-    (`--resume`) see the same whole save rank 0 sees.
+    (`--resume`) see the same whole save rank 0 sees. `recover=False`: the caller does it
+    (`bertcnn train` first takes the directory's writer lock on rank 0), then `world.barrier()`.
     """
-    from parity.training.state import recover
+    from parity.training.state import recover as recover_dir
 
     world = init(device, backend)
-    if world.distributed:
+    if world.distributed and recover:
         if world.is_main:
-            recover(directory)
+            recover_dir(directory)
         dist.barrier()
     return world
 
@@ -247,6 +255,19 @@ def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= world.world_size
     return value
+
+
+def any_rank(flag: bool, world: World, device: torch.device | str = "cpu") -> bool:
+    """Whether `flag` is True on any rank (an all-reduce of the max); `flag` itself in a single process.
+
+    How the ranks agree to stop after the same update when a signal reaches each at its own
+    moment: every rank asks after every update, so all stop together and rank 0 saves there.
+    """
+    if not world.distributed:
+        return bool(flag)
+    t = torch.tensor([int(bool(flag))], dtype=torch.int32, device=device)  # nccl reduces CUDA tensors only
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def on_main(world: World, fn: Callable[..., Any], *args: Any, barrier: bool = True, **kwargs: Any) -> Any:

@@ -57,6 +57,8 @@ class TorchTrainer:
         self.model = BertCNN._from_tensors(config, tensors).to(device=device, dtype=self.dtype)
         self.world = D.World(rank, world_size)
         self.net = D.wrap(self.model, self.world) if self.world.distributed else self.model  # DDP under torchrun
+        if self.world.distributed:  # every rank stops after the same update (a SIGTERM reaches each at its own time)
+            run.agree = lambda flag: D.any_rank(flag, self.world, device)
         self.groups = param_groups(self.model, r.weight_decay)
         groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in self.groups]
         self.optimizer = torch.optim.AdamW(groups, lr=r.lr, betas=r.betas, eps=r.eps, weight_decay=r.weight_decay)
@@ -131,18 +133,19 @@ class TorchTrainer:
         return float(D.all_reduce_mean(loss, self.world)), norm
 
     def fit(self) -> Snapshot:
+        """Every remaining update, or up to the one after which `run.stop` asks to stop (saved there)."""
         run = self.run
         self.model.train()
         state = run.start.state
+        if run.begin():
+            return self.snapshot(state)
         for epoch, batch, step in run.remaining():
             inputs, labels = run.batch(epoch, batch)
             loss, norm = self.update(inputs, labels, step)
             run.log_update(epoch, batch, step, loss, norm)
             state = run.position_after(epoch, batch, step)
-            if batch + 1 == run.steps_per_epoch:
-                run.end_of_epoch(epoch, step, self.predict)
-            if run.wants_save(batch, step):
-                run.save(self.snapshot(state))
+            if run.after_update(epoch, batch, step, self.predict, lambda s=state: self.snapshot(s)):
+                break
         return self.snapshot(state)
 
 

@@ -8,14 +8,21 @@ vocab 99) so a wrong transpose or reshape cannot pass by symmetry.
 - files: `tiny_checkpoint` (the one tiny canonical checkpoint), `tiny_hf_bert` (a Hugging Face BERT
   folder), `word_tokenizer`, `write_jsonl`; `Terminal` (a stream that is a tty);
 - models and runs: `seed_model` (the seeds' class), `run_parity`, `worst_gap`, `onnx_worst_gap`;
-- training: `tiny_setup`, `recipe`, `make_run`, `max_diff`.
+- training: `tiny_setup`, `recipe`, `make_run`, `max_diff`;
+- children and faults: `bertcnn`, `sentences`, `files`, `start_child` (a `bertcnn train` child, saves
+  optionally slowed), `wait_for_step`, `assert_same_run`, `tree_bytes`, `hidden`, `fill` (a tmpfs:
+  the `tmpfs` fixture).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,14 +131,13 @@ def tiny_checkpoint(
     return directory
 
 
-def write_jsonl(path, rows: int, seed: int = 0, max_words: int = 25) -> None:
-    """`rows` lines of random words (`w4` ... `w98`) with labels neg/mid/pos; some longer than 20 tokens."""
+def write_jsonl(path, rows: int, seed: int = 0, max_words: int = 25, names=("neg", "mid", "pos")) -> None:
+    """`rows` lines of random words (`w4` ... `w98`) with labels `names`; some longer than 20 tokens."""
     rng = np.random.default_rng(seed)
-    names = ("neg", "mid", "pos")
     lines = []
     for _ in range(rows):
         words = " ".join(f"w{i}" for i in rng.integers(4, 99, size=rng.integers(1, max_words)))
-        lines.append(json.dumps({"text": words, "label": names[rng.integers(0, 3)]}))
+        lines.append(json.dumps({"text": words, "label": names[rng.integers(0, len(names))]}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -330,3 +336,99 @@ def bertcnn(*argv: str, stdin=None, timeout: float = 300):
 
     return subprocess.run([sys.executable, "-m", "parity", *argv], stdin=stdin, capture_output=True, text=True,
                           timeout=timeout, env=child_env(), cwd=REPO, check=False)  # fmt: skip
+
+
+# -- training runs in child processes (the fault tests) -----------------------------------------
+# 21 rows in batches of 2: 11 updates per epoch, the last one partial; dropout and shuffling on.
+# One intra-op thread in every process of a comparison: a pytest process whose torch an earlier test set to
+# other threads would sum in another order than the child, and bit-identity is per thread count.
+RECIPE = ["--epochs", "3", "--batch-size", "2", "--lr", "1e-2", "--warmup-ratio", "0.1", "--max-length", "20",
+          "--seed", "7", "--save-every", "1", "--threads", "1"]  # fmt: skip
+
+
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    """(checkpoint, training file) in `tmp_path`."""
+    tiny_checkpoint(tmp_path / "ck", BertCnnConfig(**TINY, head_hidden_size=7), tokenizer="words")
+    write_jsonl(tmp_path / "train.jsonl", 21, seed=4)
+    return tmp_path / "ck", tmp_path / "train.jsonl"
+
+
+def tree_bytes(d: Path) -> dict[str, bytes]:
+    """Every file under `d` by relative path: to show a command left a directory untouched."""
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def hidden(parent: Path) -> list[str]:
+    """Hidden names beside the outputs (staging, previous, lock files): none after a run."""
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path]), HF_HUB_OFFLINE="1",
+               TF_CPP_MIN_LOG_LEVEL="2")  # fmt: skip
+    out.update(extra)
+    return out
+
+
+# A child `bertcnn train` whose saves can be slowed down (SLOW_SAVE seconds in each save, while it writes
+# rng.npz), so a test can land a signal or a second writer inside a save or a long run.
+CHILD = """
+import os, sys, time
+delay = float(os.environ.get("SLOW_SAVE", "0"))
+if delay:
+    import numpy as np
+    real = np.savez
+    def slow(*a, **k):
+        time.sleep(delay)
+        return real(*a, **k)
+    np.savez = slow
+from parity.commands import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_child(argv: list[str], *, slow_save: float = 0.0, launcher: list[str] | None = None) -> subprocess.Popen:
+    cmd = [*(launcher or [sys.executable, "-c", CHILD]), *argv]
+    return subprocess.Popen(cmd, env=env(SLOW_SAVE=str(slow_save)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def saved_step(out: Path) -> int:
+    try:
+        return json.loads((out / "trainer_state.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def wait_for_step(out: Path, step: int, child: subprocess.Popen, timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while saved_step(out) < step and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert child.poll() is None, f"the run ended first: {child.communicate()[1][-2000:]}"
+    return saved_step(out)
+
+
+def state_tensors(out: Path) -> dict[str, bytes]:
+    from safetensors.numpy import load_file
+
+    model, moments = load_file(str(out / "model.safetensors")), load_file(str(out / "optimizer.safetensors"))
+    return {**{k: v.tobytes() for k, v in model.items()}, **{f"m/{k}": v.tobytes() for k, v in moments.items()}}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Bit-identical weights and moments, the same log, the same position."""
+    ta, tb = state_tensors(a), state_tensors(b)
+    assert ta.keys() == tb.keys() and all(ta[k] == tb[k] for k in ta), [k for k in ta if ta[k] != tb.get(k)][:5]
+    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
+    sa, sb = (json.loads((d / "trainer_state.json").read_text()) for d in (a, b))
+    keys = ("step", "epoch", "batch", "finished")
+    assert {k: sa[k] for k in keys} == {k: sb[k] for k in keys}
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Fill the file system of `disk` with one file, leaving about `leave` bytes free."""
+    filler = disk / "filler"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(filler, "wb") as f, contextlib.suppress(OSError):
+        f.write(b"\0" * max(free - leave, 0))
+    return filler

@@ -77,7 +77,8 @@ EXIT_CODES = (
     "out of tolerance); 2 bad input, a missing optional package or an unsafe output path (one line on stderr, "
     "nothing written); 3 incomplete (report: fewer checks ran than were asked, e.g. no GPU or a crashed Keras "
     "backend; what ran is still reported); 75 interrupted and resumable (train: SIGINT/SIGTERM, a complete save "
-    "was written; continue with --resume)."
+    "was written; continue with --resume); 130 aborted by a second interrupt before this run saved anything "
+    "(train: nothing was written)."
 )
 
 

@@ -12,6 +12,8 @@ EXIT_OK, EXIT_PARITY, EXIT_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
 # Interrupted (SIGINT/SIGTERM) with a complete save written: resumable. 75 is EX_TEMPFAIL (sysexits.h):
 # "try again later", which is what a scheduler's requeue should do.
 EXIT_INTERRUPTED = 75
+# A second interrupt before this run saved anything: nothing to resume (128 + SIGINT, as shells say).
+EXIT_ABORTED = 130
 
 
 class UsageError(ValueError):

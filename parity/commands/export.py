@@ -91,7 +91,7 @@ def export(
     if opset is not None and not 7 <= opset <= 30:
         raise ValueError(f"--opset must be an ONNX opset number (e.g. 17 or 18). Received: {opset}")
     dest = check_output(out, flag="OUT", kind=DIR, inputs=[checkpoint, config, tokenizer], force=force)
-    source = read_weights(checkpoint, config=config, template_of=builds.keras_template)
+    source = read_weights(checkpoint, config=config)
     cfg = source.config
     digest = sha256_file(source.weights_file)
     with staged_dir(dest) as tmp:
@@ -155,7 +155,7 @@ def verify(checkpoint: str | None, export_dir: str, *, json_path: str | None = N
         )
     manifest = read_manifest(export_dir)  # a broken or hostile export is refused (exit 2) before anything is printed
     require("report --artifact", [*builds.needs("torch", "the PyTorch reference"), *runtime_needs(manifest.format)])
-    source = read_weights(checkpoint, template_of=builds.keras_template)
+    source = read_weights(checkpoint)
     stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr if as_json else stdout):
         print(f"artifact: {export_dir}; reference: PyTorch build of {checkpoint}", flush=True)

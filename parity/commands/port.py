@@ -161,8 +161,7 @@ def port(
             f"--tokenizer needs a checkpoint directory destination; a {dst_fmt} file holds weights only. "
             f"Received: DST {str(dst)!r}"
         )
-    w = read_weights(src, config=config, backbone=backbone, mask_padding=mask_padding,
-                     template_of=builds.keras_template, writable=False)  # fmt: skip
+    w = read_weights(src, config=config, backbone=backbone, mask_padding=mask_padding, writable=False)
     cfg, tensors = w.config, w.tensors
     if labels is not None:
         if len(labels) != cfg.num_labels:

@@ -163,7 +163,7 @@ def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=No
         cfg, tensors, _ = backbone_checkpoint(backbone, seed=seed)
         tok_dir, source = backbone, f"embedded all-MiniLM-L6-v2 + head(seed={seed})"
     else:
-        w = read_weights(checkpoint, config=config, template_of=builds.keras_template)
+        w = read_weights(checkpoint, config=config)
         cfg, tensors, source = w.config, w.tensors, str(checkpoint)
         tok_dir = Path(tokenizer) if tokenizer else w.tokenizer_dir
     config = cfg

@@ -1,263 +1,382 @@
 """`bertcnn train`: fine-tune a checkpoint in either framework into a training directory.
 
 The directory is a canonical checkpoint plus the training state (`parity.training.state`);
-`--resume` continues it, in the same or the other framework.
+`--resume` continues it, in the same or the other framework. A run is three steps:
+`prepare` checks everything that can fail and reads the inputs (nothing is written),
+`execute` trains (saving as it goes), `finish` says what happened. SIGINT/SIGTERM stop
+the run after the current update with a complete save (exit 75: resume it); a second
+one aborts at once, leaving the last complete save. One writer per directory (an OS
+lock, held for the whole run by the process that writes: rank 0 under torchrun).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from parity.commands import builds
-from parity.commands.common import UsageError
-from parity.io.checkpoint import load_checkpoint
+from parity.commands.common import (
+    EXIT_INTERRUPTED,
+    UsageError,
+    add_checkpoint,
+    add_framework,
+    add_run_options,
+    add_source_options,
+    positive,
+    require,
+    source_needs,
+)
+from parity.commands.train_ui import (
+    Interrupts,
+    Reporter,
+    aborted,
+    add_recipe_arguments,
+    given_recipe,
+    nothing_to_do,
+    plural,
+    resume_command,
+    shown_loss,
+    summarize,
+)
 from parity.io.files import sha256_file
+from parity.io.lock import writer_lock
+from parity.io.outputs import DIR, check_output, ours
+from parity.io.reader import read_weights
+from parity.stderr import quiet_native_stderr
 from parity.tokenize import Tokenizer
 from parity.training.data import read_labelled
 from parity.training.loop import Run, evaluator
 from parity.training.recipe import TrainingRecipe
-from parity.training.state import has_state, initial_snapshot, load_snapshot, recipe_differences, save_snapshot
+from parity.training.state import (
+    STATE_NAME,
+    Snapshot,
+    has_state,
+    initial_snapshot,
+    load_snapshot,
+    recipe_differences,
+    recover,
+)
 
-# CLI option -> recipe field, for the options that only change the recipe.
-_RECIPE_OPTIONS = {
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "lr": "lr",
-    "weight_decay": "weight_decay",
-    "adam_epsilon": "eps",
-    "warmup_steps": "warmup_steps",
-    "warmup_ratio": "warmup_ratio",
-    "max_grad_norm": "max_grad_norm",
-    "seed": "seed",
-    "dtype": "dtype",
-    "max_length": "max_length",
-}
+__all__ = ["add_arguments", "execute", "finish", "given_recipe", "prepare", "run", "summarize"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", metavar="CK", help="canonical checkpoint to start from (with tokenizer files)")
+    start = (
+        "checkpoint to start from: a checkpoint directory or one weight file (*.keras, *.safetensors, "
+        "*.pt with --config, *.weights.h5 with --config); not with --resume"
+    )
+    add_checkpoint(p, required=False, what=start)
+    add_source_options(p)
     p.add_argument("--train", metavar="FILE", required=True, help="labelled .jsonl/.csv/.tsv training file")
     p.add_argument("--out", metavar="DIR", required=True, help="training directory: checkpoint + training state")
-    p.add_argument("--framework", choices=("torch", "keras"), required=True)
+    add_framework(p, required=True, extra="; trains with it (a save resumes in either)")
     p.add_argument("--eval", metavar="FILE", help="held-out labelled file: loss, accuracy, macro-F1 after each epoch")
-    d = TrainingRecipe()
-    g = p.add_argument_group("recipe (defaults: torch AdamW / Hugging Face Trainer; on --resume: the saved recipe)")
-    g.add_argument("--epochs", type=int, help=f"default {d.epochs}")
-    g.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
-    g.add_argument("--lr", type=float, help=f"peak learning rate, default {d.lr}")
-    g.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}; never on biases, LayerNorm weights")
-    g.add_argument("--adam-beta1", type=float, help=f"default {d.betas[0]}")
-    g.add_argument("--adam-beta2", type=float, help=f"default {d.betas[1]}")
-    g.add_argument("--adam-epsilon", type=float, help=f"default {d.eps}")
-    w = g.add_mutually_exclusive_group()
-    w.add_argument("--warmup-steps", type=int, help="linear warmup over N updates, then linear decay to 0")
-    w.add_argument("--warmup-ratio", type=float, help="warmup over this fraction of all updates (default 0)")
-    g.add_argument("--max-grad-norm", type=float, help=f"global-norm clipping (torch's); default {d.max_grad_norm}")
-    g.add_argument("--no-clip", action="store_true", help="no gradient clipping")
-    g.add_argument("--seed", type=int, help="seeds shuffling and dropout (default 0)")
-    g.add_argument("--dtype", choices=("float32", "float64"), help="training dtype, also of the saved weights")
-    g.add_argument("--no-dropout", action="store_true", help="train with every dropout probability 0")
-    g.add_argument("--no-shuffle", action="store_true", help="file order, contiguous batches")
-    g.add_argument("--group-by-length", action="store_true", help="shuffle, batching similar lengths (less padding)")
-    g.add_argument("--max-length", type=int, help=f"tokens per text; longer: cut, counted (default {d.max_length})")
-    p.add_argument("--text-column", default="text", help="text column/key (default: text)")
-    p.add_argument("--label-column", default="label", help="label column/key (default: label)")
-    p.add_argument("--save-every", type=int, metavar="N", help="also save every N updates (always: each epoch end)")
+    add_recipe_arguments(p)
+    p.add_argument("--text-column", default="text", metavar="NAME", help="text column/key (default: text)")
+    p.add_argument("--label-column", default="label", metavar="NAME", help="label column/key (default: label)")
+    p.add_argument("--save-every", type=positive, metavar="N", help="also save every N updates (always: epoch ends)")
     p.add_argument("--resume", action="store_true", help="continue DIR's last save (either framework's)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty DIR (its files are removed)")
+    force = "replace an existing DIR this project wrote (a training directory, checkpoint, export)"
+    p.add_argument("--force", action="store_true", help=force)
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
+    add_run_options(p)
     dp = p.add_argument_group("data parallel (torch: launch with `torchrun --nproc-per-node N -m parity train ...`)")
     dp.add_argument("--data-parallel", action="store_true",
                     help="keras on JAX: keras.distribution.DataParallel over all local devices")  # fmt: skip
     dp.add_argument("--dist-backend", choices=("gloo", "nccl"), help="torchrun: default gloo on CPU, nccl on CUDA")
 
 
-def given_recipe(args: argparse.Namespace) -> dict[str, Any]:
-    """Recipe fields the user set on the command line (and only those)."""
-    out = {field: getattr(args, opt) for opt, field in _RECIPE_OPTIONS.items() if getattr(args, opt) is not None}
-    if args.adam_beta1 is not None or args.adam_beta2 is not None:
-        d = TrainingRecipe().betas
-        out["betas"] = (d[0] if args.adam_beta1 is None else args.adam_beta1,
-                        d[1] if args.adam_beta2 is None else args.adam_beta2)  # fmt: skip
-    if args.no_clip:
-        out["max_grad_norm"] = None
-    if args.no_dropout:
-        out["dropout"] = False
-    if args.no_shuffle:
-        out["shuffle"] = False
-    if args.group_by_length:
-        out["group_by_length"] = True
-    return out
+@dataclass
+class Plan:
+    """What `prepare` decided and read: everything `execute` needs, nothing written yet."""
 
+    args: argparse.Namespace
+    out: Path
+    world: Any  # bertcnn_torch.distributed.World under torch; None for keras
+    start: Snapshot | None
+    tok_dir: Path
+    encoded: list | None = None
+    labels: Any = None
+    evaluate: Any = None
+    truncated: int = 0
 
-class Reporter:
-    """Progress on stderr: a live line on a terminal (step, loss, rate, eta), else one line per epoch."""
-
-    def __init__(self, total: int, done: int, *, live: bool):
-        self.total, self.start_step, self.live = total, done, live
-        self.t0 = time.monotonic()
-        self.epoch_losses: list[float] = []
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        if "loss" in record:
-            self.epoch_losses.append(record["loss"])
-            if self.live:
-                done = record["step"] - self.start_step
-                rate = done / max(time.monotonic() - self.t0, 1e-9)
-                eta = (self.total - record["step"]) / rate if rate else 0.0
-                print(f"\rstep {record['step']}/{self.total}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
-                      f"{rate:.2f} it/s  eta {eta:.0f}s ", end="", file=sys.stderr, flush=True)  # fmt: skip
-            return
-        if self.live:
-            print(file=sys.stderr)
-        line = f"epoch {record['epoch'] + 1}: step {record['step']}/{self.total}"
-        if self.epoch_losses:
-            line += f", train loss {sum(self.epoch_losses) / len(self.epoch_losses):.4f}"
-        for k in ("eval_loss", "eval_accuracy", "eval_macro_f1"):
-            if k in record:
-                line += f", {k.replace('_', ' ')} {record[k]:.4f}"
-        print(line, file=sys.stderr, flush=True)
-        self.epoch_losses = []
-
-    def epoch_end(self, epoch: int, step: int) -> None:
-        """Summary line for an epoch without evaluation (with it, the eval record prints it)."""
-        self({"epoch": epoch, "step": step})
+    @property
+    def main(self) -> bool:
+        return self.world is None or self.world.is_main
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    world = _world(args, out)  # under torchrun: this rank; only rank 0 writes, logs and prints
-    main = world is None or world.is_main
-    given = given_recipe(args)
-    sha = sha256_file(args.train) if Path(args.train).is_file() else None
-    if args.save_every is not None and args.save_every < 1:
-        raise UsageError(f"--save-every takes a positive number of updates. Received: {args.save_every}")
+    _refuse_conflicts(args)
+    _check_environment(args)
+    out, interrupts, started = Path(args.out), Interrupts(), []
+    try:
+        with interrupts:  # from here a first SIGINT/SIGTERM stops the run at a complete save; a second aborts
+            return _run(args, out, interrupts, started)
+    except KeyboardInterrupt:  # a second interrupt (or Ctrl-C where no handler could be set): at once
+        if args.framework == "torch" and os.environ.get("RANK", "0") != "0":
+            return EXIT_INTERRUPTED  # rank 0 says it
+        return aborted(args, out, writes=args.resume or any(r.saves for r in started))
+
+
+def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: list) -> int:
+    # torch: join torchrun's group (a no-op in one process); only rank 0 writes DIR, logs and prints.
+    world = builds.runtime("torch").join(out, backend=args.dist_backend, recover=False) if args.framework == "torch" \
+        else None  # fmt: skip
+    writes = world is None or world.is_main
+    if not args.resume and not args.checkpoint:
+        raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
+                         "Received: no --checkpoint")  # fmt: skip
+    if writes:
+        _check_out(args, out)
+    with writer_lock(out) if writes else contextlib.nullcontext():
+        if writes:
+            recover(out)  # finish or undo a save a kill interrupted, under the lock
+        if world is not None:
+            world.barrier()  # the other ranks read DIR only now
+        plan = prepare(args, out, world)
+        if plan.start.state.finished:
+            return nothing_to_do(plan)
+        final, seconds, stopped = execute(plan, interrupts, started)
+        return finish(plan, final, seconds, stopped, interrupts.signal)
+
+
+# -- prepare: every check that can fail, and the inputs read; nothing written --------------------------------
+def _refuse_conflicts(args: argparse.Namespace) -> None:
+    if args.resume:
+        for flag, value in (("--force", args.force), ("--checkpoint", args.checkpoint), ("--config", args.config),
+                            ("--tokenizer", args.tokenizer)):  # fmt: skip
+            if value:
+                why = ("--force starts over, --resume continues" if flag == "--force" else
+                       f"--resume reads the model from DIR, so {flag} would be ignored")  # fmt: skip
+                raise UsageError(f"--resume and {flag} conflict: {why}. Drop one of them. "
+                                 f"Received: --resume {flag}{'' if value is True else ' ' + str(value)}")  # fmt: skip
+    if args.no_clip and args.max_grad_norm is not None:
+        raise UsageError("--no-clip and --max-grad-norm conflict: one turns clipping off, the other sets its norm. "
+                         f"Drop one of them. Received: --no-clip --max-grad-norm {args.max_grad_norm}")  # fmt: skip
+
+
+def _check_environment(args: argparse.Namespace) -> None:
+    """Where and with what the run will train: refused now rather than after a save."""
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    if args.framework == "torch" and args.data_parallel:
+        raise UsageError("--data-parallel is Keras on JAX; torch trains data-parallel under torchrun: "
+                         "`torchrun --nproc-per-node N -m parity train ... --framework torch`. "
+                         "Received: --framework torch --data-parallel")  # fmt: skip
+    if args.framework == "keras" and (world_size not in ("", "1") or args.dist_backend):
+        raise UsageError("torchrun and --dist-backend are for --framework torch; Keras trains data-parallel in one "
+                         f"process with --data-parallel (KERAS_BACKEND=jax). Received: WORLD_SIZE={world_size}, "
+                         f"--dist-backend {args.dist_backend}")  # fmt: skip
+    backend = builds.current_backend() if args.framework == "keras" else None
+    if args.data_parallel and backend != "jax":
+        raise UsageError("--data-parallel is Keras' DataParallel, which runs on the JAX backend: set "
+                         "KERAS_BACKEND=jax (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N simulates "
+                         f"N devices). Received: KERAS_BACKEND={backend}")  # fmt: skip
+    needs = [("jax", "--data-parallel", "jax")] if args.data_parallel else []
+    needs += builds.needs(args.framework, f"--framework {args.framework}")
+    require("train", needs + source_needs(args.checkpoint, "--checkpoint"))
+
+
+def _check_out(args: argparse.Namespace, out: Path) -> None:
+    """--out is never an input, the current folder or an ancestor; --force replaces only what this project wrote."""
+    inputs = [args.train, args.eval] if args.resume else [args.checkpoint, args.train, args.eval, args.config,
+                                                          args.tokenizer]  # fmt: skip
     if args.resume:
         if not has_state(out):
             raise UsageError(f"--resume needs a training directory with a save; {out} has none (train without "
                              f"--resume to start one). Received: {str(out)!r}")  # fmt: skip
-        snap = load_snapshot(out)
-        diffs = recipe_differences(snap.recipe, given)
-        if diffs:
-            raise UsageError("--resume continues the saved recipe; these options differ from it: "
-                             + "; ".join(diffs) + ". Drop them to continue, or start a new run in another "
-                             f"directory (or --force without --resume). Received: {' '.join(diffs)}")  # fmt: skip
-        if sha is not None and sha != snap.state.data_sha256:
-            raise UsageError(f"--resume must train on the same data: {args.train} (sha256 {sha[:12]}...) is not the "
-                             f"file the saved run used (sha256 {snap.state.data_sha256[:12]}...). "
-                             f"Received: {args.train!r}")  # fmt: skip
-        recipe, tok_dir = snap.recipe, out
-        if snap.state.framework != args.framework:
-            print(f"note: resuming a {snap.state.framework} save with {args.framework} "
-                  "(weights and moments through the weight table)", file=sys.stderr)  # fmt: skip
-    else:
-        if not args.checkpoint:
-            raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
-                             "Received: no --checkpoint")  # fmt: skip
-        if main and out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-            raise UsageError(f"{out} exists and is not empty; pass --resume to continue it or --force to replace "
-                             f"it. Received: {str(out)!r}")  # fmt: skip
-        recipe, tok_dir = TrainingRecipe(**given), Path(args.checkpoint)
-    if sha is None:
-        raise FileNotFoundError(f"Training file not found. Received: {args.train!r}")
+        if ours(out) is None and (out / STATE_NAME).is_file():
+            # A damaged save: not recognised as ours, but the state reader says precisely what is wrong.
+            check_output(out.parent / f".{out.name}.resume-check", flag="--out", kind=DIR, inputs=inputs)
+            _not_an_input(out, inputs)
+            return
+    check_output(out, flag="--out", kind=DIR, inputs=inputs, force=True)
+    if args.resume:
+        return
+    if (out.exists() or out.is_symlink()) and ours(out) != "an empty folder" and not args.force:
+        what = ours(out) or "a file"
+        hint = ("pass --resume to continue it or --force to replace it" if has_state(out)
+                else "pass --force to replace it")  # fmt: skip
+        raise UsageError(f"{out} exists and is not empty; {hint} (it is {what}). Received: {str(out)!r}")
 
-    config, _ = load_checkpoint(out if args.resume else args.checkpoint)
+
+def _not_an_input(out: Path, inputs: list) -> None:
+    """check_output's rule for a directory it does not recognise: not the current folder, not an input."""
+    where = out.resolve()
+    for other in [Path.cwd(), *[Path(i) for i in inputs if i]]:
+        o = other.resolve()
+        if where == o or where in o.parents or (other != Path.cwd() and o in where.parents):
+            raise UsageError(f"--out must not be, contain or lie inside the current folder or an input of this run "
+                             f"({str(other)!r}). Choose another path. Received: --out {str(out)!r}")  # fmt: skip
+
+
+def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
+    """Read and check the start, the data and the tokenizer: the whole plan, nothing written."""
+    main = world is None or world.is_main
+    if not Path(args.train).is_file():
+        raise FileNotFoundError(f"Training file not found; expected a labelled .jsonl/.csv/.tsv file. "
+                                f"Received: {args.train!r}")  # fmt: skip
+    sha = sha256_file(args.train)
+    given = given_recipe(args)
+    if args.resume:
+        start = load_snapshot(out, recover_first=False)  # recovered by `run`, under the lock
+        _check_resume(args, start, given, sha, main)
+        plan = Plan(args, out, world, start, out)
+        _check_backend_dtype(args, start.recipe)
+        if not start.state.finished:
+            _read_data(plan, start.config, start.recipe)
+        return plan
+    w = read_weights(args.checkpoint, config=args.config)  # every source; Keras files need no Keras
+    recipe = TrainingRecipe(**given)
+    _check_backend_dtype(args, recipe)
+    plan = Plan(args, out, world, None, _tokenizer_dir(args, w))
+    data = _read_data(plan, w.config, recipe)
+    plan.start = initial_snapshot(w.config, w.tensors, recipe, framework=args.framework, data_sha256=sha,
+                                  num_rows=len(plan.encoded))  # fmt: skip
+    if w.config.label_names is None and data.named:
+        plan.start.config = w.config.replace(label_names=data.label_names)
+    return plan
+
+
+def _check_resume(args: argparse.Namespace, snap: Snapshot, given: dict, sha: str, main: bool) -> None:
+    diffs = recipe_differences(snap.recipe, given)
+    if diffs:
+        raise UsageError("--resume continues the saved recipe; these options differ from it: " + "; ".join(diffs)
+                         + ". Drop them to continue, or start a new run in another directory (or --force without "
+                         f"--resume). Received: {' '.join(diffs)}")  # fmt: skip
+    if sha != snap.state.data_sha256:
+        raise UsageError(f"--resume must train on the same data: {args.train} (sha256 {sha[:12]}...) is not the file "
+                         f"the saved run used (sha256 {snap.state.data_sha256[:12]}...): it changed since the save, "
+                         f"or is another file; pass the original file, or start a new run in another --out. "
+                         f"Received: {args.train!r}")  # fmt: skip
+    if main and snap.state.framework != args.framework and not snap.state.finished:
+        print(f"note: resuming a {snap.state.framework} save with {args.framework} "
+              "(weights and moments through the weight table)", file=sys.stderr)  # fmt: skip
+
+
+def _tokenizer_dir(args: argparse.Namespace, w) -> Path:
+    if args.tokenizer:
+        d = Path(args.tokenizer)
+        if not (d / "tokenizer.json").is_file():
+            raise UsageError(f"--tokenizer must be a folder with a tokenizer.json (it is copied into DIR). "
+                             f"Received: --tokenizer {args.tokenizer!r}")  # fmt: skip
+        return d
+    own = w.tokenizer_dir or w.backbone_tokenizer
+    if own is None or not (Path(own) / "tokenizer.json").is_file():
+        raise UsageError(f"{args.checkpoint} carries no tokenizer.json; pass --tokenizer DIR (a folder with the "
+                         "tokenizer.json of the checkpoint or Hugging Face BERT these weights came from). "
+                         "Received: no --tokenizer")  # fmt: skip
+    return Path(own)
+
+
+def _check_backend_dtype(args: argparse.Namespace, recipe: TrainingRecipe) -> None:
+    if args.framework != "keras" or recipe.dtype != "float64" or builds.current_backend() != "jax":
+        return
+    if "jax" in sys.modules:
+        import jax
+
+        on = bool(jax.config.jax_enable_x64)
+    else:
+        on = os.environ.get("JAX_ENABLE_X64", "").strip().lower() in ("1", "true", "yes", "on")
+    if not on:
+        raise UsageError("float64 training on Keras' JAX backend needs JAX_ENABLE_X64=1 in the environment (JAX "
+                         "silently truncates float64 to float32 otherwise). "
+                         "Received: JAX_ENABLE_X64 unset")  # fmt: skip
+
+
+def _read_data(plan: Plan, config, recipe: TrainingRecipe):
+    """The training (and held-out) rows, tokenized, into `plan`; returns the training file as read."""
+    args, main = plan.args, plan.main
     data = read_labelled(args.train, num_labels=config.num_labels, label_names=config.label_names,
                          text_column=args.text_column, label_column=args.label_column)  # fmt: skip
     max_length = min(recipe.max_length, config.max_position_embeddings)
-    tok = Tokenizer(tok_dir, max_length=max_length, pad_token_id=config.pad_token_id)
-    encoded, truncated = tok.encode_counted(list(data.texts))
-    print(f"train: {len(encoded)} rows from {args.train}; {truncated} truncated to {max_length} tokens",
-          file=sys.stderr)  # fmt: skip
-    evaluate = None
+    tok = _tokenizer(plan.tok_dir, max_length, config.pad_token_id)
+    plan.encoded, plan.truncated = tok.encode_counted(list(data.texts))
+    plan.labels = data.labels
+    if main:
+        print(f"train: {plural(len(plan.encoded), 'row')} from {args.train}; {plan.truncated} truncated to "
+              f"{max_length} tokens", file=sys.stderr)  # fmt: skip
     if args.eval:
         held = read_labelled(args.eval, num_labels=config.num_labels, label_names=data.label_names,
                              text_column=args.text_column, label_column=args.label_column)  # fmt: skip
         held_enc, held_cut = tok.encode_counted(list(held.texts))
-        print(f"eval: {len(held_enc)} rows from {args.eval}; {held_cut} truncated", file=sys.stderr)
-        evaluate = evaluator(held_enc, held.labels, data.label_names, batch_size=recipe.batch_size,
-                             pad_token_id=config.pad_token_id)  # fmt: skip
-
-    if args.resume:
-        start = snap
-    else:
-        start = initial_snapshot(args.checkpoint, recipe, framework=args.framework, data_sha256=sha,
-                                 num_rows=len(encoded))  # fmt: skip
-        if config.label_names is None and data.named:
-            start.config = start.config.replace(label_names=data.label_names)
-        if main and args.force and out.exists() and not has_state(out):
-            import shutil
-
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
         if main:
-            save_snapshot(out, start, tokenizer_from=tok_dir)  # step 0: DIR is a whole save from the start
-    total = recipe.total_steps(len(encoded))
-    reporter = Reporter(total, start.state.step, live=sys.stderr.isatty())
-    run_ = Run(start, encoded, data.labels, out=out if main else None, save_every=args.save_every,
-               tokenizer_from=tok_dir, evaluate=evaluate if main else None,
-               progress=reporter if main else None)  # fmt: skip
-    if evaluate is None and main:
-        # One summary line per epoch: wrap the log so an epoch's last update prints it.
-        inner = reporter.__call__
+            print(f"eval: {plural(len(held_enc), 'row')} from {args.eval}; {held_cut} truncated", file=sys.stderr)
+            plan.evaluate = evaluator(held_enc, held.labels, data.label_names, batch_size=recipe.batch_size,
+                                      pad_token_id=config.pad_token_id)  # fmt: skip
+    return data
 
+
+def _tokenizer(directory: Path, max_length: int, pad_token_id: int) -> Tokenizer:
+    try:
+        return Tokenizer(directory, max_length=max_length, pad_token_id=pad_token_id)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as e:  # the tokenizers library raises a bare Exception for a damaged file
+        raise ValueError(f"{Path(directory) / 'tokenizer.json'}: not a readable tokenizer ({str(e)[:120]}); expected "
+                         "a tokenizers tokenizer.json. Received: a damaged file") from None  # fmt: skip
+
+
+# -- execute: train, saving as it goes -------------------------------------------------------------------------
+def execute(plan: Plan, interrupts: Interrupts, started: list | None = None) -> tuple[Snapshot, float, bool]:
+    args, main = plan.args, plan.main
+    recipe = plan.start.recipe
+    total = recipe.total_steps(len(plan.encoded))
+    reporter = Reporter(total, plan.start.state.step, live=main and sys.stderr.isatty() and not args.no_progress)
+    run_ = Run(plan.start, plan.encoded, plan.labels, out=plan.out if main else None, save_every=args.save_every,
+               tokenizer_from=plan.tok_dir, evaluate=plan.evaluate, progress=reporter if main else None,
+               save_start=not args.resume, stop=interrupts.requested)  # fmt: skip
+    if started is not None:
+        started.append(run_)  # what `run` says after an abort: whether this run saved anything
+    if plan.evaluate is None and main:
+        # One summary line per epoch: wrap the log so an epoch's last update prints it.
         def progress(record: dict[str, Any]) -> None:
-            inner(record)
+            reporter(record)
             if "loss" in record and record["batch"] + 1 == run_.steps_per_epoch:
                 reporter.epoch_end(record["epoch"], record["step"])
 
         run_.progress = progress
     t0 = time.monotonic()
     if args.framework == "torch":
-        final = builds.runtime("torch").train(run_, rank=world.rank, world_size=world.world_size)
+        builds.set_threads("torch", args.threads)
+        final = builds.runtime("torch").train(run_, rank=plan.world.rank, world_size=plan.world.world_size)
     else:
-        final = builds.runtime("keras").train(run_, data_parallel=args.data_parallel)
-    seconds = time.monotonic() - t0
-    if not main:
-        return 0
-    summary = summarize(final, out, seconds, truncated, args.framework)
+        with quiet_native_stderr():  # TensorFlow's C++ start-up lines, printed before its logging is set up
+            runtime = builds.runtime("keras")
+        builds.set_threads("keras", args.threads)
+        final = runtime.train(run_, data_parallel=args.data_parallel)
+    return final, time.monotonic() - t0, run_.stopped
+
+
+# -- finish: say what happened -----------------------------------------------------------------------------------
+def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: int | None) -> int:
+    args, out = plan.args, plan.out
+    if not plan.main:
+        return EXIT_INTERRUPTED if stopped else 0
+    done = final.state.step - plan.start.state.step
+    summary = summarize(final, out, seconds, plan.truncated, args.framework)
+    summary["updates_this_run"] = done
+    summary["interrupted"] = stopped
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
-        print(f"trained {summary['steps']} updates ({args.framework}, {recipe.dtype}) in {seconds:.1f}s; "
-              f"final loss {summary['final_loss']}; wrote {out}")  # fmt: skip
+    if stopped:
+        name = signal.Signals(signum).name if signum else "a signal"
+        total = final.recipe.total_steps(final.state.num_rows)
+        print(f"bertcnn train: interrupted by {name} after update {final.state.step} of {total}: {out} holds a "
+              f"complete save there; continue with `{resume_command(args)}`", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+    if not args.json:
+        count = plural(done, "update")
+        if args.resume:
+            count += f" in this run ({final.state.step} in all)"
+        loss = summary["final_loss"]
+        print(f"trained {count} ({args.framework}, {final.recipe.dtype}) in {seconds:.1f}s; final loss "
+              f"{shown_loss(loss)}; wrote {out}")  # fmt: skip
     return 0
-
-
-def _world(args: argparse.Namespace, out: Path):
-    """torch: join torchrun's process group (rank 0 of 1 without torchrun); keras: None."""
-    if args.framework == "torch":
-        if args.data_parallel:
-            raise UsageError("--data-parallel is Keras on JAX; torch trains data-parallel under torchrun: "
-                             "`torchrun --nproc-per-node N -m parity train ... --framework torch`. "
-                             "Received: --framework torch --data-parallel")  # fmt: skip
-        return builds.runtime("torch").join(out, backend=args.dist_backend)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or args.dist_backend:
-        raise UsageError("torchrun and --dist-backend are for --framework torch; Keras trains data-parallel in one "
-                         "process with --data-parallel (KERAS_BACKEND=jax). "
-                         f"Received: WORLD_SIZE={os.environ.get('WORLD_SIZE', '1')}, "
-                         f"--dist-backend {args.dist_backend}")  # fmt: skip
-    return None
-
-
-def summarize(final, out: Path, seconds: float, truncated: int, framework: str) -> dict[str, Any]:
-    updates = [m for m in final.metrics if "loss" in m]
-    evals = [m for m in final.metrics if "eval_loss" in m]
-    return {
-        "out": str(out),
-        "framework": framework,
-        "steps": final.state.step,
-        "epochs": final.recipe.epochs,
-        "finished": final.state.finished,
-        "final_loss": updates[-1]["loss"] if updates else None,
-        "clipped_updates": sum(bool(m.get("clipped")) for m in updates),
-        "truncated": truncated,
-        "eval": evals[-1] if evals else None,
-        "seconds": round(seconds, 3),
-        "recipe": final.recipe.to_dict(),
-    }

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from parity.config import BertCnnConfig
-from parity.io.files import honour_umask, read_json
+from parity.io.files import read_json
 from parity.io.formats import DIR, FORMAT_HELP, Weights
-from parity.io.safetensors import read_safetensors
+from parity.io.safetensors import read_safetensors, write_safetensors
 from parity.layout import check_tensors, expected_shapes, rows, strict_check
 
 CONFIG_NAME = "config.json"
@@ -56,13 +56,11 @@ def write_checkpoint_files(
     directory: Path, config: BertCnnConfig, tensors: Mapping[str, np.ndarray], *, tokenizer_from=None
 ) -> None:
     """config.json, model.safetensors (weight-table order) and the tokenizer files, into a folder being staged."""
-    from safetensors.numpy import save_file
-
     check_tensors(tensors, expected_shapes(config), what="Tensors to save")
     (directory / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
-    ordered = {r.torch_name: np.ascontiguousarray(tensors[r.torch_name]) for r in rows(config)}
-    save_file(ordered, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    honour_umask(directory / WEIGHTS_NAME)  # safetensors creates its file 0600 whatever the umask
+    ordered = [(r.torch_name, np.ascontiguousarray(tensors[r.torch_name])) for r in rows(config)]
+    # The project's own writer: a full disk is an OSError (safetensors' save_file raises its own error type).
+    write_safetensors(directory / WEIGHTS_NAME, ordered, {"format": "pt"})
     if tokenizer_from is not None:
         copy_tokenizer(tokenizer_from, directory)
 

@@ -12,7 +12,7 @@ passed in as `template_of`. Datasets map to variables by name, never by position
 from __future__ import annotations
 
 import json
-import shutil
+import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,10 +91,17 @@ def write_keras_h5(
     template_of: TemplateOf | None,
 ) -> None:
     """Write Keras' h5 layout directly: each tensor transposed once, straight into its dataset."""
+    Path(target).write_bytes(_h5_image(config, tensors, progress, template_of))
+
+
+def _h5_image(config, tensors, progress, template_of) -> bytes:
+    """The h5 file, built in memory: HDF5 never writes the disk itself, so a full disk is Python's OSError
+    (HDF5 on ENOSPC raises RuntimeError and can crash the process when its objects are collected)."""
     import h5py
 
     template, table = keras_layout(config, template_of)
-    with h5py.File(target, "w") as f:
+    # driver="core" without a backing store: the file lives in memory only; the name is never created.
+    with h5py.File(f"bertcnn-{uuid.uuid4().hex}.h5", "w", driver="core", backing_store=False) as f:
         for name, attrs in template.groups:
             g = f if name == "" else f.require_group(name)
             for k, v in attrs:
@@ -105,6 +112,8 @@ def write_keras_h5(
             if dtype_name(a) == "bfloat16":
                 d.attrs["dtype"] = "bfloat16"
             progress(a.nbytes)
+        f.flush()
+        return f.id.get_file_image()
 
 
 # Keras 3 saves a layer's variables as `<layer>/vars/<index>` in creation order, and a list of layers
@@ -206,16 +215,13 @@ def write_keras_archive(
     cfg = json.loads(json.dumps(template.archive_config))
     cfg["config"]["config"] = config.to_dict()
     cfg["config"]["dtype"] = dtype
-    h5_tmp = path.with_name(path.name + ".h5-part")
-    try:
-        write_keras_h5(h5_tmp, config, tensors, progress, template_of)
-        with zipfile.ZipFile(path, "w") as zf:  # stored, like Keras: the h5 is read in place
-            zf.writestr("metadata.json", template.archive_metadata)
-            zf.writestr("config.json", json.dumps(cfg))
-            with open(h5_tmp, "rb") as src, zf.open("model.weights.h5", "w", force_zip64=True) as dst:
-                shutil.copyfileobj(src, dst, 16 * 1024 * 1024)
-    finally:
-        h5_tmp.unlink(missing_ok=True)
+    image = _h5_image(config, tensors, progress, template_of)
+    with zipfile.ZipFile(path, "w") as zf:  # stored, like Keras: the h5 is read in place
+        zf.writestr("metadata.json", template.archive_metadata)
+        zf.writestr("config.json", json.dumps(cfg))
+        with zf.open("model.weights.h5", "w", force_zip64=True) as dst:
+            for i in range(0, len(image), 16 * 1024 * 1024):
+                dst.write(image[i : i + 16 * 1024 * 1024])
 
 
 def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callable]) -> Weights:

@@ -24,7 +24,7 @@ from parity.io import formats as F
 from parity.io.checkpoint import CONFIG_NAME, has_tokenizer, is_hf_config, read_dir
 from parity.io.files import read_json
 from parity.io.hub import resolve
-from parity.io.keras_h5 import TemplateOf, read_keras_archive, read_keras_h5
+from parity.io.keras_h5 import read_keras_archive, read_keras_h5
 from parity.io.safetensors import read_safetensors
 from parity.io.torch_pickle import read_torch
 from parity.layout import read_fields, strict_check
@@ -55,16 +55,14 @@ def read_weights(
     config: str | os.PathLike | BertCnnConfig | None = None,
     backbone: str | os.PathLike | None = None,
     mask_padding: bool | None = None,
-    template_of: TemplateOf | None = None,
     writable: bool = True,
     revision: str | None = None,
 ) -> F.Weights:
     """Read `source` strictly; `Weights.config` is always set. Raises ValueError/FileNotFoundError on bad input.
 
-    `template_of` is not needed to read (Keras files are read with the written-down layout, without
-    Keras) and is accepted for callers that also write. `writable=False` keeps tensors
-    memory-mapped (read-only), for streaming a large model through; otherwise the arrays are the
-    caller's own.
+    Keras files are read with Keras 3's h5 layout written down (`parity.io.keras_h5.h5_datasets`), so
+    reading needs no Keras. `writable=False` keeps tensors memory-mapped (read-only), for streaming a
+    large model through; otherwise the arrays are the caller's own.
     """
     src = resolve(source, revision=revision, flag="--checkpoint")  # a hub id of a bertcnn checkpoint, too
     if not src.exists():

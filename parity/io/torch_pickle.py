@@ -7,6 +7,7 @@ read or written.
 
 from __future__ import annotations
 
+import io
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable
@@ -80,4 +81,8 @@ def write_torch(path: Path, tensors: Iterable[tuple[str, np.ndarray]], progress:
             else:
                 out[name] = torch.from_numpy(a)
             progress(a.nbytes)
-    torch.save(out, path)
+    # Serialised in memory, written by Python: torch.save on a full disk raises RuntimeError, not OSError.
+    buffer = io.BytesIO()
+    torch.save(out, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())

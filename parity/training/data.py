@@ -25,7 +25,8 @@ Label resolution (`read_labelled(..., num_labels, label_names)`):
 - Without names: integer ids (< num_labels) or names, not both in one file. Names are
   sorted (Python string order) to give ids and must number exactly `num_labels`, and
   they become the checkpoint's names (`LabelledData.named`). Give the checkpoint names
-  up front with `bertcnn init DIR --labels a,b,c` to fix their order yourself.
+  up front to fix their order yourself: `bertcnn port CK NEW_CK --labels a,b,c` writes the
+  same weights with those names (`bertcnn init --labels` would start a new, untrained head).
 A held-out file is read with the training file's names (`label_names=train.label_names`)
 so a class missing from it keeps its id.
 """
@@ -264,8 +265,9 @@ def _resolve(
     if len(found) != num_labels:
         raise ValueError(
             f"{path}: the labels are {len(found)} distinct names but the checkpoint has num_labels={num_labels} "
-            f"and no names; expected exactly {num_labels} names, or give the checkpoint its names with "
-            f"`bertcnn init DIR --labels a,b,c`. Received: {found[:20]!r}"
+            f"and no names; expected exactly {num_labels} names, or give the checkpoint its class names in id "
+            f"order with `bertcnn port CK NEW_CK --labels a,b,c` (the same weights, named) and train NEW_CK. "
+            f"Received: {found[:20]!r}"
         )
     index = {n: i for i, n in enumerate(found)}
     return [index[label] for _, _, label in rows], tuple(found), True

@@ -34,6 +34,8 @@ class Run:
     tokenizer_from: str | os.PathLike | None = None
     evaluate: Callable[[Predict], dict[str, Any]] | None = None  # per-epoch held-out metrics
     progress: Progress | None = None  # called with each log record (updates and epochs)
+    save_start: bool = False  # a new run: save the start (step 0) before the first update
+    stop: Callable[[], bool] | None = None  # asked after each update: True stops the run there, saved (SIGTERM)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -52,6 +54,9 @@ class Run:
         self.total = r.total_steps(len(self.labels))
         self.warmup = r.warmup(len(self.labels))
         self.metrics = list(self.start.metrics)
+        self.agree: Callable[[bool], bool] = bool  # data parallel: True when any rank's flag is (set by the trainer)
+        self.stopped = False  # the run stopped early, at a complete save, because `stop` said so
+        self.saves = 0  # saves this run wrote
 
     @property
     def recipe(self):
@@ -103,6 +108,32 @@ class Run:
         record.update({f"eval_{k}": result[k] for k in ("loss", "accuracy", "macro_f1") if k in result})
         self.log(record)
 
+    def begin(self) -> bool:
+        """Before the first update: a new run's step-0 save; True when a stop was asked already (DIR is whole)."""
+        if self.save_start and self.out is not None:
+            self.save(self.start)
+        self.stopped = self._stop_asked()
+        return self.stopped
+
+    def after_update(
+        self, epoch: int, batch: int, step: int, predict: Predict, snapshot: Callable[[], Snapshot]
+    ) -> bool:
+        """After update `step`: the epoch's evaluation, the saves; True when the run stops here (saved first).
+
+        A stop asked during the last update changes nothing: the run ends there anyway. Under
+        data parallel every rank asks at the same updates and all stop at the same one.
+        """
+        if batch + 1 == self.steps_per_epoch:
+            self.end_of_epoch(epoch, step, predict)
+        stop = step + 1 < self.total and self._stop_asked()
+        if self.wants_save(batch, step) or (stop and self.out is not None):
+            self.save(snapshot())
+        self.stopped = stop
+        return stop
+
+    def _stop_asked(self) -> bool:
+        return bool(self.agree(bool(self.stop is not None and self.stop())))
+
     def wants_save(self, batch: int, step: int) -> bool:
         if self.out is None:
             return False
@@ -111,6 +142,7 @@ class Run:
 
     def save(self, snap: Snapshot) -> None:
         save_snapshot(self.out, snap, tokenizer_from=self.tokenizer_from)
+        self.saves += 1
 
 
 def evaluator(

@@ -8,20 +8,25 @@ A training directory DIR is a canonical checkpoint (`config.json` with label nam
   canonical (torch) names and layout, for every trained tensor: either framework reads
   them, the Keras side through the weight table like the weights;
 - `trainer_state.json`: step, epoch and batch position in the batch plan, framework,
-  the training file's sha256, row count; written last in a save;
+  the training file's sha256, row count, the sha256 of every other file of the save and
+  a digest of its own content; written last in a save;
 - `recipe.json` (the `TrainingRecipe`), `rng.npz` (random-generator state, numbers only),
   `metrics.jsonl` (one JSON object per update, and per epoch with evaluation).
 
 Nothing is pickled. Every save is a whole directory staged beside DIR and swapped in
-with renames (`save_snapshot`); `recover` finishes or undoes a swap a kill interrupted,
-so what a reader finds under DIR is always one complete save.
+with one `renameat2(RENAME_EXCHANGE)` (`parity.training.swap`; two renames where the
+system cannot exchange); a failed save (a full disk, a second Ctrl-C) removes its staging
+folder, and `recover` finishes or undoes a swap a kill interrupted, so what a reader finds
+under DIR is always one complete save. `load_snapshot` checks every file before any is
+used (`parity.training.statefiles`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,12 +35,14 @@ from typing import Any
 import numpy as np
 
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, write_checkpoint_files
-from parity.io.files import fsync_tree, honour_umask, read_json
-from parity.layout import check_tensors, rows
+from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
+from parity.io.files import fsync_tree, honour_umask, remove, sha256_file
+from parity.io.safetensors import write_safetensors
+from parity.layout import check_tensors, expected_shapes, rows
 from parity.tokenize import pad_rows
 from parity.training.moments import MOMENTS
 from parity.training.recipe import TrainingRecipe
+from parity.training.swap import held_signals, previous_of, recover_dir, staging_of, swap_in
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -97,6 +104,10 @@ class TrainerState:
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"Invalid trainer state: `framework` must be one of {FRAMEWORKS}. "
                              f"Received: {self.framework!r}")  # fmt: skip
+        if not isinstance(self.data_sha256, str):
+            raise ValueError(f"Invalid trainer state: `data_sha256` must be a string. Received: {self.data_sha256!r}")
+        if not isinstance(self.finished, bool):
+            raise ValueError(f"Invalid trainer state: `finished` must be true or false. Received: {self.finished!r}")
 
 
 @dataclass
@@ -112,111 +123,157 @@ class Snapshot:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _staging(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.staging")
-
-
-def _previous(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.previous")
-
-
 def _is_whole(d: Path) -> bool:
     return (d / STATE_NAME).is_file()
 
 
 def recover(directory: str | os.PathLike) -> None:
-    """Finish or undo a save a kill interrupted, so DIR holds the newest whole save.
-
-    A save is: stage everything in `.DIR.staging` (trainer_state.json last), rename DIR
-    to `.DIR.previous`, rename the staging folder to DIR, delete `.DIR.previous`. Killed
-    before the first rename: DIR is intact, the partial staging is dropped. Between the
-    renames: DIR is missing and the staging folder is whole, so it becomes DIR. After:
-    only the leftover `.previous` is deleted.
-    """
-    dest = Path(directory)
-    staging, previous = _staging(dest), _previous(dest)
-    if not dest.exists():
-        if staging.is_dir() and _is_whole(staging):
-            os.replace(staging, dest)
-        elif previous.is_dir() and _is_whole(previous):
-            os.replace(previous, dest)
-    for leftover in (staging, previous):
-        if leftover.exists() and dest.exists():
-            shutil.rmtree(leftover)
+    """Finish or undo a save a kill interrupted, so DIR holds the newest whole save (`parity.training.swap`)."""
+    recover_dir(Path(directory), _is_whole)
 
 
 def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_from: str | os.PathLike | None) -> Path:
-    """Write `snap` as a whole directory and swap it in; DIR is never half-written."""
-    from safetensors.numpy import save_file
+    """Write `snap` as a whole directory and swap it in: DIR is never half-written, never missing for a reader.
 
+    On any failure (a full disk, a second Ctrl-C) the staging folder is removed and DIR keeps
+    the previous complete save; the error goes on to the caller.
+    """
     dest = Path(directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
     recover(dest)
-    staging = _staging(dest)
-    if staging.exists():
-        shutil.rmtree(staging)
-    # The staging folder is the only temporary place: a kill at any moment leaves nothing `recover` misses.
-    # os.mkdir honours the umask (tempfile.mkdtemp would make the folder 0700).
-    staging.mkdir()
-    write_checkpoint_files(staging, snap.config, snap.tensors, tokenizer_from=tokenizer_from)
-    check_tensors(snap.moments, moment_shapes(snap.config) if snap.moments else {}, what="Optimizer moments to save")
-    ordered = {k: np.ascontiguousarray(snap.moments[k]) for k in moment_shapes(snap.config) if k in snap.moments}
-    save_file(ordered, str(staging / OPTIMIZER_NAME), metadata={"step": str(snap.state.step)})
-    (staging / RECIPE_NAME).write_text(snap.recipe.to_json(), encoding="utf-8")
-    np.savez(staging / RNG_NAME, **snap.rng)
-    (staging / METRICS_NAME).write_text("".join(json.dumps(m) + "\n" for m in snap.metrics), encoding="utf-8")
-    for f in staging.iterdir():  # safetensors writes its files 0600 whatever the umask
-        honour_umask(f)
-    fsync_tree(staging)
-    (staging / STATE_NAME).write_text(json.dumps(asdict(snap.state), indent=2) + "\n", encoding="utf-8")
-    fsync_tree(staging)
-    previous = _previous(dest)
-    if dest.exists():
-        os.replace(dest, previous)
-    os.replace(staging, dest)
-    if previous.exists():
-        shutil.rmtree(previous)
+    staging = staging_of(dest)
+    try:
+        # The staging folder is the only temporary place: a kill at any moment leaves nothing `recover` misses.
+        # os.mkdir honours the umask (tempfile.mkdtemp would make the folder 0700).
+        staging.mkdir()
+        _write_save(staging, dest, snap, tokenizer_from)
+        with held_signals():
+            swap_in(staging, dest)
+    except BaseException:
+        with held_signals():
+            recover(dest)
+            if dest.exists():
+                remove(staging)
+        raise
     return dest
+
+
+def _write_save(staging: Path, dest: Path, snap: Snapshot, tokenizer_from) -> None:
+    """Every file of a save into `staging`; trainer_state.json (with each file's sha256) last."""
+    config = snap.config
+    check_tensors(snap.tensors, expected_shapes(config), what="Tensors to save")
+    check_tensors(snap.moments, moment_shapes(config) if snap.moments else {}, what="Optimizer moments to save")
+
+    def written(name: str, write) -> None:
+        try:
+            write(staging / name)
+        except OSError as e:  # name the file of DIR, not the hidden staging one (main() prints the disk line)
+            raise OSError(e.errno, e.strerror, str(dest / name)) from None
+
+    written(CONFIG_NAME, lambda p: p.write_text(config.to_json(), encoding="utf-8"))
+    tensors = [(r.torch_name, np.ascontiguousarray(snap.tensors[r.torch_name])) for r in rows(config)]
+    written(WEIGHTS_NAME, lambda p: write_safetensors(p, tensors, {"format": "pt"}))
+    if tokenizer_from is not None:
+        written("tokenizer.json", lambda p: copy_tokenizer(tokenizer_from, p.parent))
+    moments = [(k, np.ascontiguousarray(snap.moments[k])) for k in moment_shapes(config) if k in snap.moments]
+    written(OPTIMIZER_NAME, lambda p: write_safetensors(p, moments, {"step": str(snap.state.step)}))
+    written(RECIPE_NAME, lambda p: p.write_text(snap.recipe.to_json(), encoding="utf-8"))
+    written(RNG_NAME, lambda p: np.savez(p, **snap.rng))
+    written(METRICS_NAME, lambda p: p.write_text("".join(json.dumps(m) + "\n" for m in snap.metrics), "utf-8"))
+    for f in staging.iterdir():
+        honour_umask(f)
+    written(STATE_NAME, lambda p: fsync_tree(p.parent))
+    record = {**asdict(snap.state), "files": {f.name: sha256_file(f) for f in sorted(staging.iterdir())}}
+    record["digest"] = _digest(record)
+    written(STATE_NAME, lambda p: p.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"))
+    written(STATE_NAME, lambda p: fsync_tree(p.parent))
+
+
+def _digest(record: Mapping[str, Any]) -> str:
+    """sha256 of trainer_state.json's content (without the digest itself): any change to the file shows."""
+    body = {k: v for k, v in record.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def has_state(directory: str | os.PathLike) -> bool:
     d = Path(directory)
-    return _is_whole(d) or _is_whole(_staging(d)) or _is_whole(_previous(d))
+    return _is_whole(d) or _is_whole(staging_of(d)) or _is_whole(previous_of(d))
 
 
-def load_snapshot(directory: str | os.PathLike) -> Snapshot:
-    """Read a training directory (recovering an interrupted swap first); strict like a checkpoint."""
-    from safetensors.numpy import load_file
+def load_snapshot(directory: str | os.PathLike, *, recover_first: bool = True) -> Snapshot:
+    """Read a training directory, every file checked before any is used (`parity.training.statefiles`).
 
+    `recover_first`: finish or undo a save a kill interrupted (the writer's job, under its lock;
+    under torchrun rank 0 does it and the other ranks only read). A reader racing a run's save
+    reads the files of one save: a save swaps in a new folder (a new inode at DIR), so a read
+    that saw DIR change under it is done again.
+    """
     d = Path(directory)
-    recover(d)
+    if recover_first:
+        recover(d)
+    for attempt in range(_READ_ATTEMPTS):
+        before = _inode(d)
+        try:
+            snap = _read_snapshot(d)
+        except (ValueError, OSError):
+            if attempt + 1 == _READ_ATTEMPTS or _inode(d) == before is not None:
+                raise
+            time.sleep(0.01)
+            continue
+        if _inode(d) == before is not None:
+            return snap
+        time.sleep(0.01)
+    raise OSError(f"{d} was replaced by new saves during every one of {_READ_ATTEMPTS} reads; read it again")
+
+
+_READ_ATTEMPTS = 10
+
+
+def _inode(d: Path) -> tuple[int, int, int] | None:
+    """Which folder DIR names now: a swapped-in save is a new folder (an inode number may be reused, its times not)."""
+    try:
+        st = os.stat(d)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _read_snapshot(d: Path) -> Snapshot:
+    from parity.training import statefiles as S
+
     if not _is_whole(d):
         found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "no directory"
         raise FileNotFoundError(
             f"No training state in {str(d)!r}: {STATE_NAME} is missing, so there is nothing to resume; "
             f"train without --resume to start. Received: {found}"
         )
-    config, tensors = load_checkpoint(d)
-    state = TrainerState(**_json(d / STATE_NAME))
-    recipe = TrainingRecipe.from_dict(_json(d / RECIPE_NAME))
-    moments = load_file(str(d / OPTIMIZER_NAME))
-    check_tensors(moments, moment_shapes(config) if state.step else {}, what=f"Optimizer moments in {str(d)!r}")
-    with np.load(d / RNG_NAME, allow_pickle=False) as z:
-        rng = {k: z[k] for k in z.files}
-    lines = (d / METRICS_NAME).read_text(encoding="utf-8").splitlines()
-    return Snapshot(config, tensors, moments, recipe, state, rng, [json.loads(x) for x in lines if x.strip()])
-
-
-def _json(path: Path) -> dict:
-    return read_json(path, what="a training-state JSON file written by `bertcnn train`")
+    raw, files = S.read_state(d / STATE_NAME, _digest)
+    state = S.checked(d / STATE_NAME, lambda: TrainerState(**raw))
+    recipe = S.read_recipe(d / RECIPE_NAME)
+    S.check_position(d / STATE_NAME, state, recipe)
+    # The config decides what the weights must look like: a config.json changed into another valid config
+    # would make the weights' reader blame model.safetensors, so its hash is checked before it is used.
+    S.check_files(d, {k: v for k, v in files.items() if k == CONFIG_NAME})
+    config, tensors = S.read_model(d, recipe.dtype)
+    expected = moment_shapes(config) if state.step else {}
+    moments = S.read_moments(d / OPTIMIZER_NAME, expected, state.step, recipe.dtype)
+    rng = S.read_rng(d / RNG_NAME, state.framework)
+    metrics = S.read_metrics(d / METRICS_NAME, state.step)
+    S.check_files(d, files)
+    return Snapshot(config, tensors, moments, recipe, state, rng, metrics)
 
 
 def initial_snapshot(
-    checkpoint: str | os.PathLike, recipe: TrainingRecipe, *, framework: str, data_sha256: str, num_rows: int
+    config: BertCnnConfig,
+    tensors: Mapping[str, np.ndarray],
+    recipe: TrainingRecipe,
+    *,
+    framework: str,
+    data_sha256: str,
+    num_rows: int,
 ) -> Snapshot:
     """Step 0: the checkpoint's weights in the training dtype, no moments, at the plan's start."""
-    config, tensors = load_checkpoint(checkpoint)
-    tensors = {k: v.astype(recipe.dtype) for k, v in tensors.items()}
+    tensors = {k: np.asarray(v).astype(recipe.dtype) for k, v in tensors.items()}
     state = TrainerState(step=0, epoch=0, batch=0, framework=framework, data_sha256=data_sha256, num_rows=num_rows)
     return Snapshot(config, tensors, {}, recipe, state)
 

@@ -97,6 +97,12 @@ def _tensors(out) -> dict[str, bytes]:
     return {**{k: v.tobytes() for k, v in model.items()}, **{k: v.tobytes() for k, v in moments.items()}}
 
 
+def _without_checkpoint(argv):
+    """--resume reads the model from DIR: --checkpoint with it is refused."""
+    i = argv.index("--checkpoint")
+    return argv[:i] + argv[i + 2 :]
+
+
 def _kill_after_a_save(base, killed):
     """Run `bertcnn train` in a child and SIGKILL it at a random moment after a random save."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), *sys.path]))
@@ -119,7 +125,7 @@ def test_killed_and_resumed_run_is_bit_identical(framework, words_ck, tmp_path, 
             "--framework", framework, *KILL_RECIPE]  # fmt: skip
     killed = tmp_path / "killed"
     _kill_after_a_save(base, killed)
-    assert main([*base, "--out", str(killed), "--resume"]) == 0
+    assert main([*_without_checkpoint(base), "--out", str(killed), "--resume"]) == 0
     whole = tmp_path / "whole"
     assert main([*base, "--out", str(whole)]) == 0
     capsys.readouterr()
@@ -139,7 +145,7 @@ def test_a_killed_torch_run_resumes_in_keras_through_the_cli(words_ck, tmp_path,
               *KILL_RECIPE, "--dtype", "float64", "--no-dropout"]  # fmt: skip
     killed = tmp_path / "killed"
     _kill_after_a_save([*common, "--framework", "torch"], killed)
-    assert main([*common, "--out", str(killed), "--framework", "keras", "--resume"]) == 0
+    assert main([*_without_checkpoint(common), "--out", str(killed), "--framework", "keras", "--resume"]) == 0
     assert "resuming a torch save with keras" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "whole"), "--framework", "torch"]) == 0
     state = json.loads((killed / "trainer_state.json").read_text())

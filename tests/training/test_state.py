@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from bertcnn_torch.train import train as torch_train
 from parity.training.loop import Run
 from parity.training.parity import flat
-from parity.training.state import STATE_NAME, load_snapshot, recover, save_snapshot
+from parity.training.state import STATE_NAME, load_snapshot, recover
 from tests.helpers import make_run, max_diff, recipe, tiny_setup
 
 
@@ -116,27 +115,17 @@ def _saved(setup, r, tmp_path, crash):
     return out
 
 
-def test_a_swap_killed_between_its_renames_recovers_the_new_save(setup, tmp_path, monkeypatch):
+def test_a_swap_killed_between_its_renames_recovers_the_new_save(setup, tmp_path):
+    """The fallback swap (no RENAME_EXCHANGE) killed between its renames: DIR moved aside, the staged save whole."""
     r = recipe("float64", epochs=1)
-    out = _saved(setup, r, tmp_path, crash=3)  # saves after updates 1 and 2
-    snap = load_snapshot(out)
-    import parity.training.state as state_mod
-
-    real_replace = os.replace
-
-    def replace_then_die(src, dst):
-        if str(dst) == str(out) and str(src).endswith(".run.staging"):
-            raise KeyboardInterrupt("killed")  # DIR already moved aside; the staged save not yet in place
-        real_replace(src, dst)
-
-    monkeypatch.setattr(state_mod.os, "replace", replace_then_die)
-    newer = replace(snap, state=replace(snap.state, step=99))
-    with pytest.raises(KeyboardInterrupt):
-        save_snapshot(out, newer, tokenizer_from=None)
-    monkeypatch.undo()
-    assert not out.exists()  # killed mid-swap: only the two hidden folders are left
-    assert load_snapshot(out).state.step == 99  # the staged save was whole: it wins
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    older = _saved(setup, r, tmp_path / "a", crash=3)  # saves after updates 1 and 2
+    newer = _saved(setup, r, tmp_path / "b", crash=4)  # ... and 3
+    os.replace(older, tmp_path / ".run.previous")
+    os.replace(newer, tmp_path / ".run.staging")
+    out = tmp_path / "run"
+    assert not out.exists()  # what a kill between the renames leaves: only the two hidden folders
+    assert load_snapshot(out).state.step == 3  # the staged save was whole: it wins
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "run"]
 
 
 def test_a_save_killed_while_staging_leaves_the_previous_save(setup, tmp_path):

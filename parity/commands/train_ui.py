@@ -1,0 +1,278 @@
+"""What `bertcnn train` shows and takes beyond its core flow: recipe options, progress, interrupts, quiet imports.
+
+Kept apart from `parity.commands.train` so each module stays readable: the recipe options
+(every number typed and bounded at parse time, so `--batch-size 0` is refused the way
+`predict` refuses it), the progress lines, SIGINT/SIGTERM handling (the first stops the
+run after the current update with a save, a second aborts at once), and a filter for the
+lines TensorFlow's C++ runtime prints at import before its own logging is set up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from parity.commands.common import EXIT_ABORTED, EXIT_INTERRUPTED, positive
+from parity.training.recipe import TrainingRecipe
+
+__all__ = [
+    "Interrupts",
+    "Reporter",
+    "aborted",
+    "add_recipe_arguments",
+    "given_recipe",
+    "nothing_to_do",
+    "plural",
+    "resume_command",
+    "shown_loss",
+    "summarize",
+]
+
+STATE_NAME = "trainer_state.json"  # parity.training.state's; read here only to say where a run stands
+
+# CLI option -> recipe field, for the options that only change the recipe.
+_RECIPE_OPTIONS = {
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "adam_epsilon": "eps",
+    "warmup_steps": "warmup_steps",
+    "warmup_ratio": "warmup_ratio",
+    "max_grad_norm": "max_grad_norm",
+    "seed": "seed",
+    "dtype": "dtype",
+    "max_length": "max_length",
+}
+
+
+# -- argument types: each says what it expected and what it got, as `common.positive` does -------------------------
+def non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
+    return value
+
+
+def _number(text: str, ok, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"expected {expected}. Received: {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    return _number(text, lambda v: v > 0, "a positive number")
+
+
+def non_negative_number(text: str) -> float:
+    return _number(text, lambda v: v >= 0, "a number >= 0")
+
+
+def fraction(text: str) -> float:
+    return _number(text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def beta(text: str) -> float:
+    return _number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainingRecipe()
+    g = p.add_argument_group("recipe (defaults: torch AdamW / Hugging Face Trainer; on --resume: the saved recipe)")
+    g.add_argument("--epochs", type=positive, metavar="N", help=f"default {d.epochs}")
+    g.add_argument("--batch-size", type=positive, metavar="N", help=f"rows per update, default {d.batch_size}")
+    g.add_argument("--lr", type=positive_number, metavar="LR", help=f"peak learning rate, default {d.lr}")
+    g.add_argument("--weight-decay", type=non_negative_number, metavar="WD",
+                   help=f"default {d.weight_decay}; never on biases, LayerNorm weights")  # fmt: skip
+    g.add_argument("--adam-beta1", type=beta, metavar="B1", help=f"default {d.betas[0]}")
+    g.add_argument("--adam-beta2", type=beta, metavar="B2", help=f"default {d.betas[1]}")
+    g.add_argument("--adam-epsilon", type=positive_number, metavar="EPS", help=f"default {d.eps}")
+    w = g.add_mutually_exclusive_group()
+    w.add_argument("--warmup-steps", type=non_negative, metavar="N",
+                   help="linear warmup over N updates, then linear decay to 0")  # fmt: skip
+    w.add_argument("--warmup-ratio", type=fraction, metavar="R",
+                   help="warmup over this fraction of all updates (default 0)")  # fmt: skip
+    g.add_argument("--max-grad-norm", type=positive_number, metavar="NORM",
+                   help=f"global-norm clipping (torch's); default {d.max_grad_norm}")  # fmt: skip
+    g.add_argument("--no-clip", action="store_true", help="no gradient clipping")
+    g.add_argument("--seed", type=non_negative, metavar="N", help="seeds shuffling and dropout (default 0)")
+    g.add_argument("--dtype", choices=("float32", "float64"), help="training dtype, also of the saved weights")
+    g.add_argument("--no-dropout", action="store_true", help="train with every dropout probability 0")
+    g.add_argument("--no-shuffle", action="store_true", help="file order, contiguous batches")
+    g.add_argument("--group-by-length", action="store_true", help="shuffle, batching similar lengths (less padding)")
+    g.add_argument("--max-length", type=positive, metavar="N",
+                   help=f"tokens per text; longer: cut, counted (default {d.max_length})")  # fmt: skip
+
+
+def given_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """Recipe fields the user set on the command line (and only those)."""
+    out = {field: getattr(args, opt) for opt, field in _RECIPE_OPTIONS.items() if getattr(args, opt) is not None}
+    if args.adam_beta1 is not None or args.adam_beta2 is not None:
+        d = TrainingRecipe().betas
+        out["betas"] = (d[0] if args.adam_beta1 is None else args.adam_beta1,
+                        d[1] if args.adam_beta2 is None else args.adam_beta2)  # fmt: skip
+    if args.no_clip:
+        out["max_grad_norm"] = None
+    if args.no_dropout:
+        out["dropout"] = False
+    if args.no_shuffle:
+        out["shuffle"] = False
+    if args.group_by_length:
+        out["group_by_length"] = True
+    return out
+
+
+# -- what is printed ---------------------------------------------------------------------------------------------
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 update`, `2 updates`; `plural(1, "class", "classes")`."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def shown_loss(loss: float | None) -> str:
+    """4 decimals (0.5782); a loss under 0.001 in 3 significant digits instead of 0.0000."""
+    if loss is None:
+        return "n/a (no update in this run)"
+    return f"{loss:.4f}" if abs(loss) >= 1e-3 or loss == 0 else f"{loss:.3e}"
+
+
+class Reporter:
+    """Progress on stderr: a live line on a terminal (step, loss, rate, eta), else one line per epoch."""
+
+    def __init__(self, total: int, done: int, *, live: bool):
+        self.total, self.start_step, self.live = total, done, live
+        self.t0 = time.monotonic()
+        self.epoch_losses: list[float] = []
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if "loss" in record:
+            self.epoch_losses.append(record["loss"])
+            if self.live:
+                done = record["step"] - self.start_step
+                rate = done / max(time.monotonic() - self.t0, 1e-9)
+                eta = (self.total - record["step"]) / rate if rate else 0.0
+                print(f"\rstep {record['step']}/{self.total}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+                      f"{rate:.2f} it/s  eta {eta:.0f}s ", end="", file=sys.stderr, flush=True)  # fmt: skip
+            return
+        if self.live:
+            print(file=sys.stderr)
+        line = f"epoch {record['epoch'] + 1}: step {record['step']}/{self.total}"
+        if self.epoch_losses:
+            line += f", train loss {sum(self.epoch_losses) / len(self.epoch_losses):.4f}"
+        for k in ("eval_loss", "eval_accuracy", "eval_macro_f1"):
+            if k in record:
+                line += f", {k.replace('_', ' ')} {record[k]:.4f}"
+        print(line, file=sys.stderr, flush=True)
+        self.epoch_losses = []
+
+    def epoch_end(self, epoch: int, step: int) -> None:
+        """Summary line for an epoch without evaluation (with it, the eval record prints it)."""
+        self({"epoch": epoch, "step": step})
+
+
+def nothing_to_do(plan) -> int:
+    snap, out = plan.start, plan.out
+    if not plan.main:
+        return 0
+    if plan.args.json:
+        summary = summarize(snap, out, 0.0, 0, plan.args.framework)
+        print(json.dumps({**summary, "updates_this_run": 0, "interrupted": False}, indent=2))
+    else:
+        print(f"nothing to do: {out} is finished at {plural(snap.state.step, 'update')} "
+              f"({plural(snap.recipe.epochs, 'epoch')}); nothing was rewritten")  # fmt: skip
+    return 0
+
+
+def aborted(args: argparse.Namespace, out, writes: bool) -> int:
+    """A second interrupt: say what DIR holds. `writes`: DIR holds a save of this run (or the one resumed)."""
+    step = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        step = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["step"]
+    if not writes or step is None:
+        print("bertcnn train: aborted by a second interrupt before the first save: nothing was written",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ABORTED
+    print(f"bertcnn train: aborted by a second interrupt: {out} holds the last complete save (update {step}); "
+          f"continue with `{resume_command(args)}`", file=sys.stderr)  # fmt: skip
+    return EXIT_INTERRUPTED
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    extra = f" --eval {args.eval}" if args.eval else ""
+    return f"bertcnn train --resume --out {args.out} --train {args.train} --framework {args.framework}{extra}"
+
+
+def summarize(final, out, seconds: float, truncated: int, framework: str) -> dict[str, Any]:
+    updates = [m for m in final.metrics if "loss" in m]
+    evals = [m for m in final.metrics if "eval_loss" in m]
+    return {
+        "out": str(out),
+        "framework": framework,
+        "steps": final.state.step,
+        "epochs": final.recipe.epochs,
+        "finished": final.state.finished,
+        "final_loss": updates[-1]["loss"] if updates else None,
+        "clipped_updates": sum(bool(m.get("clipped")) for m in updates),
+        "truncated": truncated,
+        "eval": evals[-1] if evals else None,
+        "seconds": round(seconds, 3),
+        "recipe": final.recipe.to_dict(),
+    }
+
+
+# -- interrupts ----------------------------------------------------------------------------------------------------
+class Interrupts:
+    """SIGINT/SIGTERM while training: the first asks the run to stop after the current update with a complete
+    save (`requested`); a second aborts at once (KeyboardInterrupt), the last complete save kept.
+
+    A second signal within DEBOUNCE_S of the first counts as the same one: torchrun forwards the
+    terminal's Ctrl-C to workers that already got it from the terminal. Handlers are set only
+    in the main thread (Python's rule) and restored on exit.
+    """
+
+    DEBOUNCE_S = 1.0
+    STOPS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._at = 0.0
+        self._old: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum: int, frame) -> None:
+        now = time.monotonic()
+        if self.signal is None:
+            self.signal, self._at = signum, now
+            if sys.stderr.isatty():
+                print(f"\n{signal.Signals(signum).name}: stopping after this update, with a complete save; "
+                      "interrupt again to abort at once", file=sys.stderr, flush=True)  # fmt: skip
+        elif now - self._at >= self.DEBOUNCE_S:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.STOPS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        for s, handler in self._old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self._old = {}
+        return False
