@@ -387,6 +387,16 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def cli(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """`bertcnn ARGV` in a fresh process, like the runs it is compared with.
+
+    Bit-identity is across processes in the same state: a pytest process whose torch or TensorFlow
+    an earlier test configured (threads, imported runtimes) may sum in another order than a child.
+    """
+    return subprocess.run([sys.executable, "-m", "parity", *argv], env=env(), capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
 def start_child(argv: list[str], *, slow_save: float = 0.0, launcher: list[str] | None = None) -> subprocess.Popen:
     cmd = [*(launcher or [sys.executable, "-c", CHILD]), *argv]
     return subprocess.Popen(cmd, env=env(SLOW_SAVE=str(slow_save)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -19,7 +19,7 @@ import pytest
 
 from parity.commands import main
 from parity.io.checkpoint import load_checkpoint
-from tests.helpers import write_jsonl
+from tests.helpers import cli, write_jsonl
 
 RECIPE = ["--epochs", "2", "--batch-size", "4", "--lr", "1e-2", "--warmup-steps", "2", "--dtype", "float64",
           "--max-length", "20"]  # fmt: skip
@@ -125,10 +125,11 @@ def test_killed_and_resumed_run_is_bit_identical(framework, words_ck, tmp_path, 
             "--framework", framework, *KILL_RECIPE]  # fmt: skip
     killed = tmp_path / "killed"
     _kill_after_a_save(base, killed)
-    assert main([*_without_checkpoint(base), "--out", str(killed), "--resume"]) == 0
+    # Every part in a fresh process, as users run it (see tests.helpers.cli).
+    resumed = cli([*_without_checkpoint(base), "--out", str(killed), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     whole = tmp_path / "whole"
-    assert main([*base, "--out", str(whole)]) == 0
-    capsys.readouterr()
+    assert cli([*base, "--out", str(whole)]).returncode == 0
     a, b = _tensors(killed), _tensors(whole)
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)]
     assert (killed / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()

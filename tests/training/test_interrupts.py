@@ -13,13 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from parity.commands import main
 from parity.training.parity import start
 from parity.training.state import load_snapshot, save_snapshot
 from tests.helpers import (
     RECIPE,
     TINY,
     assert_same_run,
+    cli,
     files,
     hidden,
     random_tensors,
@@ -58,11 +58,12 @@ def test_a_signal_saves_stops_with_75_and_the_resumed_run_is_bit_identical(frame
                            f"--out {out} --train {train} --framework {framework}`"), last  # fmt: skip
     assert hidden(tmp_path) == []  # no staging, no lock left
     assert load_snapshot(out).state.step == step < TOTAL
-    assert main([*_base(train, framework), "--out", str(out), "--resume"]) == 0
+    resumed = cli([*_base(train, framework), "--out", str(out), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     done = TOTAL - step
-    assert f"trained {done} update{'s' if done != 1 else ''} in this run ({TOTAL} in all)" in capsys.readouterr().out
+    assert f"trained {done} update{'s' if done != 1 else ''} in this run ({TOTAL} in all)" in resumed.stdout
     whole = tmp_path / "whole"
-    assert main([*_base(train, framework), "--checkpoint", str(ck), "--out", str(whole)]) == 0
+    assert cli([*_base(train, framework), "--checkpoint", str(ck), "--out", str(whole)]).returncode == 0
     assert_same_run(out, whole)
     assert hidden(tmp_path) == []
 
@@ -87,10 +88,9 @@ def test_a_second_interrupt_during_the_save_aborts_at_once_and_keeps_the_last_sa
                            f"(update {step}); continue with `bertcnn train --resume"), last  # fmt: skip
     assert hidden(tmp_path) == []  # the staging folder of the cut save is gone
     assert load_snapshot(out).state.step == step  # whole and valid
-    assert main([*_base(train, "torch"), "--out", str(out), "--resume"]) == 0
+    assert cli([*_base(train, "torch"), "--out", str(out), "--resume"]).returncode == 0
     whole = tmp_path / "whole"
-    assert main([*_base(train, "torch"), "--checkpoint", str(ck), "--out", str(whole)]) == 0
-    capsys.readouterr()
+    assert cli([*_base(train, "torch"), "--checkpoint", str(ck), "--out", str(whole)]).returncode == 0
     assert_same_run(out, whole)
 
 
