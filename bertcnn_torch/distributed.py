@@ -84,6 +84,17 @@ class World:
         if self.distributed:
             dist.barrier()
 
+    def close(self) -> None:
+        """At a normal end: wait for every rank, then leave the group while the interpreter is whole.
+
+        Without the barrier a rank that finished first tears its Gloo pair down under a
+        peer still inside the last collective, and that peer aborts at exit
+        ("terminate called without an active exception", seen in a suite run).
+        """
+        if self.distributed and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def env_world() -> World:
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); rank 0 of 1 when absent."""

@@ -145,6 +145,8 @@ def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: l
         if plan.start.state.finished:
             return nothing_to_do(plan)
         final, seconds, stopped = execute(plan, interrupts, started)
+        if world is not None:
+            world.close()
         return finish(plan, final, seconds, stopped, interrupts.signal)
 
 
