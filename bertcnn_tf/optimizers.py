@@ -134,7 +134,13 @@ class TorchAdamW(keras.optimizers.Optimizer):
     `clip_grad_norm_` returns). Moments and step move between frameworks with
     `export_state` / `import_state` (canonical torch names and layout).
 
-    Not supported (refused): gradient accumulation, EMA, loss scaling, Keras' own
+    `grad_accum` N: N `apply` calls make one update, with the *sum* of their gradients (the
+    caller weights each micro-batch's loss by its share of the update's rows, so the sum is
+    the gradient of the update's mean loss, as torch's repeated `backward()` gives); the
+    schedule, `iterations` and the AdamW step count updates, not micro-batches.
+
+    Not supported (refused): Keras' `gradient_accumulation_steps` (it averages the
+    micro-batches' gradients: wrong for a partial last update), EMA, loss scaling, Keras' own
     clipping arguments (they would change the update). Under `tf.distribute` strategies
     the update runs on the default strategy's path only.
     """
@@ -149,6 +155,7 @@ class TorchAdamW(keras.optimizers.Optimizer):
         max_grad_norm: float | None = None,
         decay: Callable[[object], bool] | None = None,
         no_decay_paths: list[str] | None = None,
+        grad_accum: int = 1,
         name: str = "torch_adamw",
         **kwargs,
     ):
@@ -156,8 +163,12 @@ class TorchAdamW(keras.optimizers.Optimizer):
                     "global_clipnorm"):  # fmt: skip
             value = kwargs.pop(arg, None)
             if value:
+                hint = "accumulate with grad_accum" if arg == "gradient_accumulation_steps" else \
+                    "clip with max_grad_norm"  # fmt: skip
                 raise ValueError(f"TorchAdamW does not support `{arg}` (it would change torch's update); "
-                                 f"clip with max_grad_norm. Received: {arg}={value!r}")  # fmt: skip
+                                 f"{hint}. Received: {arg}={value!r}")  # fmt: skip
+        if isinstance(grad_accum, bool) or not isinstance(grad_accum, (int, np.integer)) or grad_accum < 1:
+            raise ValueError(f"TorchAdamW: `grad_accum` must be a positive integer. Received: {grad_accum!r}")
         # Keras' weight decay is off: decay is applied here, decoupled, torch's way.
         super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
         for n, b in (("beta_1", beta_1), ("beta_2", beta_2)):
@@ -179,6 +190,7 @@ class TorchAdamW(keras.optimizers.Optimizer):
             self._track_variable(lr)
             self._learning_rate = lr
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.grad_accum = int(grad_accum)
         self.torch_weight_decay = float(weight_decay)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         if no_decay_paths is not None:
@@ -196,7 +208,14 @@ class TorchAdamW(keras.optimizers.Optimizer):
         schedule = LinearWarmupDecay(recipe.lr, recipe.warmup(num_rows), recipe.total_steps(num_rows))
         return cls(learning_rate=schedule, beta_1=recipe.betas[0], beta_2=recipe.betas[1], epsilon=recipe.eps,
                    weight_decay=recipe.weight_decay, max_grad_norm=recipe.max_grad_norm,
-                   decay=weight_table_decay(model), **kwargs)  # fmt: skip
+                   decay=weight_table_decay(model), grad_accum=recipe.grad_accum, **kwargs)  # fmt: skip
+
+    @property
+    def iterations(self):
+        """Updates done (Keras counts every `apply`; with `grad_accum` N, N applies make one update)."""
+        if getattr(self, "grad_accum", 1) == 1:  # (Keras' __init__ may ask before it is set)
+            return self._iterations
+        return ops.floor_divide(self._iterations, self.grad_accum)
 
     # -- variables ----------------------------------------------------------------------------
     def build(self, var_list):
@@ -207,25 +226,39 @@ class TorchAdamW(keras.optimizers.Optimizer):
         self._decayed = [True if self.decay is None else bool(self.decay(v)) for v in var_list]
         self._norm_dtype = _widest([v.dtype for v in var_list])
         self.grad_norm = self.add_variable((), dtype=self._norm_dtype, name="grad_norm")
+        if self.grad_accum > 1:
+            self._grad_sums = self.add_optimizer_variables(var_list, "grad_sum")
 
     # -- the update ---------------------------------------------------------------------------
     def _backend_apply_gradients(self, grads, trainable_variables):
         grads = [ops.cast(_dense(g), v.dtype) for g, v in zip(grads, trainable_variables, strict=True)]
-        grads = self._clip(grads)
+        gate = None
+        if self.grad_accum > 1:
+            # Micro-batch losses come weighted by their share of the update's rows: their
+            # gradients are *summed* (Keras' own accumulation averages them, which is wrong
+            # whenever the micro-batches differ in size, as a last partial update does).
+            # Every apply adds; the N-th updates and clears. `where`, not `cond`: one
+            # traced path on every backend, and JAX's stateless apply sees every variable.
+            gate = ops.equal(ops.mod(ops.add(self._iterations, 1), self.grad_accum), 0)
+            sums = [self._grad_sums[self._get_variable_index(v)] for v in trainable_variables]
+            grads = [ops.add(s.value, g) for s, g in zip(sums, grads, strict=True)]
+            for s, g in zip(sums, grads, strict=True):
+                self.assign(s, ops.where(gate, ops.zeros_like(g), g))
+        grads = self._clip(grads, gate)
         scalars = {}
         for g, v in zip(grads, trainable_variables, strict=True):
             dtype = keras.backend.standardize_dtype(v.dtype)
             if dtype not in scalars:
                 scalars[dtype] = self._scalars(dtype)
-            self._update(g, v, scalars[dtype])
+            self._update(g, v, scalars[dtype], gate)
 
-    def _clip(self, grads):
+    def _clip(self, grads, gate=None):
         """`torch.nn.utils.clip_grad_norm_`: the 2-norm of the per-tensor 2-norms, then
         `g * min(max_norm / (norm + 1e-6), 1)` (multiplied even when the coef is 1, as torch)."""
         dt = self._norm_dtype
         norms = ops.stack([ops.cast(ops.sqrt(ops.sum(ops.square(g))), dt) for g in grads])
         total = ops.sqrt(ops.sum(ops.square(norms)))
-        self.grad_norm.assign(total)
+        self.grad_norm.assign(total if gate is None else ops.where(gate, total, self.grad_norm.value))
         if self.max_grad_norm is None:
             return grads
         coef = ops.minimum(
@@ -251,7 +284,7 @@ class TorchAdamW(keras.optimizers.Optimizer):
             "bias_correction2_sqrt": ops.sqrt(bias_correction2),
         }
 
-    def _update(self, g, variable, s):
+    def _update(self, g, variable, s, gate=None):
         i = self._get_variable_index(variable)
         m, v = self._exp_avg[i], self._exp_avg_sq[i]
         dtype = variable.dtype
@@ -270,6 +303,8 @@ class TorchAdamW(keras.optimizers.Optimizer):
         denom = ops.add(ops.divide(ops.sqrt(v_new), s["bias_correction2_sqrt"]), c(self.epsilon))
         # param.addcdiv_(exp_avg, denom, value=-step_size)
         p = ops.add(p, ops.divide(ops.multiply(s["neg_step_size"], m_new), denom))
+        if gate is not None:  # a micro-batch that only accumulates leaves everything as it was
+            m_new, v_new, p = (ops.where(gate, new, old.value) for new, old in ((m_new, m), (v_new, v), (p, variable)))
         self.assign(m, m_new)
         self.assign(v, v_new)
         self.assign(variable, p)
@@ -312,7 +347,7 @@ class TorchAdamW(keras.optimizers.Optimizer):
             for kind, slots in zip(MOMENTS, (self._exp_avg, self._exp_avg_sq), strict=True):
                 value = row.op.to_keras(np.asarray(moments[kind][row.torch_name]))
                 slots[i].assign(np.ascontiguousarray(value).astype(slots[i].dtype, copy=False))
-        self.iterations.assign(int(step))
+        self._iterations.assign(int(step) * self.grad_accum)
 
     def _rows(self, model) -> list:
         """(variable, weight-table row) for every variable this optimizer trains, table order."""
@@ -339,6 +374,7 @@ class TorchAdamW(keras.optimizers.Optimizer):
             weight_decay=self.torch_weight_decay,
             max_grad_norm=self.max_grad_norm,
             no_decay_paths=self._no_decay_paths(),
+            grad_accum=self.grad_accum,
         )
         return config
 

@@ -35,25 +35,48 @@ SEED_STATE = "seed_generator_state"
 
 
 class PlanDataset(keras.utils.PyDataset):
-    """The plan's batches of one epoch, in order, from batch `first` on; `epoch` is set by `PlanCallback`."""
+    """The plan's batches of one epoch, in order, from batch `first` on; `epoch` is set by `PlanCallback`.
+
+    With `grad_accum` N each update is N consecutive Keras batches, its micro-batches, with
+    sample weights n_k / U (the optimizer sums their gradients); an update with fewer than
+    N micro-batches (a last, partial one) is filled up with a one-row stand-in weighted 0.
+    """
 
     def __init__(self, run: Run, epoch: int, first: int = 0):
         super().__init__(workers=1, use_multiprocessing=False)
         self.run, self.epoch, self.first = run, epoch, first
         self.devices = device_count()  # > 1 under --data-parallel
+        self.accum = run.recipe.grad_accum
+        self._micro: tuple[tuple[int, int], list] | None = None  # the last update's micro-batches
 
     @property
     def num_batches(self) -> int:
-        return self.run.steps_per_epoch - self.first
+        """Keras batches (micro-batches) of this epoch; Keras' PyDataset adapter reads this, not len()."""
+        return (self.run.steps_per_epoch - self.first) * self.accum
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __getitem__(self, i: int):
-        inputs, labels = self.run.batch(self.epoch, self.first + i)
-        if self.devices > 1:  # padded to a multiple of the devices; the sample weights keep the exact mean
-            return pad_for_devices(inputs, labels, self.devices, self.run.recipe.dtype)
-        return inputs, labels
+        if self.accum == 1:
+            inputs, labels = self.run.batch(self.epoch, self.first + i)
+            if self.devices > 1:  # padded to a multiple of the devices; the sample weights keep the exact mean
+                return pad_for_devices(inputs, labels, self.devices, self.run.recipe.dtype)
+            return inputs, labels
+        key = (self.epoch, self.first + i // self.accum)
+        if self._micro is None or self._micro[0] != key:
+            self._micro = (key, self.run.micro(*key))
+        micro, k = self._micro[1], i % self.accum
+        if k < len(micro):
+            inputs, labels, weight = micro[k]
+        else:  # filler: no rows left in this update
+            inputs, labels, weight = {n: v[:1] for n, v in micro[0][0].items()}, micro[0][1][:1], 0.0
+        dtype = self.run.recipe.dtype
+        if self.devices > 1:
+            inputs, labels, w = pad_for_devices(inputs, labels, self.devices, dtype)
+        else:
+            w = np.ones(len(labels), dtype=dtype)
+        return inputs, labels, (w * np.asarray(weight, dtype=dtype)).astype(dtype)
 
 
 def _fit_input(dataset: PlanDataset):
@@ -69,6 +92,8 @@ def _fit_input(dataset: PlanDataset):
 
     spec = tf.TensorSpec((None, None), tf.int64)
     sig = ({k: spec for k in ("input_ids", "attention_mask", "token_type_ids")}, tf.TensorSpec((None,), tf.int64))
+    if dataset.accum > 1:
+        sig = (*sig, tf.TensorSpec((None,), dataset.run.recipe.dtype))
     ds = tf.data.Dataset.from_generator(lambda: (dataset[i] for i in range(len(dataset))), output_signature=sig)
     return ds.apply(tf.data.experimental.assert_cardinality(len(dataset)))
 
@@ -105,17 +130,22 @@ class PlanCallback(keras.callbacks.Callback):
         self.dataset.epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.position = next(self.todo)
+        if batch % self.dataset.accum:
+            return  # a later micro-batch of the update under way
+        self.position, self.loss = next(self.todo), 0.0
         if keras.backend.backend() == "torch":
             import torch
 
             torch.manual_seed(step_seed(self.trainer.run.recipe.seed, self.position[2]))
 
     def on_train_batch_end(self, batch, logs=None):
+        self.loss += float(logs["batch_loss"])  # the micro-batches' weighted means add up to the update's mean
+        if (batch + 1) % self.dataset.accum:
+            return
         t, run = self.trainer, self.trainer.run
         epoch, b, step = self.position
         t.sync()
-        run.log_update(epoch, b, step, float(logs["batch_loss"]), float(ops.convert_to_numpy(t.optimizer.grad_norm)))
+        run.log_update(epoch, b, step, self.loss, float(ops.convert_to_numpy(t.optimizer.grad_norm)))
         t.state = run.position_after(epoch, b, step)
         if run.after_update(epoch, b, step, t.predict, lambda: t.snapshot(t.state)):
             self.model.stop_training = True  # Keras ends `fit` after this batch; the save is written
@@ -146,7 +176,8 @@ class KerasTrainer:
         self.model.compile(
             optimizer=self.optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=r.dtype),
-            metrics=[BatchLoss(dtype=r.dtype)],
+            # weighted: Keras gives sample weights (micro-batch shares, device padding) only to these
+            weighted_metrics=[BatchLoss(dtype=r.dtype)],
             # TensorFlow: a graph per batch shape (reduce_retracing), no XLA, whose
             # recompiles per shape cost more than they save here; JAX: always jitted.
             jit_compile=keras.backend.backend() == "jax",
@@ -199,7 +230,7 @@ class KerasTrainer:
     def fit(self) -> Snapshot:
         run, st = self.run, self.run.start.state
         if not run.remaining() or run.begin():
-            return self.snapshot(self.state)
+            return run.stamp(self.snapshot(self.state))
         segments = []
         if st.batch:  # the rest of a started epoch, then the whole epochs after it
             segments.append((st.epoch, st.epoch + 1, st.batch))
@@ -216,9 +247,9 @@ class KerasTrainer:
             callback = cb
             self.model.fit(_fit_input(dataset), epochs=end_epoch, initial_epoch=first_epoch, shuffle=False,
                            callbacks=[cb], verbose=0)  # fmt: skip
-            if run.stopped:
+            if run.stopped or run.early_stopped:
                 break
-        return self.snapshot(self.state)
+        return run.stamp(self.snapshot(self.state))
 
 
 def train(run: Run, **kwargs) -> Snapshot:

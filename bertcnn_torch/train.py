@@ -13,10 +13,13 @@ trainer (`parity.training`); this module only computes updates the way torch use
 - Data parallel ready: an update's global batch may be split into per-rank shares; each
   share's mean loss is weighted by `Share.loss_scale` (W n_r / B, see `distributed`), so
   DDP's gradient average is the gradient of the global-batch mean.
+- Gradient accumulation (`grad_accum` N): an update's rows run as N micro-batches, each
+  weighted by its share of the update's rows, gradients summed (DDP syncs on the last).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -30,6 +33,8 @@ from parity.layout import is_decayed
 from parity.training.loop import Run
 from parity.training.moments import MOMENTS, from_torch_state, moment_key, to_torch_state
 from parity.training.state import Snapshot, step_seed, trained_names
+
+Micro = tuple[dict[str, np.ndarray], np.ndarray, float]  # (inputs, labels, weight): `Run.micro`
 
 
 def param_groups(model: BertCNN, weight_decay: float) -> list[dict]:
@@ -113,24 +118,37 @@ class TorchTrainer:
         self.model.train(was)
         return logits.detach().cpu().numpy()
 
-    def update(self, inputs: dict[str, np.ndarray], labels: np.ndarray, step: int) -> tuple[float, float | None]:
-        """One AdamW update on a global batch (this rank's share of it); (global loss, grad norm)."""
-        n = len(labels)
-        mine = D.shard(n, self.rank, self.world_size)  # an empty share runs a stand-in row, weighted 0
-        x = {k: torch.from_numpy(mine.take(v)).to(self.device) for k, v in inputs.items()}
-        y = torch.from_numpy(mine.take(labels)).to(self.device)
+    def update(self, micro: list[Micro], step: int) -> tuple[float, float | None]:
+        """One AdamW update on a global batch of micro-batches (this rank's share of each); (global loss, grad norm).
+
+        Micro-batch k of n_k rows in an update of U rows is weighted n_k / U, so the summed
+        gradients are those of the update's mean loss (HF's gradient accumulation, with
+        its per-update item count). Dropout is seeded once per update: the micro-batches
+        draw their masks in order, as one process does.
+        """
         torch.manual_seed(step_seed(self.run.recipe.seed, step, self.rank))
         self.optimizer.zero_grad(set_to_none=True)
-        # The share's mean weighted W n_r / B: DDP's average over ranks is then the global-batch mean.
-        loss = F.cross_entropy(self.net(**x), y) * mine.loss_scale
-        loss.backward()
+        total = None
+        for k, (inputs, labels, weight) in enumerate(micro):
+            mine = D.shard(len(labels), self.rank, self.world_size)  # an empty share runs a stand-in row, weighted 0
+            x = {key: torch.from_numpy(mine.take(v)).to(self.device) for key, v in inputs.items()}
+            y = torch.from_numpy(mine.take(labels)).to(self.device)
+            # DDP reduces gradients on the last micro-batch's backward only.
+            sync = self.net.no_sync() if self.world.distributed and k + 1 < len(micro) else contextlib.nullcontext()
+            with sync:
+                # The share's mean weighted W n_r / B: DDP's average over ranks is then the global-batch mean.
+                loss = F.cross_entropy(self.net(**x), y) * mine.loss_scale
+                if weight != 1.0:
+                    loss = loss * weight
+                loss.backward()
+            total = loss.detach() if total is None else total + loss.detach()
         params = [p for g in self.groups for p in g["params"]]
         # max_norm=inf measures the norm and scales by exactly 1.0: no clipping, same norm.
         mx = self.run.recipe.max_grad_norm
         norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf") if mx is None else mx))
         self.optimizer.step()
         self.scheduler.step()
-        return float(D.all_reduce_mean(loss, self.world)), norm
+        return float(D.all_reduce_mean(total, self.world)), norm
 
     def fit(self) -> Snapshot:
         """Every remaining update, or up to the one after which `run.stop` asks to stop (saved there)."""
@@ -138,15 +156,14 @@ class TorchTrainer:
         self.model.train()
         state = run.start.state
         if run.begin():
-            return self.snapshot(state)
+            return run.stamp(self.snapshot(state))
         for epoch, batch, step in run.remaining():
-            inputs, labels = run.batch(epoch, batch)
-            loss, norm = self.update(inputs, labels, step)
+            loss, norm = self.update(run.micro(epoch, batch), step)
             run.log_update(epoch, batch, step, loss, norm)
             state = run.position_after(epoch, batch, step)
             if run.after_update(epoch, batch, step, self.predict, lambda s=state: self.snapshot(s)):
                 break
-        return self.snapshot(state)
+        return run.stamp(self.snapshot(state))
 
 
 def train(run: Run, **kwargs) -> Snapshot:

@@ -298,6 +298,15 @@ def make_run(setup, r, framework: str = "torch", **kwargs):
     return Run(start(config, tensors, r, len(labels), framework), encoded, labels, **kwargs)
 
 
+def train_with(framework: str, run):
+    """Train `run` with the PyTorch or the Keras trainer (Keras imported only when asked for)."""
+    if framework == "keras":
+        from bertcnn_tf.train import train
+    else:
+        from bertcnn_torch.train import train
+    return train(run)
+
+
 def max_diff(a: dict, b: dict) -> tuple[float, str]:
     """The largest absolute difference over same-named arrays, and its name."""
     assert a.keys() == b.keys(), sorted(set(a) ^ set(b))

@@ -40,6 +40,7 @@ from parity.commands.train_ui import (
     aborted,
     add_recipe_arguments,
     given_recipe,
+    kept_line,
     nothing_to_do,
     plural,
     resume_command,
@@ -87,6 +88,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     force = "replace an existing DIR this project wrote (a training directory, checkpoint, export)"
     p.add_argument("--force", action="store_true", help=force)
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
+    p.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        help="also write TensorBoard scalars there (the same tags in both frameworks; appended on --resume)",
+    )
     add_run_options(p)
     dp = p.add_argument_group("data parallel (torch: launch with `torchrun --nproc-per-node N -m parity train ...`)")
     dp.add_argument("--data-parallel", action="store_true",
@@ -136,6 +142,8 @@ def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: l
                          "Received: no --checkpoint")  # fmt: skip
     if writes:
         _check_out(args, out)
+        if args.tensorboard:
+            _check_tensorboard(args, out)
     with writer_lock(out) if writes else contextlib.nullcontext():
         if writes:
             recover(out)  # finish or undo a save a kill interrupted, under the lock
@@ -160,6 +168,12 @@ def _refuse_conflicts(args: argparse.Namespace) -> None:
                        f"--resume reads the model from DIR, so {flag} would be ignored")  # fmt: skip
                 raise UsageError(f"--resume and {flag} conflict: {why}. Drop one of them. "
                                  f"Received: --resume {flag}{'' if value is True else ' ' + str(value)}")  # fmt: skip
+    if args.keep_best and not args.eval:
+        raise UsageError(f"--keep-best picks the best epoch by held-out metrics: add --eval FILE (labelled rows kept "
+                         f"out of --train). Received: --keep-best {args.keep_best} without --eval")  # fmt: skip
+    if args.early_stopping and not args.keep_best:
+        raise UsageError("--early-stopping watches the --keep-best metric: add --keep-best accuracy|macro_f1|loss. "
+                         f"Received: --early-stopping {args.early_stopping} without --keep-best")  # fmt: skip
     if args.no_clip and args.max_grad_norm is not None:
         raise UsageError("--no-clip and --max-grad-norm conflict: one turns clipping off, the other sets its norm. "
                          f"Drop one of them. Received: --no-clip --max-grad-norm {args.max_grad_norm}")  # fmt: skip
@@ -183,6 +197,8 @@ def _check_environment(args: argparse.Namespace) -> None:
                          f"N devices). Received: KERAS_BACKEND={backend}")  # fmt: skip
     needs = [("jax", "--data-parallel", "jax")] if args.data_parallel else []
     needs += builds.needs(args.framework, f"--framework {args.framework}")
+    if args.tensorboard:
+        needs.append(("tensorboard", "--tensorboard", "tensorboard"))
     require("train", needs + source_needs(args.checkpoint, "--checkpoint"))
 
 
@@ -209,14 +225,30 @@ def _check_out(args: argparse.Namespace, out: Path) -> None:
         raise UsageError(f"{out} exists and is not empty; {hint} (it is {what}). Received: {str(out)!r}")
 
 
-def _not_an_input(out: Path, inputs: list) -> None:
+def _check_tensorboard(args: argparse.Namespace, out: Path) -> None:
+    """--tensorboard LOGDIR is appended to, never replaced, so it may exist; not a file, an input or inside --out."""
+    board = Path(args.tensorboard)
+    inputs = [args.checkpoint, args.train, args.eval, args.config, args.tokenizer]
+    if not board.exists():
+        check_output(board, flag="--tensorboard", kind=DIR, inputs=[*inputs, out])
+        return
+    if not board.is_dir():
+        raise UsageError(f"--tensorboard names a folder for event files; {str(board)!r} is a file. Choose a folder. "
+                         f"Received: --tensorboard {str(board)!r}")  # fmt: skip
+    if not os.access(board, os.W_OK | os.X_OK):
+        raise UsageError(f"--tensorboard: the folder {str(board)!r} is not writable; choose one you can write to. "
+                         f"Received: --tensorboard {str(board)!r}")  # fmt: skip
+    _not_an_input(board, [*inputs, out], flag="--tensorboard")
+
+
+def _not_an_input(out: Path, inputs: list, flag: str = "--out") -> None:
     """check_output's rule for a directory it does not recognise: not the current folder, not an input."""
     where = out.resolve()
     for other in [Path.cwd(), *[Path(i) for i in inputs if i]]:
         o = other.resolve()
         if where == o or where in o.parents or (other != Path.cwd() and o in where.parents):
-            raise UsageError(f"--out must not be, contain or lie inside the current folder or an input of this run "
-                             f"({str(other)!r}). Choose another path. Received: --out {str(out)!r}")  # fmt: skip
+            raise UsageError(f"{flag} must not be, contain or lie inside the current folder or an input of this run "
+                             f"({str(other)!r}). Choose another path. Received: {flag} {str(out)!r}")  # fmt: skip
 
 
 def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
@@ -258,6 +290,9 @@ def _check_resume(args: argparse.Namespace, snap: Snapshot, given: dict, sha: st
                          f"the saved run used (sha256 {snap.state.data_sha256[:12]}...): it changed since the save, "
                          f"or is another file; pass the original file, or start a new run in another --out. "
                          f"Received: {args.train!r}")  # fmt: skip
+    if snap.recipe.keep_best and not args.eval and not snap.state.finished:
+        raise UsageError(f"This run keeps the best epoch by eval {snap.recipe.keep_best}: --resume needs the same "
+                         "--eval FILE it was started with. Received: no --eval")  # fmt: skip
     if main and snap.state.framework != args.framework and not snap.state.finished:
         print(f"note: resuming a {snap.state.framework} save with {args.framework} "
               "(weights and moments through the weight table)", file=sys.stderr)  # fmt: skip
@@ -337,14 +372,36 @@ def execute(plan: Plan, interrupts: Interrupts, started: list | None = None) -> 
                save_start=not args.resume, stop=interrupts.requested)  # fmt: skip
     if started is not None:
         started.append(run_)  # what `run` says after an abort: whether this run saved anything
+    shown = reporter
     if plan.evaluate is None and main:
         # One summary line per epoch: wrap the log so an epoch's last update prints it.
-        def progress(record: dict[str, Any]) -> None:
+        def shown(record: dict[str, Any]) -> None:
             reporter(record)
             if "loss" in record and record["batch"] + 1 == run_.steps_per_epoch:
                 reporter.epoch_end(record["epoch"], record["step"])
 
+    board = None
+    if args.tensorboard and main:
+        from parity.training.tensorboard import TensorBoardLog
+
+        board = TensorBoardLog(args.tensorboard, start_step=plan.start.state.step)
+
+    def progress(record: dict[str, Any]) -> None:
+        shown(record)
+        if board is not None:
+            board(record)
+
+    if main:
         run_.progress = progress
+    try:
+        return _train(plan, run_)
+    finally:
+        if board is not None:
+            board.close()
+
+
+def _train(plan: Plan, run_: Run) -> tuple[Snapshot, float, bool]:
+    args = plan.args
     t0 = time.monotonic()
     if args.framework == "torch":
         builds.set_threads("torch", args.threads)
@@ -381,4 +438,7 @@ def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: i
         loss = summary["final_loss"]
         print(f"trained {count} ({args.framework}, {final.recipe.dtype}) in {seconds:.1f}s; final loss "
               f"{shown_loss(loss)}; wrote {out}")  # fmt: skip
+        kept = kept_line(final)
+        if kept:
+            print(kept)
     return 0

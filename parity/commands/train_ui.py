@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from parity.commands.common import EXIT_ABORTED, EXIT_INTERRUPTED, positive
-from parity.training.recipe import TrainingRecipe
+from parity.training.recipe import BEST_METRICS, TrainingRecipe
 
 __all__ = [
     "Interrupts",
@@ -50,6 +50,9 @@ _RECIPE_OPTIONS = {
     "seed": "seed",
     "dtype": "dtype",
     "max_length": "max_length",
+    "grad_accum": "grad_accum",
+    "keep_best": "keep_best",
+    "early_stopping": "early_stopping",
 }
 
 
@@ -95,7 +98,11 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainingRecipe()
     g = p.add_argument_group("recipe (defaults: torch AdamW / Hugging Face Trainer; on --resume: the saved recipe)")
     g.add_argument("--epochs", type=positive, metavar="N", help=f"default {d.epochs}")
-    g.add_argument("--batch-size", type=positive, metavar="N", help=f"rows per update, default {d.batch_size}")
+    g.add_argument("--batch-size", type=positive, metavar="N",
+                   help=f"rows per micro-batch (per update without --grad-accum), default {d.batch_size}")  # fmt: skip
+    g.add_argument("--grad-accum", type=positive, metavar="N",
+                   help="micro-batches per update (HF's gradient_accumulation_steps): an update is the mean "
+                        "loss of N x --batch-size rows; default 1")  # fmt: skip
     g.add_argument("--lr", type=positive_number, metavar="LR", help=f"peak learning rate, default {d.lr}")
     g.add_argument("--weight-decay", type=non_negative_number, metavar="WD",
                    help=f"default {d.weight_decay}; never on biases, LayerNorm weights")  # fmt: skip
@@ -115,6 +122,15 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-dropout", action="store_true", help="train with every dropout probability 0")
     g.add_argument("--no-shuffle", action="store_true", help="file order, contiguous batches")
     g.add_argument("--group-by-length", action="store_true", help="shuffle, batching similar lengths (less padding)")
+    g.add_argument("--keep-best", choices=tuple(BEST_METRICS), metavar="METRIC",
+                   help="with --eval: DIR's checkpoint is the best epoch's by accuracy, macro_f1 or loss (HF's "
+                        "load_best_model_at_end); --resume continues the last epoch's weights")  # fmt: skip
+    g.add_argument(
+        "--early-stopping",
+        type=positive,
+        metavar="N",
+        help="with --keep-best: stop after N epochs without improvement (Keras' EarlyStopping)",
+    )
     g.add_argument("--max-length", type=positive, metavar="N",
                    help=f"tokens per text; longer: cut, counted (default {d.max_length})")  # fmt: skip
 
@@ -229,9 +245,30 @@ def summarize(final, out, seconds: float, truncated: int, framework: str) -> dic
         "clipped_updates": sum(bool(m.get("clipped")) for m in updates),
         "truncated": truncated,
         "eval": evals[-1] if evals else None,
+        "kept": _kept(final),
+        "early_stopped": final.state.early_stopped,
         "seconds": round(seconds, 3),
         "recipe": final.recipe.to_dict(),
     }
+
+
+def _kept(final) -> dict[str, Any] | None:
+    """Which epoch DIR's checkpoint holds, with `--keep-best` (None: the last weights, as without it)."""
+    best = final.state.best
+    if final.recipe.keep_best is None or best is None:
+        return None
+    return {"epoch": best["epoch"], "step": best["step"], "metric": final.recipe.keep_best, "value": best["value"]}
+
+
+def kept_line(final) -> str | None:
+    """`kept epoch 2 of 4 (eval accuracy 0.8125); stopped early: no better accuracy in 2 epochs`."""
+    kept = _kept(final)
+    if kept is None:
+        return None
+    line = f"kept epoch {kept['epoch'] + 1} of {final.recipe.epochs} (eval {kept['metric']} {kept['value']:.4f})"
+    if final.state.early_stopped:
+        line += f"; stopped early: no better {kept['metric']} in {plural(final.recipe.early_stopping, 'epoch')}"
+    return line
 
 
 # -- interrupts ----------------------------------------------------------------------------------------------------

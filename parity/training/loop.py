@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from parity.training.plan import batch_plan
+from parity.training.plan import batch_plan, micro_batches
+from parity.training.recipe import BEST_METRICS
 from parity.training.schedule import linear_warmup_decay
 from parity.training.state import Snapshot, TrainerState, pad_batch, save_snapshot
 
@@ -54,6 +55,11 @@ class Run:
         self.total = r.total_steps(len(self.labels))
         self.warmup = r.warmup(len(self.labels))
         self.metrics = list(self.start.metrics)
+        if r.keep_best is not None and self.evaluate is None and not st.finished:
+            raise ValueError(f"keep_best={r.keep_best!r} picks the best epoch by held-out metrics: give the run an "
+                             "evaluator (bertcnn train --eval FILE). Received: no evaluator")  # fmt: skip
+        self.best, self.best_tensors = st.best, self.start.best_tensors  # a resumed run goes on comparing
+        self.early_stopped = st.early_stopped
         self.agree: Callable[[bool], bool] = bool  # data parallel: True when any rank's flag is (set by the trainer)
         self.stopped = False  # the run stopped early, at a complete save, because `stop` said so
         self.saves = 0  # saves this run wrote
@@ -69,6 +75,8 @@ class Run:
     def remaining(self) -> list[tuple[int, int, int]]:
         """(epoch, batch, step) of every update still to do, in order."""
         st = self.start.state
+        if st.finished:
+            return []
         out, step = [], st.step
         for e in range(st.epoch, self.recipe.epochs):
             for b in range(st.batch if e == st.epoch else 0, self.steps_per_epoch):
@@ -80,6 +88,19 @@ class Run:
         """Inputs padded to the longest row of the batch, and the labels."""
         idx = self.plan[epoch][batch]
         return pad_batch(self.encoded, idx, self.start.config.pad_token_id), self.labels[idx]
+
+    def micro(self, epoch: int, batch: int) -> list[tuple[dict[str, np.ndarray], np.ndarray, float]]:
+        """The update's micro-batches: (inputs padded to their own longest row, labels, weight n_k / U).
+
+        One micro-batch of weight exactly 1.0, the whole update as `batch` gives it, when
+        `grad_accum` is 1; the weighted sum of the micro-batches' mean losses is the mean loss
+        of the update's rows.
+        """
+        if self.recipe.grad_accum == 1:
+            return [(*self.batch(epoch, batch), 1.0)]
+        pad = self.start.config.pad_token_id
+        return [(pad_batch(self.encoded, rows_, pad), self.labels[rows_], w)
+                for rows_, w in micro_batches(self.plan[epoch][batch], self.recipe)]  # fmt: skip
 
     def position_after(self, epoch: int, batch: int, step: int) -> TrainerState:
         nxt = (epoch, batch + 1) if batch + 1 < self.steps_per_epoch else (epoch + 1, 0)
@@ -99,14 +120,44 @@ class Run:
             record["clipped"] = bool(mx is not None and grad_norm > mx)
         self.log(record)
 
-    def end_of_epoch(self, epoch: int, step: int, predict: Predict) -> None:
-        """Held-out metrics for the epoch that just ended (when an evaluator is set)."""
+    def end_of_epoch(self, epoch: int, step: int, predict: Predict, current: Callable[[], Snapshot]) -> bool:
+        """Held-out metrics for the epoch that just ended (when an evaluator is set); True: stop early.
+
+        With `keep_best`, an epoch better than every earlier one (strictly, as HF's
+        `metric_for_best_model` and Keras' `ModelCheckpoint(save_best_only=True)`) becomes
+        the kept one; with `early_stopping` N, N epochs in a row without one end the run
+        (Keras' `EarlyStopping(patience=N)`).
+        """
         if self.evaluate is None:
-            return
+            return False
         result = self.evaluate(predict)
         record = {"epoch": epoch, "step": step + 1}
         record.update({f"eval_{k}": result[k] for k in ("loss", "accuracy", "macro_f1") if k in result})
+        r, early = self.recipe, False
+        if r.keep_best is not None:
+            value = float(result[r.keep_best])
+            old = None if self.best is None else self.best["value"]
+            if old is None or (value > old if BEST_METRICS[r.keep_best] else value < old):
+                self.best = {"epoch": epoch, "step": step + 1, "value": value}
+                self.best_tensors = {k: np.array(v) for k, v in current().tensors.items()}
+            record["best_epoch"] = self.best["epoch"]
+            patience = r.early_stopping
+            # All ranks evaluated the same weights on the same rows; agreeing costs one reduction a epoch.
+            early = bool(self.agree(patience is not None and epoch - self.best["epoch"] >= patience))
+            early = early and step + 1 < self.total
+            if early:
+                record["early_stopped"] = True
+                self.early_stopped = True
         self.log(record)
+        return early
+
+    def stamp(self, snap: Snapshot) -> Snapshot:
+        """`snap` with what the run decided about it: the log so far, the kept epoch, its weights, an early stop."""
+        if self.recipe.keep_best is None:
+            return replace(snap, metrics=list(self.metrics))
+        state = replace(snap.state, best=self.best, early_stopped=self.early_stopped,
+                        finished=snap.state.finished or self.early_stopped)  # fmt: skip
+        return replace(snap, state=state, best_tensors=self.best_tensors, metrics=list(self.metrics))
 
     def begin(self) -> bool:
         """Before the first update: a new run's step-0 save; True when a stop was asked already (DIR is whole)."""
@@ -121,15 +172,22 @@ class Run:
         """After update `step`: the epoch's evaluation, the saves; True when the run stops here (saved first).
 
         A stop asked during the last update changes nothing: the run ends there anyway. Under
-        data parallel every rank asks at the same updates and all stop at the same one.
+        data parallel every rank asks at the same updates and all stop at the same one. An
+        early stop (`early_stopping`) ends the run finished, at the epoch's save.
         """
-        if batch + 1 == self.steps_per_epoch:
-            self.end_of_epoch(epoch, step, predict)
-        stop = step + 1 < self.total and self._stop_asked()
+        taken: list[Snapshot] = []
+
+        def current() -> Snapshot:  # one copy of the weights per update at most
+            if not taken:
+                taken.append(snapshot())
+            return taken[0]
+
+        early = batch + 1 == self.steps_per_epoch and self.end_of_epoch(epoch, step, predict, current)
+        stop = not early and step + 1 < self.total and self._stop_asked()
         if self.wants_save(batch, step) or (stop and self.out is not None):
-            self.save(snapshot())
+            self.save(current())
         self.stopped = stop
-        return stop
+        return stop or early
 
     def _stop_asked(self) -> bool:
         return bool(self.agree(bool(self.stop is not None and self.stop())))
@@ -141,7 +199,7 @@ class Run:
         return end_of_epoch or (self.save_every is not None and (step + 1) % self.save_every == 0)
 
     def save(self, snap: Snapshot) -> None:
-        save_snapshot(self.out, snap, tokenizer_from=self.tokenizer_from)
+        save_snapshot(self.out, self.stamp(snap), tokenizer_from=self.tokenizer_from)
         self.saves += 1
 
 

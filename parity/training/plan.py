@@ -16,7 +16,11 @@ MEGABATCH = 50  # batches per length-sorted group, as HF's LengthGroupedSampler
 
 
 def batch_plan(lengths: Sequence[int], recipe: TrainingRecipe) -> list[list[np.ndarray]]:
-    """Per epoch, the row indices of each batch (int64); every row exactly once per epoch.
+    """Per epoch, the row indices of each update's batch (int64); every row exactly once per epoch.
+
+    A batch is `recipe.update_size` rows: with `grad_accum` N, the trainers split it into
+    N micro-batches of `batch_size` rows (`micro_batches`), so `--batch-size 8 --grad-accum 2`
+    sees exactly the updates of `--batch-size 16`.
 
     `shuffle=False`: file order, contiguous batches, the last partial batch kept. Otherwise
     a permutation seeded by (seed, epoch); with `group_by_length`, each run of
@@ -25,7 +29,7 @@ def batch_plan(lengths: Sequence[int], recipe: TrainingRecipe) -> list[list[np.n
     smaller than one megabatch their members then repeat each epoch, as with HF).
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    n, bs = len(lengths), recipe.batch_size
+    n, bs = len(lengths), recipe.update_size
     if n == 0:
         raise ValueError("The batch plan needs at least one row. Received: 0 rows")
     epochs = []
@@ -41,3 +45,15 @@ def batch_plan(lengths: Sequence[int], recipe: TrainingRecipe) -> list[list[np.n
             batches = [batches[i] for i in rng.permutation(len(batches))]
         epochs.append(batches)
     return epochs
+
+
+def micro_batches(batch: np.ndarray, recipe: TrainingRecipe) -> list[tuple[np.ndarray, float]]:
+    """An update's rows in consecutive micro-batches of `batch_size`, each with its share of the update's mean.
+
+    The weight of a micro-batch of n rows in an update of U rows is n / U: the weighted sum
+    of the micro-batches' mean losses is the mean loss of their union, exactly what one
+    batch of U rows computes, also for a last, partial update (HF Trainer normalises by the
+    update's item count the same way since transformers 4.46).
+    """
+    total, size = len(batch), recipe.batch_size
+    return [(batch[i : i + size], len(batch[i : i + size]) / total) for i in range(0, total, size)]

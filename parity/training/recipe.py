@@ -14,6 +14,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 DTYPES = ("float32", "float64")
+# keep_best metric -> True when larger is better (Keras' ModelCheckpoint mode, HF's greater_is_better)
+BEST_METRICS = {"accuracy": True, "macro_f1": True, "loss": False}
+# Fields added after the first saves: a recipe.json without them takes these defaults.
+LATER_FIELDS = ("grad_accum", "keep_best", "early_stopping")
 
 
 def _fail(what: str, received: Any) -> None:
@@ -37,11 +41,14 @@ class TrainingRecipe:
     shuffle: bool = True  # False: file order, contiguous batches
     group_by_length: bool = False  # with shuffle: similar lengths batched together (HF's group_by_length)
     max_length: int = 128  # tokens; longer texts are truncated (and counted)
+    grad_accum: int = 1  # micro-batches of `batch_size` rows per update (HF's gradient_accumulation_steps)
+    keep_best: str | None = None  # with held-out data: DIR's checkpoint is the best epoch's by this metric
+    early_stopping: int | None = None  # stop after this many epochs without improvement of `keep_best`
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
             object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("epochs", "batch_size", "max_length"):
+        for name in ("epochs", "batch_size", "max_length", "grad_accum"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 _fail(f"`{name}` must be a positive integer", v)
@@ -70,10 +77,22 @@ class TrainingRecipe:
         for name in ("dropout", "shuffle", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 _fail(f"`{name}` must be True or False", getattr(self, name))
+        if self.keep_best is not None and self.keep_best not in BEST_METRICS:
+            _fail(f"`keep_best` must be None or one of {tuple(BEST_METRICS)}", self.keep_best)
+        if self.early_stopping is not None:
+            if not _is_int(self.early_stopping) or self.early_stopping < 1:
+                _fail("`early_stopping` must be None or a positive number of epochs", self.early_stopping)
+            if self.keep_best is None:
+                _fail("`early_stopping` watches the `keep_best` metric: set `keep_best` too", self.early_stopping)
+
+    @property
+    def update_size(self) -> int:
+        """Rows per optimizer update: `grad_accum` micro-batches of `batch_size` rows."""
+        return self.batch_size * self.grad_accum
 
     def steps_per_epoch(self, num_rows: int) -> int:
-        """Optimizer updates per epoch: the last, partial batch is kept."""
-        return -(-num_rows // self.batch_size)
+        """Optimizer updates per epoch: the last, partial update is kept."""
+        return -(-num_rows // self.update_size)
 
     def total_steps(self, num_rows: int) -> int:
         return self.epochs * self.steps_per_epoch(num_rows)

@@ -45,6 +45,7 @@ from parity.training.recipe import TrainingRecipe
 from parity.training.swap import held_signals, previous_of, recover_dir, staging_of, swap_in
 
 STATE_NAME = "trainer_state.json"
+LAST_NAME = "last.safetensors"  # with keep_best: the training weights, which --resume continues
 OPTIMIZER_NAME = "optimizer.safetensors"
 RECIPE_NAME = "recipe.json"
 RNG_NAME = "rng.npz"
@@ -95,6 +96,9 @@ class TrainerState:
     data_sha256: str
     num_rows: int
     finished: bool = False
+    # With `keep_best`: the epoch kept so far, {"epoch", "step", "value"} (its weights are model.safetensors).
+    best: dict[str, Any] | None = None
+    early_stopped: bool = False  # `early_stopping` ended the run before its last epoch (then finished too)
 
     def __post_init__(self) -> None:
         for name in ("step", "epoch", "batch", "num_rows"):
@@ -106,8 +110,22 @@ class TrainerState:
                              f"Received: {self.framework!r}")  # fmt: skip
         if not isinstance(self.data_sha256, str):
             raise ValueError(f"Invalid trainer state: `data_sha256` must be a string. Received: {self.data_sha256!r}")
-        if not isinstance(self.finished, bool):
-            raise ValueError(f"Invalid trainer state: `finished` must be true or false. Received: {self.finished!r}")
+        for name in ("finished", "early_stopped"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Invalid trainer state: `{name}` must be true or false. "
+                                 f"Received: {getattr(self, name)!r}")  # fmt: skip
+        b = self.best
+        ok = b is None or (
+            isinstance(b, dict) and sorted(b) == ["epoch", "step", "value"]
+            and all(isinstance(b[k], int) and not isinstance(b[k], bool) and b[k] >= 0 for k in ("epoch", "step"))
+            and isinstance(b["value"], (int, float)) and not isinstance(b["value"], bool) and np.isfinite(b["value"])
+        )  # fmt: skip
+        if not ok:
+            raise ValueError("Invalid trainer state: `best` must be null or {epoch, step: integers >= 0, value: a "
+                             f"finite number}}. Received: {b!r}")  # fmt: skip
+        if self.early_stopped and (b is None or not self.finished):
+            raise ValueError("Invalid trainer state: `early_stopped` needs a `best` epoch and `finished`. "
+                             f"Received: best={b!r}, finished={self.finished!r}")  # fmt: skip
 
 
 @dataclass
@@ -121,6 +139,13 @@ class Snapshot:
     state: TrainerState
     rng: dict[str, np.ndarray] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    # With `keep_best`, the best epoch's weights (what model.safetensors holds; `tensors` go to last.safetensors).
+    best_tensors: dict[str, np.ndarray] | None = None
+
+    @property
+    def kept(self) -> dict[str, np.ndarray]:
+        """The weights a reader of DIR gets: the best epoch's with `keep_best` (once evaluated), else the last."""
+        return self.tensors if self.best_tensors is None else self.best_tensors
 
 
 def _is_whole(d: Path) -> bool:
@@ -162,6 +187,8 @@ def _write_save(staging: Path, dest: Path, snap: Snapshot, tokenizer_from) -> No
     """Every file of a save into `staging`; trainer_state.json (with each file's sha256) last."""
     config = snap.config
     check_tensors(snap.tensors, expected_shapes(config), what="Tensors to save")
+    if snap.best_tensors is not None:
+        check_tensors(snap.best_tensors, expected_shapes(config), what="Best-epoch tensors to save")
     check_tensors(snap.moments, moment_shapes(config) if snap.moments else {}, what="Optimizer moments to save")
 
     def written(name: str, write) -> None:
@@ -171,8 +198,13 @@ def _write_save(staging: Path, dest: Path, snap: Snapshot, tokenizer_from) -> No
             raise OSError(e.errno, e.strerror, str(dest / name)) from None
 
     written(CONFIG_NAME, lambda p: p.write_text(config.to_json(), encoding="utf-8"))
-    tensors = [(r.torch_name, np.ascontiguousarray(snap.tensors[r.torch_name])) for r in rows(config)]
-    written(WEIGHTS_NAME, lambda p: write_safetensors(p, tensors, {"format": "pt"}))
+
+    def ordered(weights):
+        return [(r.torch_name, np.ascontiguousarray(weights[r.torch_name])) for r in rows(config)]
+
+    written(WEIGHTS_NAME, lambda p: write_safetensors(p, ordered(snap.kept), {"format": "pt"}))
+    if snap.recipe.keep_best is not None:
+        written(LAST_NAME, lambda p: write_safetensors(p, ordered(snap.tensors), {"format": "pt"}))
     if tokenizer_from is not None:
         written("tokenizer.json", lambda p: copy_tokenizer(tokenizer_from, p.parent))
     moments = [(k, np.ascontiguousarray(snap.moments[k])) for k in moment_shapes(config) if k in snap.moments]
@@ -255,12 +287,15 @@ def _read_snapshot(d: Path) -> Snapshot:
     # would make the weights' reader blame model.safetensors, so its hash is checked before it is used.
     S.check_files(d, {k: v for k, v in files.items() if k == CONFIG_NAME})
     config, tensors = S.read_model(d, recipe.dtype)
+    best_tensors = None
+    if recipe.keep_best is not None:  # model.safetensors is the best epoch's; training continues from the last
+        best_tensors, tensors = (tensors if state.best else None), S.read_last(d / LAST_NAME, config, recipe.dtype)
     expected = moment_shapes(config) if state.step else {}
     moments = S.read_moments(d / OPTIMIZER_NAME, expected, state.step, recipe.dtype)
     rng = S.read_rng(d / RNG_NAME, state.framework)
     metrics = S.read_metrics(d / METRICS_NAME, state.step)
     S.check_files(d, files)
-    return Snapshot(config, tensors, moments, recipe, state, rng, metrics)
+    return Snapshot(config, tensors, moments, recipe, state, rng, metrics, best_tensors)
 
 
 def initial_snapshot(
@@ -291,6 +326,7 @@ def recipe_differences(saved: TrainingRecipe, given: Mapping[str, Any]) -> list[
 
 __all__ = [
     "CONFIG_NAME",
+    "LAST_NAME",
     "METRICS_NAME",
     "OPTIMIZER_NAME",
     "STATE_NAME",

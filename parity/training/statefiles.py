@@ -28,13 +28,15 @@ from parity.config import BertCnnConfig
 from parity.io.checkpoint import load_checkpoint
 from parity.io.files import read_json, sha256_file
 from parity.io.safetensors import read_safetensors, read_safetensors_header
-from parity.training.recipe import TrainingRecipe
+from parity.layout import expected_shapes
+from parity.training.recipe import LATER_FIELDS, TrainingRecipe
 
 __all__ = [
     "check_files",
     "check_position",
     "checked",
     "damaged",
+    "read_last",
     "read_metrics",
     "read_model",
     "read_moments",
@@ -45,8 +47,10 @@ __all__ = [
 
 T = TypeVar("T")
 STATE_KEYS = ("step", "epoch", "batch", "framework", "data_sha256", "num_rows", "finished")
+OPTIONAL_STATE_KEYS = ("best", "early_stopped")  # written since keep_best; older saves lack them
 _SHA = re.compile(r"[0-9a-f]{64}")
 _SEED = re.compile(r"keras/seed_generator/(0|[1-9][0-9]*)")
+_FLAGS = ("clipped", "early_stopped")  # the log's true/false fields
 MAX_RNG_BYTES = 1 << 20  # a few seed states: anything larger is not one of ours
 _SHOW = 100
 
@@ -90,7 +94,7 @@ def read_state(path: Path, digest: Callable[[Mapping[str, Any]], str]) -> tuple[
     raw = _json(path)
     if not isinstance(raw, dict):
         raise damaged(path, "not a JSON object", type(raw).__name__)
-    unknown = sorted(set(raw) - {*STATE_KEYS, "files", "digest"})
+    unknown = sorted(set(raw) - {*STATE_KEYS, *OPTIONAL_STATE_KEYS, "files", "digest"})
     missing = [k for k in STATE_KEYS if k not in raw]
     if unknown or missing:
         raise damaged(path, f"keys differ from a trainer state's ({', '.join(STATE_KEYS)})",
@@ -108,14 +112,14 @@ def read_state(path: Path, digest: Callable[[Mapping[str, Any]], str]) -> tuple[
     sha = raw["data_sha256"]
     if not (isinstance(sha, str) and (sha == "" or _SHA.fullmatch(sha))):
         raise damaged(path, "`data_sha256` must be the training file's sha256 (64 hex digits)", sha)
-    return {k: raw[k] for k in STATE_KEYS}, files
+    return {k: raw[k] for k in (*STATE_KEYS, *OPTIONAL_STATE_KEYS) if k in raw}, files
 
 
 def read_recipe(path: Path) -> TrainingRecipe:
     raw = _json(path)
     names = [f.name for f in dataclasses.fields(TrainingRecipe)]
-    if isinstance(raw, dict) and sorted(raw) != sorted(names):
-        missing, unknown = sorted(set(names) - set(raw)), sorted(set(raw) - set(names))
+    if isinstance(raw, dict) and sorted(set(raw) | set(LATER_FIELDS)) != sorted(names):
+        missing, unknown = sorted(set(names) - set(raw) - set(LATER_FIELDS)), sorted(set(raw) - set(names))
         raise damaged(path, f"keys differ from a TrainingRecipe's ({', '.join(names)})",
                       f"missing {missing}, unknown {unknown}")  # fmt: skip
     return checked(path, lambda: TrainingRecipe.from_dict(raw))
@@ -127,7 +131,8 @@ def check_position(path: Path, state, recipe: TrainingRecipe) -> None:
         raise damaged(path, "`num_rows` must be at least 1", state.num_rows)
     per_epoch, total = recipe.steps_per_epoch(state.num_rows), recipe.total_steps(state.num_rows)
     at = state.epoch * per_epoch + state.batch
-    if not (state.batch < per_epoch and at == state.step <= total and state.finished == (state.step == total)):
+    ends = state.step == total or (state.early_stopped and state.batch == 0)
+    if not (state.batch < per_epoch and at == state.step <= total and state.finished == ends):
         raise damaged(
             path,
             f"step, epoch, batch and finished do not name one place in the plan ({per_epoch} updates per epoch, "
@@ -151,6 +156,30 @@ def read_model(d: Path, dtype: str):
     if wrong:
         raise damaged(weights_path, f"the weights must be in the training dtype {dtype}", wrong)
     return config, tensors
+
+
+def read_last(path: Path, config: BertCnnConfig, dtype: str) -> dict[str, np.ndarray]:
+    """last.safetensors (a keep_best run's training weights): exactly the weight table's tensors, in `dtype`."""
+    if not path.is_file():
+        raise damaged(path, "the file is missing (a keep_best run saves its training weights there)",
+                      sorted(p.name for p in path.parent.iterdir()))  # fmt: skip
+    expected = expected_shapes(config)
+
+    def expect(shapes: Mapping[str, tuple]) -> None:
+        if dict(shapes) != {k: tuple(v) for k, v in expected.items()}:
+            odd = sorted(set(shapes) ^ set(expected)) or [k for k in expected if tuple(shapes[k]) != tuple(expected[k])]
+            raise damaged(path, "the tensors do not fit the model in config.json", odd[:1])
+
+    try:
+        w = read_safetensors(path, expect)
+    except ValueError as e:
+        if str(e).startswith(f"{path}: ") and "expected the file as" in str(e):
+            raise
+        raise damaged(path, _reason(path, e), path.name) from None
+    wrong = sorted({str(v.dtype) for v in w.tensors.values()} - {dtype})
+    if wrong:
+        raise damaged(path, f"the weights must be in the training dtype {dtype}", wrong)
+    return {k: np.array(v) for k, v in w.tensors.items()}
 
 
 def read_moments(path: Path, expected: Mapping[str, tuple], step: int, dtype: str) -> dict[str, np.ndarray]:
@@ -226,7 +255,7 @@ def read_metrics(path: Path, step: int) -> list[dict[str, Any]]:
         except (json.JSONDecodeError, RecursionError):
             raise damaged(path, f"line {i} is not valid JSON", line) from None
         ok = isinstance(record, dict) and all(
-            isinstance(v, (int, float)) and not (isinstance(v, bool) and k != "clipped") for k, v in record.items()
+            isinstance(v, (int, float)) and not (isinstance(v, bool) and k not in _FLAGS) for k, v in record.items()
         )
         if not ok or not isinstance(record.get("step"), int) or isinstance(record.get("step"), bool):
             raise damaged(path, f"line {i} is not a log record (a JSON object of numbers with a `step`)", line)

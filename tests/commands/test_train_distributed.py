@@ -98,6 +98,29 @@ def test_torchrun_two_gloo_ranks_equal_one_process(data):
     print(f"torchrun 2 gloo ranks vs 1 process, {two['steps']} AdamW updates: max weight/moment diff {worst:.1e}")
 
 
+def test_torchrun_with_grad_accum_equals_one_process_with_the_whole_batch(data):
+    """2 ranks x micro-batches of 2 x 2 micro-batches = updates of 4; the epoch's last update is 1 row."""
+    one = data / "one" if (data / "one" / "metrics.jsonl").is_file() else None
+    if one is None:
+        _train(data, "one", *RECIPE, *EXACT, "--framework", "torch")
+    acc = [a if a != "4" else "2" for a in RECIPE] + ["--grad-accum", "2"]
+    two = _train(data, "acc", *acc, *EXACT, "--framework", "torch", launcher=TORCHRUN)
+    assert two["steps"] == 8 and two["finished"]
+    worst = _assert_same_training(data / "one", data / "acc")
+    print(f"torchrun 2 ranks, --batch-size 2 --grad-accum 2 vs 1 process --batch-size 4: max diff {worst:.1e}")
+
+
+@pytest.mark.slow
+def test_keras_jax_data_parallel_with_grad_accum_equals_one_device(data):
+    env = _env(KERAS_BACKEND="jax", JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu", **simulated_devices_flag(2))
+    one = _train(data, "ka1", *RECIPE, *EXACT, "--framework", "keras", env=env)
+    acc = [a if a != "4" else "2" for a in RECIPE] + ["--grad-accum", "2"]
+    two = _train(data, "ka2", *acc, *EXACT, "--framework", "keras", "--data-parallel", env=env)
+    assert one["steps"] == two["steps"] == 8
+    worst = _assert_same_training(data / "ka1", data / "ka2")
+    print(f"Keras JAX DataParallel, --batch-size 2 --grad-accum 2 vs --batch-size 4: max diff {worst:.1e}")
+
+
 @pytest.mark.slow
 def test_keras_jax_data_parallel_two_devices_equal_one(data):
     env = _env(KERAS_BACKEND="jax", JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu", **simulated_devices_flag(2))
