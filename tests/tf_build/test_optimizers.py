@@ -183,7 +183,7 @@ def _stock_clipping(model):
     from keras.src.optimizers.base_optimizer import clip_by_global_norm
 
     opt = adamw(model)
-    opt._clip = lambda grads: clip_by_global_norm(grads, HP["max_grad_norm"])
+    opt._clip = lambda grads, gate=None: clip_by_global_norm(grads, HP["max_grad_norm"])
     return opt
 
 
