@@ -122,9 +122,17 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
         max_argmax_disagreement=0.0,
         measured="MiniLM-L6 + seed-0 head CPU: logits <= 5.3e-2 (check cases), 5.6e-2 (512 sentences)",
     ),
-    # bf16 mixed precision on CPU (`bertcnn report --mixed-precision bf16`): float32 weights, bf16 compute,
-    # torch.autocast vs Keras mixed_bfloat16. PLACEHOLDER, measured below.
-    ("bfloat16", "cpu", "forward"): Tolerance(atol=1.0, rtol=1.0, max_argmax_disagreement=0.0, measured="PLACEHOLDER"),
+    # bf16 mixed precision on CPU (`bertcnn report --mixed-precision bf16 --backend all`): float32 weights,
+    # bf16 compute, torch.autocast vs Keras mixed_bfloat16, MiniLM-L6 + seed-0 head, the 7 report texts.
+    # Measured logits 2.9e-3 (TF), 3.9e-3 (JAX), 3.4e-3 (torch backend); hidden states up to 9.2e-2 at
+    # |x| ~ 6-10 (bf16 keeps 8 bits: ~4e-3 relative per op, over 6 layers). Logits bound 5x the worst.
+    ("bfloat16", "cpu", "forward"): Tolerance(
+        atol=2e-2,
+        rtol=5e-2,
+        max_argmax_disagreement=0.0,
+        measured="MiniLM-L6 + seed-0 head CPU: logits <= 3.9e-3 (TF 2.9e-3, JAX 3.9e-3, torch 3.4e-3); "
+        "hidden states <= 9.2e-2; every argmax equal",
+    ),
     # ---- GPU. NOT YET MEASURED: no GPU was available when these were written; the
     # numbers are the CPU bounds (strict tiers) or derived from the format's precision
     # (TF32: 10-bit mantissa, ~5e-4 relative per matmul; bf16: 8-bit, ~4e-3), to be
