@@ -25,6 +25,7 @@ embedded all-MiniLM-L6-v2 + the seeded head; built in-process); the baseline fin
 
     python benchmarks/train_compare.py [--parts throughput,accuracy,drift] [--epochs 3] [--repeats 3]
         [--size 3000] [--drift-epochs 3] [--keras-backend tensorflow] [--work DIR]
+        [--contenders torch,keras,hf_trainer,torch_bf16,keras_bf16] [--results NAME]
 
 Writes benchmarks/results/train.json and prints Markdown tables for the README.
 """
@@ -53,10 +54,18 @@ from parity.training import TrainingRecipe
 
 PARTS = ("throughput", "accuracy", "drift")
 OURS = ("torch", "keras")
-CONTENDERS = (*OURS, "hf_trainer")
+BF16 = {"torch_bf16": "torch", "keras_bf16": "keras"}  # `bertcnn train --mixed-precision bf16`
+CONTENDERS = (*OURS, "hf_trainer", *BF16)
+DEFAULT_CONTENDERS = (*OURS, "hf_trainer")
 # name -> (baseline, other): baseline wall / other wall, > 1 when `other` is faster.
 # Targets (issue 9): torch vs HF Trainer >= 1.3x; Keras >= 0.9x the torch trainer.
-SPEEDUPS = {"speedup_torch_vs_hf_trainer": ("hf_trainer", "torch"), "speedup_keras_vs_torch": ("torch", "keras")}
+SPEEDUPS = {
+    "speedup_torch_vs_hf_trainer": ("hf_trainer", "torch"),
+    "speedup_keras_vs_torch": ("torch", "keras"),
+    "speedup_torch_bf16_vs_torch": ("torch", "torch_bf16"),
+    "speedup_keras_bf16_vs_keras": ("keras", "keras_bf16"),
+    "speedup_torch_bf16_vs_hf_trainer": ("hf_trainer", "torch_bf16"),
+}
 
 
 class Harness:
@@ -152,6 +161,10 @@ class Harness:
             "torch": lambda: self.ours("torch", self.work / "tp-torch", 1),
             "keras": lambda: self.ours("keras", self.work / "tp-keras", 1),
             "hf_trainer": lambda: self.hf(1),
+            **{
+                name: (lambda fw=fw: self.ours(fw, self.work / f"tp-{fw}", 1, "--mixed-precision", "bf16"))
+                for name, fw in BF16.items()
+            },
         }
         commands = {k: v for k, v in commands.items() if k in a.contenders}
         reported: dict[str, dict] = {}
@@ -187,18 +200,20 @@ class Harness:
 
     def accuracy(self) -> dict:
         a, out = self.args, {}
-        for fw in (fw for fw in OURS if fw in a.contenders):
-            d = self.work / f"acc-{fw}"
-            stdout, wall = self.run(self.ours(fw, d, a.epochs, "--eval", str(self.test_file)), f"train {fw}")
-            out[fw] = {
+        for name in (n for n in (*OURS, *BF16) if n in a.contenders):
+            fw = BF16.get(name, name)
+            d = self.work / f"acc-{name}"
+            extra = ("--mixed-precision", "bf16") if name in BF16 else ()
+            stdout, wall = self.run(self.ours(fw, d, a.epochs, "--eval", str(self.test_file), *extra), f"train {name}")
+            out[name] = {
                 "train_wall_s": wall,
                 "train_report": self.parse_json(stdout, f"train {fw}"),
                 "epochs_log": eval_records(d),
                 # train in one framework, evaluate in either: both must give the same figures
                 "evaluate": {efw: self.evaluate(d, efw) for efw in OURS},
             }
-            out[fw]["accuracy"] = out[fw]["evaluate"][fw]["accuracy"]
-            out[fw]["macro_f1"] = out[fw]["evaluate"][fw]["macro_f1"]
+            out[name]["accuracy"] = out[name]["evaluate"][fw]["accuracy"]
+            out[name]["macro_f1"] = out[name]["evaluate"][fw]["macro_f1"]
         if "hf_trainer" in a.contenders:
             stdout, wall = self.run(self.hf(a.epochs, "--test", str(self.test_file)), "hf_trainer")
             hf = self.parse_json(stdout, "hf_trainer")
@@ -299,8 +314,8 @@ def print_tables(results: dict) -> None:
         rows = []
         for k in (k for k in CONTENDERS if k in acc):
             cross = ""
-            if k in OURS:
-                other = OURS[1 - OURS.index(k)]
+            if k in OURS or k in BF16:
+                other = OURS[1 - OURS.index(BF16.get(k, k))]
                 e = acc[k]["evaluate"][other]
                 cross = f"{e['accuracy']:.4f} / {e['macro_f1']:.4f}"
             rows.append([k, f"{acc[k]['accuracy']:.4f}", f"{acc[k]['macro_f1']:.4f}", cross])
@@ -325,13 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drift-epochs", type=int, default=3)
     p.add_argument("--no-drift-every-epoch", dest="drift_every_epoch", action="store_false",
                    help="only the longest drift run (k = --drift-epochs), not k = 1, 2, ...")  # fmt: skip
-    p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset (drift: torch+keras)")
+    p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+                   help=f"comma-separated subset of {','.join(CONTENDERS)} (drift: torch+keras)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--seed", type=int, default=0, help="split, head initialisation, shuffling and dropout")
     p.add_argument("--keras-backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     p.add_argument("--work", metavar="DIR", help="keep the data and checkpoints here (default: a temporary folder)")
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results/train.json alone")
+    p.add_argument("--results", default="train", metavar="NAME", help="write benchmarks/results/NAME.json")
     args = p.parse_args(argv)
     parts = [x for x in args.parts.split(",") if x]
     if unknown := sorted(set(parts) - set(PARTS)):
@@ -365,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[part]["part_wall_s"] = time.perf_counter() - t
     print_tables(results)
     if not args.no_write:
-        U.write_results("train", results)
+        U.write_results(args.results, results)
     return 0
 
 

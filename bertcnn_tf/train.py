@@ -170,7 +170,8 @@ class KerasTrainer:
         config = snap.config if r.dropout else snap.config.without_dropout()
         if data_parallel:
             use_data_parallel()  # before the model is built: its variables are created replicated
-        self.model = BertCNN(config, dtype=r.dtype)
+        # --mixed-precision bf16: Keras' mixed_bfloat16 policy, float32 variables and bf16 compute.
+        self.model = BertCNN(config, dtype="mixed_bfloat16" if r.mixed_precision == "bf16" else r.dtype)
         self.model.set_canonical_weights({k: np.asarray(v) for k, v in snap.tensors.items()})
         self.optimizer = TorchAdamW.from_recipe(r, self.model, len(run.labels))
         self.model.compile(
@@ -224,7 +225,10 @@ class KerasTrainer:
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         self.sync()
-        return np.asarray(ops.convert_to_numpy(self.model(inputs, training=False)))
+        logits = self.model(inputs, training=False)
+        if self.run.recipe.mixed_precision:
+            logits = ops.cast(logits, "float32")  # bf16 compute; evaluated in float32 like the torch side
+        return np.asarray(ops.convert_to_numpy(logits))
 
     # -- training ---------------------------------------------------------------------------
     def fit(self) -> Snapshot:

@@ -110,11 +110,16 @@ class TorchTrainer:
         return Snapshot(s.config, self.weights(), self.moments() if state.step else {}, s.recipe, state,
                         {}, list(self.run.metrics))  # fmt: skip
 
+    def _autocast(self):
+        """`torch.autocast` to bf16 with `mixed_precision="bf16"`: float32 weights and gradients, bf16 matmuls."""
+        on = self.run.recipe.mixed_precision == "bf16"
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=on)
+
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         was = self.model.training
         self.model.eval()
-        with torch.no_grad():
-            logits = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
+        with torch.no_grad(), self._autocast():
+            logits = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}).float()
         self.model.train(was)
         return logits.detach().cpu().numpy()
 
@@ -137,7 +142,9 @@ class TorchTrainer:
             sync = self.net.no_sync() if self.world.distributed and k + 1 < len(micro) else contextlib.nullcontext()
             with sync:
                 # The share's mean weighted W n_r / B: DDP's average over ranks is then the global-batch mean.
-                loss = F.cross_entropy(self.net(**x), y) * mine.loss_scale
+                with self._autocast():  # bf16 compute (--mixed-precision bf16); the loss in float32
+                    logits = self.net(**x)
+                loss = F.cross_entropy(logits.float(), y) * mine.loss_scale
                 if weight != 1.0:
                     loss = loss * weight
                 loss.backward()

@@ -53,6 +53,7 @@ _RECIPE_OPTIONS = {
     "grad_accum": "grad_accum",
     "keep_best": "keep_best",
     "early_stopping": "early_stopping",
+    "mixed_precision": "mixed_precision",
 }
 
 
@@ -119,6 +120,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-clip", action="store_true", help="no gradient clipping")
     g.add_argument("--seed", type=non_negative, metavar="N", help="seeds shuffling and dropout (default 0)")
     g.add_argument("--dtype", choices=("float32", "float64"), help="training dtype, also of the saved weights")
+    g.add_argument("--mixed-precision", choices=("bf16",),
+                   help="bf16 compute (torch.autocast / Keras mixed_bfloat16) with float32 weights, AdamW moments "
+                        "and saves: faster on CPUs and GPUs with bf16 units (default: float32 compute)")  # fmt: skip
     g.add_argument("--no-dropout", action="store_true", help="train with every dropout probability 0")
     g.add_argument("--no-shuffle", action="store_true", help="file order, contiguous batches")
     g.add_argument("--group-by-length", action="store_true", help="shuffle, batching similar lengths (less padding)")

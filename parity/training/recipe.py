@@ -17,7 +17,7 @@ DTYPES = ("float32", "float64")
 # keep_best metric -> True when larger is better (Keras' ModelCheckpoint mode, HF's greater_is_better)
 BEST_METRICS = {"accuracy": True, "macro_f1": True, "loss": False}
 # Fields added after the first saves: a recipe.json without them takes these defaults.
-LATER_FIELDS = ("grad_accum", "keep_best", "early_stopping")
+LATER_FIELDS = ("grad_accum", "keep_best", "early_stopping", "mixed_precision")
 
 
 def _fail(what: str, received: Any) -> None:
@@ -44,6 +44,7 @@ class TrainingRecipe:
     grad_accum: int = 1  # micro-batches of `batch_size` rows per update (HF's gradient_accumulation_steps)
     keep_best: str | None = None  # with held-out data: DIR's checkpoint is the best epoch's by this metric
     early_stopping: int | None = None  # stop after this many epochs without improvement of `keep_best`
+    mixed_precision: str | None = None  # "bf16": bf16 compute, float32 weights, moments and saves
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -84,6 +85,11 @@ class TrainingRecipe:
                 _fail("`early_stopping` must be None or a positive number of epochs", self.early_stopping)
             if self.keep_best is None:
                 _fail("`early_stopping` watches the `keep_best` metric: set `keep_best` too", self.early_stopping)
+
+        if self.mixed_precision not in (None, "bf16"):
+            _fail('`mixed_precision` must be None or "bf16"', self.mixed_precision)
+        if self.mixed_precision is not None and self.dtype != "float32":
+            _fail("`mixed_precision` keeps float32 master weights: it needs dtype float32", self.dtype)
 
     @property
     def update_size(self) -> int:
