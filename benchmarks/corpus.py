@@ -56,6 +56,28 @@ def sentences(size: int = SIZE) -> list[str]:
     return [pool[int(i * step)] for i in range(size)]
 
 
+# Labels for throughput runs on whole paragraphs: which third of the reference's sorted topics a
+# paragraph comes from. They carry no meaning to learn; only speed is measured on this corpus.
+PARAGRAPH_LABELS = ("topics_1", "topics_2", "topics_3")
+
+
+def paragraphs() -> list[tuple[str, str]]:
+    """Every distinct prose paragraph of the Python reference, with its topic third as the label.
+
+    Whole paragraphs, not sentences: from a few words to several hundred tokens, the wide
+    length mix on which batching similar lengths together pays most.
+    """
+    from pydoc_data.topics import topics
+
+    keys = sorted(topics)
+    seen: dict[str, str] = {}
+    for i, key in enumerate(keys):
+        for para in _paragraphs(topics[key]):
+            if _is_prose(para) and para not in seen:
+                seen[para] = PARAGRAPH_LABELS[3 * i // len(keys)]
+    return list(seen.items())
+
+
 def write(path: str | Path, size: int = SIZE) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

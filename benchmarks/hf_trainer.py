@@ -12,7 +12,7 @@ Trainer's default (`adamw_torch_fused` with torch >= 2.8: the same AdamW formula
 `torch.optim.AdamW`), so the baseline runs as fast as Trainer runs out of the box.
 
     python benchmarks/hf_trainer.py --train TRAIN.jsonl --test TEST.jsonl [--epochs 3] [--batch-size 32]
-        [--lr 2e-5] [--seed 0] [--warmup-steps N | --warmup-ratio R] [--limit N] [--json]
+        [--lr 2e-5] [--seed 0] [--warmup-steps N | --warmup-ratio R] [--group-by-length] [--limit N] [--json]
 
 Prints held-out accuracy and macro-F1 (scikit-learn's conventions, as `bertcnn evaluate`),
 the training time, samples per second and the process' own wall time (one JSON object
@@ -90,11 +90,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=d.max_length)
     p.add_argument("--no-dropout", action="store_true")
     p.add_argument("--no-shuffle", action="store_true", help="file order (Trainer's sequential sampler)")
+    p.add_argument("--group-by-length", action="store_true",
+                   help="Trainer's LengthGroupedSampler (train_sampling_strategy='group_by_length'); default: "
+                        "Trainer's own default, random batches")  # fmt: skip
     p.add_argument("--optim", default=None, help="TrainingArguments.optim (default: Trainer's own default)")
     p.add_argument("--limit", type=int, metavar="N", help="first N rows of each file only (smoke tests)")
     p.add_argument("--out", metavar="DIR", help="Trainer's output_dir (default: a temporary directory)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p.parse_args(argv)
+
+
+def sampling(recipe) -> str:
+    """TrainingArguments.train_sampling_strategy for the recipe's batching."""
+    if not recipe.shuffle:
+        return "sequential"
+    return "group_by_length" if recipe.group_by_length else "random"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -111,6 +121,7 @@ def run(args: argparse.Namespace) -> dict:
         seed=args.seed,
         dropout=not args.no_dropout,
         shuffle=not args.no_shuffle,
+        group_by_length=args.group_by_length,
         max_length=args.max_length,
     )
     train_rows = read_jsonl(args.train)
@@ -174,7 +185,7 @@ def run(args: argparse.Namespace) -> dict:
             adam_epsilon=recipe.eps,
             max_grad_norm=recipe.max_grad_norm or 0.0,  # 0 disables clipping in Trainer
             seed=recipe.seed,
-            train_sampling_strategy="random" if recipe.shuffle else "sequential",
+            train_sampling_strategy=sampling(recipe),
             dataloader_drop_last=False,  # the last partial batch is an update, as in the recipe
             remove_unused_columns=False,
             eval_strategy="no",
@@ -215,7 +226,8 @@ def run(args: argparse.Namespace) -> dict:
             "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
         }
     return {
-        "contender": "hf_trainer",
+        "contender": "hf_trainer_grouped" if recipe.group_by_length and recipe.shuffle else "hf_trainer",
+        "sampling": sampling(recipe),
         "model": "transformers.BertForSequenceClassification",
         "backbone": str(backbone),
         "labels": labels,

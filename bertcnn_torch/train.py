@@ -119,7 +119,7 @@ class TorchTrainer:
         was = self.model.training
         self.model.eval()
         with torch.no_grad(), self._autocast():
-            logits = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}).float()
+            logits = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}).to(self.dtype)
         self.model.train(was)
         return logits.detach().cpu().numpy()
 
@@ -144,7 +144,7 @@ class TorchTrainer:
                 # The share's mean weighted W n_r / B: DDP's average over ranks is then the global-batch mean.
                 with self._autocast():  # bf16 compute (--mixed-precision bf16); the loss in float32
                     logits = self.net(**x)
-                loss = F.cross_entropy(logits.float(), y) * mine.loss_scale
+                loss = F.cross_entropy(logits.to(self.dtype), y) * mine.loss_scale
                 if weight != 1.0:
                     loss = loss * weight
                 loss.backward()

@@ -125,7 +125,15 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                         "and saves: faster on CPUs and GPUs with bf16 units (default: float32 compute)")  # fmt: skip
     g.add_argument("--no-dropout", action="store_true", help="train with every dropout probability 0")
     g.add_argument("--no-shuffle", action="store_true", help="file order, contiguous batches")
-    g.add_argument("--group-by-length", action="store_true", help="shuffle, batching similar lengths (less padding)")
+    grouping = g.add_mutually_exclusive_group()
+    grouping.add_argument(
+        "--group-by-length",
+        action="store_true",
+        default=None,
+        help="shuffle, batching similar lengths (HF's group_by_length; less padding); the default",
+    )
+    grouping.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
+                          help="shuffle rows into random batches (HF Trainer's default; more padding)")  # fmt: skip
     g.add_argument("--keep-best", choices=tuple(BEST_METRICS), metavar="METRIC",
                    help="with --eval: DIR's checkpoint is the best epoch's by accuracy, macro_f1 or loss (HF's "
                         "load_best_model_at_end); --resume continues the last epoch's weights")  # fmt: skip
@@ -152,8 +160,8 @@ def given_recipe(args: argparse.Namespace) -> dict[str, Any]:
         out["dropout"] = False
     if args.no_shuffle:
         out["shuffle"] = False
-    if args.group_by_length:
-        out["group_by_length"] = True
+    if args.group_by_length is not None:
+        out["group_by_length"] = args.group_by_length
     return out
 
 

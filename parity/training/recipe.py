@@ -39,7 +39,10 @@ class TrainingRecipe:
     dtype: str = "float32"
     dropout: bool = True
     shuffle: bool = True  # False: file order, contiguous batches
-    group_by_length: bool = False  # with shuffle: similar lengths batched together (HF's group_by_length)
+    # With shuffle: similar lengths batched together (HF's group_by_length, off by default there). On by
+    # default here: random batches of short texts are ~45 % padding (benchmarks/profile_train.py: 44.8 %
+    # vs 4.1 % grouped on the tweet corpus, 1.6x faster epochs in torch); file order ignores it.
+    group_by_length: bool = True
     max_length: int = 128  # tokens; longer texts are truncated (and counted)
     grad_accum: int = 1  # micro-batches of `batch_size` rows per update (HF's gradient_accumulation_steps)
     keep_best: str | None = None  # with held-out data: DIR's checkpoint is the best epoch's by this metric

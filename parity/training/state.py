@@ -243,22 +243,30 @@ def load_snapshot(directory: str | os.PathLike, *, recover_first: bool = True) -
     d = Path(directory)
     if recover_first:
         recover(d)
-    for attempt in range(_READ_ATTEMPTS):
+    deadline = time.monotonic() + READ_PATIENCE_S
+    while True:
         before = _inode(d)
         try:
             snap = _read_snapshot(d)
         except (ValueError, OSError):
-            if attempt + 1 == _READ_ATTEMPTS or _inode(d) == before is not None:
+            after = _inode(d)
+            # DIR did not change under the read (or is gone, no save under way): the error is the files' own.
+            if after == before and (before is not None or not previous_of(d).exists()):
                 raise
-            time.sleep(0.01)
-            continue
-        if _inode(d) == before is not None:
-            return snap
+        else:
+            if _inode(d) == before is not None:
+                return snap
+        if time.monotonic() > deadline:  # not a damaged file: saves kept landing during every read
+            raise OSError(
+                f"{d} was replaced by new saves during every read for {READ_PATIENCE_S:g} s (a run saving "
+                f"faster than it can be read); read it again, or once the run has stopped. Received: {d}"
+            )
         time.sleep(0.01)
-    raise OSError(f"{d} was replaced by new saves during every one of {_READ_ATTEMPTS} reads; read it again")
 
 
-_READ_ATTEMPTS = 10
+# How long a reader keeps retrying while saves land under it: a loaded machine can take longer to read
+# DIR than a run takes to save the next update (10 attempts of 10 ms were seen to run out in a suite run).
+READ_PATIENCE_S = 60.0
 
 
 def _inode(d: Path) -> tuple[int, int, int] | None:

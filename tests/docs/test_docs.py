@@ -64,6 +64,13 @@ SKIP: dict[str, dict[str, str]] = {
         "python benchmarks/predict_throughput.py --repeats 3": BENCHMARK,
         "python benchmarks/forward_throughput.py": BENCHMARK,
         "python benchmarks/import_time.py --repeats 5": BENCHMARK,
+        "python benchmarks/profile_train.py --parts padding": (
+            "benchmark: minutes on the labelled corpus, which needs the [bench] extra"
+        ),
+        "python benchmarks/train_compare.py --parts throughput,accuracy --contenders torch,torch_bf16,keras,"
+        "keras_bf16,hf_trainer --size 1000 --repeats 3 --epochs 2 --results train_bf16": (
+            "benchmark: 15 whole fine-tuning processes and 10 trainings, and it needs the [bench] extra"
+        ),
     },
     "docs/training.md": {
         "python benchmarks/train_compare.py --parts accuracy,drift --epochs 3 --lr 5e-5 --drift-epochs 1 "

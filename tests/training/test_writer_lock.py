@@ -149,3 +149,24 @@ def test_readers_in_a_loop_see_one_complete_save_while_a_run_saves_every_update(
     assert child.returncode == 0, err[-2000:]
     assert saved_step(out) == 33
     assert reads[0] > 20 and not failures, (reads[0], failures[:3])
+
+
+def test_a_reader_outpaced_by_saves_says_so_and_does_not_blame_the_files(tmp_path, monkeypatch):
+    import parity.training.state as state
+
+    ck, train = files(tmp_path)
+    out = tmp_path / "run"
+    assert main(_args(ck, train, out, "--epochs", "1")) == 0
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(state, "_inode", lambda d: (next(ticks), 0, 0))  # DIR swapped during every read
+
+    def torn(d):  # what a read across two saves finds: files of different saves
+        raise ValueError(f"{d}/optimizer.safetensors: the moments were saved at another step")
+
+    monkeypatch.setattr(state, "_read_snapshot", torn)
+    monkeypatch.setattr(state, "READ_PATIENCE_S", 0.05)
+    with pytest.raises(OSError, match=r"replaced by new saves during every read for 0\.05 s"):
+        load_snapshot(out, recover_first=False)
+    monkeypatch.setattr(state, "_inode", lambda d: (1, 0, 0))  # DIR unchanged: the files' own error, at once
+    with pytest.raises(ValueError, match="moments were saved at another step"):
+        load_snapshot(out, recover_first=False)
