@@ -111,3 +111,35 @@ def set_matmul_precision(strict: bool, frameworks: tuple[str, ...] = FRAMEWORKS)
     """strict=True: full float32 everywhere (TF32 off); False: each framework's shipped default."""
     for framework in frameworks:
         runtime(framework).set_matmul_precision(strict)
+
+
+# Where a CPU has bf16 matmul units: x86 AVX-512 BF16 or AMX, Arm's BF16 extension.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_without_bf16(cpuinfo: str | None = None) -> str | None:
+    """The CPU's model name when /proc/cpuinfo shows no bf16 units; None where it has them or cannot tell."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:  # not Linux: no guess
+            return None
+    flags, name = set(), "this CPU"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+        elif key.strip() == "model name" and value.strip():
+            name = value.strip()
+    return name if flags and not flags & BF16_FLAGS else None
+
+
+def bf16_note(framework: str) -> None:
+    """Say so on stderr when bf16 compute will run on a CPU that has no bf16 units (emulated: far slower)."""
+    cpu = cpu_without_bf16()
+    if cpu is None or (framework == "keras" and gpu_unavailable(current_backend()) is None):
+        return  # bf16 units, or the Keras build runs on a GPU
+    print(f"note: --mixed-precision bf16 on a CPU without bf16 units ({cpu}: /proc/cpuinfo has none of "
+          f"{', '.join(sorted(BF16_FLAGS))}): bf16 matmuls are emulated there, far slower than float32; "
+          "drop --mixed-precision for speed", file=sys.stderr)  # fmt: skip

@@ -157,6 +157,8 @@ def open_model(checkpoint: str, framework: str | None, *, config: str | None = N
         return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True)
     check_source(command, checkpoint, framework)
     w = read_weights(checkpoint, config=config)  # Keras files too: parity.io reads them without Keras
+    if mixed_precision == "bf16":
+        builds.bf16_note(framework)
 
     def build() -> Forward:
         with quiet_native_stderr():

@@ -148,6 +148,8 @@ def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: l
         plan = prepare(args, out, world)
         if plan.start.state.finished:
             return nothing_to_do(plan)
+        if writes and plan.start.recipe.mixed_precision == "bf16":
+            builds.bf16_note(args.framework)
         final, seconds, stopped = execute(plan, interrupts, started)
         if world is not None:
             world.close()

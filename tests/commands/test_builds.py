@@ -86,3 +86,43 @@ def test_in_process_keras_task_on_cuda_gets_the_tier_precision(monkeypatch, tiny
              {"task": "taps", "dtype": "float32", "device": "cuda", "strict": False}]  # fmt: skip
     keras_side(current_backend(), tasks, tiny_config, {}, {})
     assert calls == [True, False]
+
+
+INTEL = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) 8480+\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n"
+EPYC = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+def test_bf16_units_are_read_from_the_cpu_flags():
+    from parity.commands.builds import cpu_without_bf16
+
+    assert cpu_without_bf16(INTEL) is None
+    assert cpu_without_bf16(ARM) is None
+    assert cpu_without_bf16(EPYC) == "AMD EPYC"
+    assert cpu_without_bf16(EPYC.replace("model name\t: AMD EPYC\n", "")) == "this CPU"
+    assert cpu_without_bf16("") is None  # nothing to go by: no note
+
+
+@pytest.mark.parametrize("cpu", ["without", "with"])
+def test_bf16_on_a_cpu_without_bf16_units_says_it_will_be_slow(cpu, tmp_path, monkeypatch, capsys):
+    import parity.commands.builds as builds
+    from tests.helpers import files
+
+    tiny_ck, _ = files(tmp_path)
+    monkeypatch.setattr(builds, "cpu_without_bf16", lambda: "AMD EPYC" if cpu == "without" else None)
+    argv = ["predict", "--checkpoint", str(tiny_ck), "--framework", "torch", "--mixed-precision", "bf16", "w5 w6"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("note: --mixed-precision bf16 on a CPU without bf16 units (AMD EPYC" in err) == (cpu == "without"), err
+
+
+def test_bf16_training_on_a_cpu_without_bf16_units_says_so_once(tmp_path, monkeypatch, capsys):
+    import parity.commands.builds as builds
+    from tests.helpers import RECIPE, files
+
+    ck, train = files(tmp_path)
+    monkeypatch.setattr(builds, "cpu_without_bf16", lambda: "AMD EPYC")
+    argv = ["train", "--checkpoint", str(ck), "--train", str(train), "--out", str(tmp_path / "run"),
+            "--framework", "torch", *RECIPE, "--mixed-precision", "bf16"]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("note: --mixed-precision bf16 on a CPU without bf16 units") == 1

@@ -67,6 +67,14 @@ SKIP: dict[str, dict[str, str]] = {
         "python benchmarks/profile_train.py --parts padding": (
             "benchmark: minutes on the labelled corpus, which needs the [bench] extra"
         ),
+        "python benchmarks/train_compare.py --parts throughput --contenders torch,torch_random,keras,hf_trainer,"
+        "hf_trainer_grouped --size 1000 --repeats 3 --results train_grouped": (
+            "benchmark: 15 whole fine-tuning processes, and it needs the [bench] extra"
+        ),
+        "python benchmarks/train_compare.py --corpus paragraphs --parts throughput --contenders torch,torch_random,"
+        "keras,hf_trainer,hf_trainer_grouped --size 700 --repeats 3 --results train_grouped_paragraphs": (
+            "benchmark: 15 whole fine-tuning processes, and it needs the [bench] extra"
+        ),
         "python benchmarks/train_compare.py --parts throughput,accuracy --contenders torch,torch_bf16,keras,"
         "keras_bf16,hf_trainer --size 1000 --repeats 3 --epochs 2 --results train_bf16": (
             "benchmark: 15 whole fine-tuning processes and 10 trainings, and it needs the [bench] extra"
