@@ -56,9 +56,12 @@ from parity.training import TrainingRecipe
 PARTS = ("throughput", "accuracy", "drift")
 OURS = ("torch", "keras")
 BF16 = {"torch_bf16": "torch", "keras_bf16": "keras"}  # `bertcnn train --mixed-precision bf16`
-# `bertcnn train --no-group-by-length` (HF Trainer's random batches) and Trainer's own grouped sampler.
-VARIANTS = {"torch_random": ("torch", "--no-group-by-length")}
-CONTENDERS = (*OURS, "hf_trainer", "hf_trainer_grouped", *BF16, *VARIANTS)
+# Our trainers with extra flags: name -> (framework, flags). `torch_random` is HF Trainer's random batches.
+VARIANTS = {
+    **{name: (fw, ("--mixed-precision", "bf16")) for name, fw in BF16.items()},
+    "torch_random": ("torch", ("--no-group-by-length",)),
+}
+CONTENDERS = (*OURS, "hf_trainer", "hf_trainer_grouped", *VARIANTS)
 DEFAULT_CONTENDERS = (*OURS, "hf_trainer")
 # name -> (baseline, other): baseline wall / other wall, > 1 when `other` is faster.
 # Targets (issue 9): torch vs HF Trainer >= 1.3x; Keras >= 0.9x the torch trainer.
@@ -172,12 +175,8 @@ class Harness:
             "hf_trainer": lambda: self.hf(1),
             "hf_trainer_grouped": lambda: self.hf(1, "--group-by-length"),
             **{
-                name: (lambda fw=fw, flag=flag: self.ours(fw, self.work / f"tp-{fw}", 1, flag))
-                for name, (fw, flag) in VARIANTS.items()
-            },
-            **{
-                name: (lambda fw=fw: self.ours(fw, self.work / f"tp-{fw}", 1, "--mixed-precision", "bf16"))
-                for name, fw in BF16.items()
+                name: (lambda fw=fw, flags=flags: self.ours(fw, self.work / f"tp-{fw}", 1, *flags))
+                for name, (fw, flags) in VARIANTS.items()
             },
         }
         commands = {k: v for k, v in commands.items() if k in a.contenders}
@@ -217,7 +216,7 @@ class Harness:
         for name in (n for n in (*OURS, *BF16) if n in a.contenders):
             fw = BF16.get(name, name)
             d = self.work / f"acc-{name}"
-            extra = ("--mixed-precision", "bf16") if name in BF16 else ()
+            extra = VARIANTS[name][1] if name in BF16 else ()
             stdout, wall = self.run(self.ours(fw, d, a.epochs, "--eval", str(self.test_file), *extra), f"train {name}")
             out[name] = {
                 "train_wall_s": wall,

@@ -77,9 +77,7 @@ class PlanDataset(keras.utils.PyDataset):
         return self.num_batches
 
     def _bucketed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.bucket == 1:
-            return inputs
-        config = self.run.start.config
+        config = self.run.start.config  # a bucket of 1 leaves every batch as it is
         return bucketed(inputs, self.bucket, config.max_position_embeddings, config.pad_token_id)
 
     def __getitem__(self, i: int):

@@ -142,7 +142,7 @@ class TorchTrainer:
             sync = self.net.no_sync() if self.world.distributed and k + 1 < len(micro) else contextlib.nullcontext()
             with sync:
                 # The share's mean weighted W n_r / B: DDP's average over ranks is then the global-batch mean.
-                with self._autocast():  # bf16 compute (--mixed-precision bf16); the loss in float32
+                with self._autocast():  # bf16 compute (--mixed-precision bf16); the loss in the training dtype
                     logits = self.net(**x)
                 loss = F.cross_entropy(logits.to(self.dtype), y) * mine.loss_scale
                 if weight != 1.0:

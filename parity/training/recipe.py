@@ -41,7 +41,8 @@ class TrainingRecipe:
     shuffle: bool = True  # False: file order, contiguous batches
     # With shuffle: similar lengths batched together (HF's group_by_length, off by default there). On by
     # default here: random batches of short texts are ~45 % padding (benchmarks/profile_train.py: 44.8 %
-    # vs 4.1 % grouped on the tweet corpus, 1.6x faster epochs in torch); file order ignores it.
+    # vs 4.1 % grouped on the tweet corpus); grouped, a torch 1-epoch process ran 1.40x faster there and
+    # 2.06x on widely varying lengths (benchmarks/results/train_grouped*.json); file order ignores it.
     group_by_length: bool = True
     max_length: int = 128  # tokens; longer texts are truncated (and counted)
     grad_accum: int = 1  # micro-batches of `batch_size` rows per update (HF's gradient_accumulation_steps)
