@@ -159,3 +159,73 @@ def counting_runner(name: str, cmd: list[str], tmp: Path, expected_lines: int) -
             raise RuntimeError(f"{name} printed {lines} results for {expected_lines} texts")
 
     return go
+
+
+def device_timer(device: str):
+    """Start now; the returned function stops after the device finished (given the last result) and gives the seconds."""
+    import torch
+
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+
+        def stop(_):
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+        return stop
+    t0 = time.perf_counter()
+    return lambda _: time.perf_counter() - t0
+
+
+def matmul_ceiling(device: str = "cpu", n: int = 2048, reps: int = 5, dtype: str = "bfloat16") -> dict:
+    """torch's square matmul rate on `device` in `dtype`, measured now: the peak that MFU divides by.
+
+    Random operands (zeros run faster), 3 untimed warm-ups, the median of `reps`; torch's
+    default threads, as the benchmarked processes use.
+    """
+    import torch
+
+    dt = getattr(torch, dtype)
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dt, generator=g)
+    b = torch.randn(n, n, device=device, dtype=dt, generator=g)
+    times = []
+    for r in range(3 + reps):
+        t = device_timer(device)
+        c = a @ b
+        if r >= 3:
+            times.append(t(c))
+    s = summary(times)
+    return {"n": n, "dtype": dtype, "seconds": s, "flops_per_s": 2 * n**3 / s["median"],
+            "what": f"torch.matmul {dtype} {n}^3 on {device}, median of {reps}"}  # fmt: skip
+
+
+def cpu_peaks(n: int = 2048, reps: int = 5) -> dict[str, dict]:
+    """This CPU's float32 and bfloat16 matmul rates, measured in this run (see `matmul_ceiling`)."""
+    return {dtype: matmul_ceiling("cpu", n, reps, dtype) for dtype in ("float32", "bfloat16")}
+
+
+def text_flops(config, lengths: list[int], head: str = "cnn", *, pooler: bool = True, training: bool = False) -> int:
+    """Matmul FLOPs (`parity.flops`) of one forward (or training step) over texts of these real token lengths."""
+    from parity import flops
+
+    per = flops.training_flops if training else (lambda c, t, h, pooler: flops.forward_flops(c, t, h, pooler=pooler)["total"])
+    return sum(per(config, t, head, pooler=pooler) for t in lengths)
+
+
+def against_peaks(work_flops: int, seconds: float, peaks: dict[str, dict]) -> dict:
+    """`work_flops` done in `seconds`: achieved GFLOP/s, and per peak dtype the share of it and the time it would take."""
+    from parity import flops
+
+    out = {"gflops": work_flops / 1e9, "achieved_gflop_s": work_flops / seconds / 1e9}
+    for dtype, peak in peaks.items():
+        u = flops.mfu(work_flops, 1 / seconds, peak["flops_per_s"])
+        out[f"fraction_of_{dtype}_peak"] = u.mfu
+        out[f"{dtype}_limit_s"] = work_flops / peak["flops_per_s"]
+    return out
+
+
+def peaks_line(peaks: dict[str, dict]) -> str:
+    return ", ".join(f"{d} {p['flops_per_s'] / 1e9:.0f} GFLOP/s" for d, p in peaks.items())

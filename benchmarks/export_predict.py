@@ -6,9 +6,13 @@ transformers, no TensorFlow in the process (checked, and recorded). Same protoco
 1500-sentence corpus (`benchmarks/corpus.py`), batch size 32, truncation at 128
 tokens. Before timing, the export's logits are compared with the PyTorch build's on
 every text (`--json` output, full float precision); the bound is the artifact entry
-of the tolerance table.
+of the tolerance table. The int8 export (`export --quantize int8`) is held to its own
+tier instead, and its argmax agreement with the float32 export on every text is
+recorded (`benchmarks/precision_accuracy.py` measures it on a fine-tuned model, with
+held-out accuracy). Throughput is also quoted as achieved GFLOP/s against float32 and
+bfloat16 matmul peaks measured at the start of the run.
 
-    python benchmarks/export_predict.py [--repeats 5] [--size 1500]
+    python benchmarks/export_predict.py [--repeats 5] [--size 1500] [--no-int8] [--no-torch]
 """
 
 from __future__ import annotations
@@ -25,17 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _util as U
 import corpus
-from predict_throughput import make_checkpoint
+from predict_throughput import agreement, corpus_flops, logits_of, make_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FRAMEWORKS = ("torch", "transformers", "tensorflow", "keras", "jax")
-
-
-def logits_of(cmd: list[str]) -> list[list[float]]:
-    out = subprocess.run([*cmd, "--json"], check=True, capture_output=True, text=True, cwd=U.ROOT).stdout
-    return [json.loads(line)["logits"] for line in out.splitlines()]
 
 
 def frameworks_loaded(predict_args: list[str]) -> list[str]:
@@ -51,8 +50,6 @@ def frameworks_loaded(predict_args: list[str]) -> list[str]:
 
 
 def main() -> int:
-    import numpy as np
-
     from parity.tolerance import tolerance_for
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,42 +58,49 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--no-torch", action="store_true", help="leave the PyTorch build out of the timed contenders")
+    p.add_argument("--no-int8", action="store_true", help="leave the int8 export out")
     p.add_argument("--out", default="export_predict", help="results file name under benchmarks/results/")
     args = p.parse_args()
+    peaks = U.cpu_peaks()
+    print(f"matmul peaks, this CPU now: {U.peaks_line(peaks)}", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="bertcnn-bench-") as tmp:
         tmp = Path(tmp)
         text_file = corpus.write(tmp / "corpus.txt", args.size)
         ckpt = make_checkpoint(tmp / "ckpt")
-        onnx_dir = tmp / "onnx"
+        onnx_dir, int8_dir = tmp / "onnx", tmp / "onnx-int8"
         py = sys.executable
-        subprocess.run(
-            [py, "-m", "parity", "export", "--checkpoint", str(ckpt), "--format", "onnx", str(onnx_dir)],
-            check=True,
-            cwd=U.ROOT,
-            stdout=subprocess.DEVNULL,
-        )
+        for out, extra in ((onnx_dir, []), *(() if args.no_int8 else ((int8_dir, ["--quantize", "int8"]),))):
+            export = ["export", "--checkpoint", str(ckpt), "--format", "onnx", *extra, str(out)]
+            subprocess.run([py, "-m", "parity", *export], check=True, cwd=U.ROOT, stdout=subprocess.DEVNULL)
         common = ["--file", str(text_file), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
         onnx_args = ["predict", "--checkpoint", str(onnx_dir), *common]
+        int8_args = ["predict", "--checkpoint", str(int8_dir), *common]
         torch_args = ["predict", "--checkpoint", str(ckpt), "--framework", "torch", *common]
 
         # Parity first: the export's logits vs the PyTorch build's, every text.
-        got, ref = (
-            np.array(logits_of([py, "-m", "parity", *onnx_args])),
-            np.array(logits_of([py, "-m", "parity", *torch_args])),
-        )
+        got, ref = logits_of([py, "-m", "parity", *onnx_args]), logits_of([py, "-m", "parity", *torch_args])
         bound = tolerance_for("float32", "cpu", "artifact").atol
-        worst = float(np.abs(got - ref).max())
+        worst = float(abs(got - ref).max())
         loaded = frameworks_loaded(onnx_args)
         print(f"logits, ONNX export vs PyTorch build, {len(got)} texts: max abs {worst:.2e} (bound {bound:.0e}); "
               f"ONNX predict process loaded {loaded or 'no framework'}", file=sys.stderr)  # fmt: skip
         if len(got) != args.size or worst > bound or {"torch", "transformers"} & set(loaded):
             raise SystemExit(f"ONNX predict failed its checks: {len(got)} texts, max abs {worst:.2e}, loaded {loaded}")
+        int8 = None
+        if not args.no_int8:
+            int8 = agreement(logits_of([py, "-m", "parity", *int8_args]), got)
+            int8["bound"] = tolerance_for("int8", "cpu", "artifact").atol
+            print(f"int8 export vs float32 export: argmax agreement {int8['argmax_agreement']:.4f} on "
+                  f"{int8['texts']} texts, max abs logits {int8['max_abs_logits']:.2e}", file=sys.stderr)  # fmt: skip
+        tokens, work = corpus_flops(text_file, args.max_length)
+        work_hf = corpus_flops(text_file, args.max_length, head="hf")[1]  # the pipeline's head: Linear(pooled)
 
         commands = {
             "hf-pipeline": [py, str(U.ROOT / "benchmarks" / "hf_pipeline.py"), str(text_file),
                             "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)],
             "bertcnn-onnx": [py, "-m", "parity", *onnx_args],
+            **({} if args.no_int8 else {"bertcnn-onnx-int8": [py, "-m", "parity", *int8_args]}),
         }  # fmt: skip
         if not args.no_torch:
             commands["bertcnn-torch"] = [py, "-m", "parity", *torch_args]
@@ -112,13 +116,19 @@ def main() -> int:
     for name, samples in times.items():
         s, c = U.summary(samples), U.summary(cpu[name])
         ratio = U.paired_ratios(times, base, name)
+        work_of = work if name != base else work_hf
+        v = U.against_peaks(work_of, s["median"], peaks)
         results[name] = {"wall_s": s, "cpu_s": c, "texts_per_s": args.size / s["median"],
-                         "speedup_vs_pipeline": ratio, "command": " ".join(commands[name])}  # fmt: skip
+                         "speedup_vs_pipeline": ratio, "vs_peaks": v, "command": " ".join(commands[name])}  # fmt: skip
         rows.append([name, U.spread(s), f"{args.size / s['median']:.0f}",
-                     f"{ratio['median']:.2f}× ({ratio['min']:.2f}–{ratio['max']:.2f})", U.spread(c)])  # fmt: skip
-    print(
-        U.table(["process", "wall, median (min–max)", "texts/s", "speed-up vs pipeline (per round)", "CPU time"], rows)
-    )
+                     f"{ratio['median']:.2f}× ({ratio['min']:.2f}–{ratio['max']:.2f})", U.spread(c),
+                     f"{v['achieved_gflop_s']:.0f} ({v['fraction_of_float32_peak']:.0%} / "
+                     f"{v['fraction_of_bfloat16_peak']:.0%})"])  # fmt: skip
+    header = ["process", "wall, median (min–max)", "texts/s", "speed-up vs pipeline (per round)", "CPU time",
+              "GFLOP/s (of fp32 / bf16 peak)"]  # fmt: skip
+    print(U.table(header, rows))
+    print(f"{tokens} real tokens, {work / 1e9:.0f} GFLOP forward: {work / peaks['float32']['flops_per_s']:.1f} s at "
+          f"the float32 peak; peaks {U.peaks_line(peaks)}")  # fmt: skip
     print(f"load average before {load_before}, after {load_after}")
     U.write_results(
         args.out,
@@ -129,6 +139,10 @@ def main() -> int:
             "max_length": args.max_length,
             "repeats": args.repeats,
             "parity": {"texts": len(got), "max_abs_logits": worst, "bound": bound},
+            "int8_vs_float32_export": int8,
+            "real_tokens": tokens,
+            "forward_flops": work,
+            "matmul_peaks": peaks,
             "onnx_process_loaded": loaded,
             "loadavg_before": load_before,
             "loadavg_after": load_after,

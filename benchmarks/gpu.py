@@ -190,7 +190,7 @@ def run_sections(args: argparse.Namespace, doc: dict, work: Path) -> None:
     from gpu_carry import minilm_dir
     from gpu_models import load_model
     from gpu_parity import load_corpus, parity_section
-    from gpu_throughput import matmul_ceiling, throughput_section
+    from gpu_throughput import throughput_section
     from gpu_train import train_section
 
     backbone, doc["minilm"] = minilm_dir(args.minilm_carry, work)
@@ -209,7 +209,7 @@ def run_sections(args: argparse.Namespace, doc: dict, work: Path) -> None:
         doc["throughput"] = {"model": big, **section}
         write_json(args.out, doc)
     if "train" in args.sections:
-        ceiling = doc.get("throughput", {}).get("matmul_ceiling") or matmul_ceiling(args.device, args.matmul_n, 10)
+        ceiling = doc.get("throughput", {}).get("matmul_ceiling") or U.matmul_ceiling(args.device, args.matmul_n, 10)
         U.log(f"train: {big}, batch {args.train_batch} x {args.seq}, {args.train_steps} timed updates")
         doc["train"] = train_section(config, tensors, args.device, args.train_batch, args.seq, 2, args.train_steps,
                                      ceiling)  # fmt: skip

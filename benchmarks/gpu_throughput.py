@@ -34,42 +34,6 @@ def counted_flops(model, inputs) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_ceiling(device: str, n: int, reps: int) -> dict:
-    """bf16 matmul rate of this device, measured: the denominator of MFU."""
-    import torch
-
-    g = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=g)  # random: zeros run faster
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=g)
-    times = []
-    for r in range(3 + reps):
-        t = _timer(device)
-        c = a @ b
-        dt = t(c)
-        if r >= 3:
-            times.append(dt)
-    s = U.summary(times)
-    return {"n": n, "seconds": s, "flops_per_s": 2 * n**3 / s["median"], "what": f"torch.matmul bf16 {n}^3, median"}
-
-
-def _timer(device: str):
-    """Start now; the returned function stops after the device finished and gives the seconds."""
-    import torch
-
-    if device == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-
-        def stop(_):
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1e3
-
-        return stop
-    t0 = time.perf_counter()
-    return lambda _: time.perf_counter() - t0
-
-
 class Contenders:
     """The models on the device in bf16, the batch resident beside them, and a runner of `iters` calls each."""
 
@@ -177,7 +141,7 @@ def throughput_section(
         set_matmul_precision(strict=False, frameworks=("torch", "keras"))  # as shipped; bf16 matmuls either way
     c = Contenders(config, tensors, device, batch, seq, iters, compile_)
     first, failed = c.warm_up()
-    ceiling = matmul_ceiling(device, matmul_n, reps=max(10, repeats))
+    ceiling = U.matmul_ceiling(device, matmul_n, reps=max(10, repeats))
     U.log(
         f"throughput: bf16 matmul ceiling {ceiling['flops_per_s'] / 1e12:.1f} TFLOP/s; {repeats} rounds x {iters} calls"
     )

@@ -10,6 +10,8 @@ the tolerance table (a logits bound and argmax agreement), never the float32 bou
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 
 
@@ -17,7 +19,19 @@ def quantize_onnx(source: str | os.PathLike, dest: str | os.PathLike) -> dict:
     """Write `dest`, the int8 (dynamic, per-channel, MatMul weights) quantization of the float32 `source`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(source), str(dest), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True
-    )
+    with _quiet_root_logger():  # ORT logs "consider pre-processing" on the root logger: advice for static quantization
+        quantize_dynamic(
+            str(source), str(dest), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True
+        )
     return {"quantize": "int8"}
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
