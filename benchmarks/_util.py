@@ -116,7 +116,7 @@ def write_json(path: Path, data: dict) -> Path:
 def write_results(name: str, data: dict) -> Path:
     """benchmarks/results/NAME.json, with the environment it was measured in added."""
     path = write_json(RESULTS / f"{name}.json", data)
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
 
 

@@ -93,6 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--group-by-length", action="store_true",
                    help="Trainer's LengthGroupedSampler (train_sampling_strategy='group_by_length'); default: "
                         "Trainer's own default, random batches")  # fmt: skip
+    p.add_argument("--bf16", action="store_true",
+                   help="TrainingArguments(bf16=True, use_cpu=True): autocast to bfloat16, float32 weights")  # fmt: skip
     p.add_argument("--optim", default=None, help="TrainingArguments.optim (default: Trainer's own default)")
     p.add_argument("--limit", type=int, metavar="N", help="first N rows of each file only (smoke tests)")
     p.add_argument("--out", metavar="DIR", help="Trainer's output_dir (default: a temporary directory)")
@@ -170,6 +172,8 @@ def run(args: argparse.Namespace) -> dict:
     n = len(train_data)
     warmup = recipe.warmup(n)
     extra = {"optim": args.optim} if args.optim else {}
+    if args.bf16:
+        extra.update(bf16=True, use_cpu=True)  # Trainer refuses bf16 without a GPU unless told it is on the CPU
     with tempfile.TemporaryDirectory(prefix="hf-trainer-") as tmp:
         targs = TrainingArguments(
             output_dir=args.out or tmp,

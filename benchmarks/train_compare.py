@@ -25,7 +25,7 @@ embedded all-MiniLM-L6-v2 + the seeded head; built in-process); the baseline fin
 
     python benchmarks/train_compare.py [--parts throughput,accuracy,drift] [--epochs 3] [--repeats 3]
         [--size 3000] [--drift-epochs 3] [--keras-backend tensorflow] [--work DIR]
-        [--contenders torch,keras,hf_trainer,hf_trainer_grouped,torch_bf16,keras_bf16,torch_random]
+        [--contenders torch,keras,hf_trainer,hf_trainer_grouped,hf_trainer_bf16,torch_bf16,keras_bf16,torch_random]
         [--results NAME]
 
 Writes benchmarks/results/train.json and prints Markdown tables for the README.
@@ -61,7 +61,7 @@ VARIANTS = {
     **{name: (fw, ("--mixed-precision", "bf16")) for name, fw in BF16.items()},
     "torch_random": ("torch", ("--no-group-by-length",)),
 }
-CONTENDERS = (*OURS, "hf_trainer", "hf_trainer_grouped", *VARIANTS)
+CONTENDERS = (*OURS, "hf_trainer", "hf_trainer_grouped", "hf_trainer_bf16", *VARIANTS)
 DEFAULT_CONTENDERS = (*OURS, "hf_trainer")
 # name -> (baseline, other): baseline wall / other wall, > 1 when `other` is faster.
 # Targets (issue 9): torch vs HF Trainer >= 1.3x; Keras >= 0.9x the torch trainer.
@@ -71,6 +71,8 @@ SPEEDUPS = {
     "speedup_torch_bf16_vs_torch": ("torch", "torch_bf16"),
     "speedup_keras_bf16_vs_keras": ("keras", "keras_bf16"),
     "speedup_torch_bf16_vs_hf_trainer": ("hf_trainer", "torch_bf16"),
+    "speedup_torch_bf16_vs_hf_trainer_bf16": ("hf_trainer_bf16", "torch_bf16"),
+    "speedup_hf_trainer_bf16_vs_hf_trainer": ("hf_trainer", "hf_trainer_bf16"),
     # Issue 17: torch (grouped default) >= 2x Trainer's defaults, >= 1.5x Trainer's grouped sampler.
     "speedup_torch_vs_hf_trainer_grouped": ("hf_trainer_grouped", "torch"),
     "speedup_torch_vs_torch_random": ("torch_random", "torch"),
@@ -174,6 +176,7 @@ class Harness:
             "keras": lambda: self.ours("keras", self.work / "tp-keras", 1),
             "hf_trainer": lambda: self.hf(1),
             "hf_trainer_grouped": lambda: self.hf(1, "--group-by-length"),
+            "hf_trainer_bf16": lambda: self.hf(1, "--bf16"),
             **{
                 name: (lambda fw=fw, flags=flags: self.ours(fw, self.work / f"tp-{fw}", 1, *flags))
                 for name, (fw, flags) in VARIANTS.items()
@@ -195,6 +198,8 @@ class Harness:
             return go
 
         cpu: dict[str, list[float]] = {}
+        peaks = U.cpu_peaks()
+        U.log(f"matmul peaks, this CPU now: {U.peaks_line(peaks)}")
         load = U.loadavg()
         U.interleaved({name: runner(name) for name in commands}, a.repeats, cpu=cpu)
         result = {
@@ -205,11 +210,25 @@ class Harness:
             "cpu_s": {k: U.summary(v) for k, v in cpu.items()},
             "samples_per_s": {k: U.summary([n / t for t in v]) for k, v in times.items()},
             "last_run_reports": reported,
+            "matmul_peaks": peaks,
+            # an epoch's matmul FLOPs on the real tokens (parity.flops, 3x forward) per process wall second
+            "vs_peaks": {k: U.against_peaks(self.epoch_flops("hf" if k.startswith("hf") else "cnn"),
+                                            U.summary(v)["median"], peaks) for k, v in times.items()},  # fmt: skip
         }
         for name, (base, other) in SPEEDUPS.items():
             if base in times and other in times:
                 result[name] = U.paired_ratios(times, base, other)
         return result
+
+    def epoch_flops(self, head: str) -> int:
+        """Training matmul FLOPs of one epoch over the real tokens of the training rows (truncated at 128, as trained)."""
+        from parity import Tokenizer
+        from parity.io.checkpoint import load_checkpoint
+
+        config = load_checkpoint(self.ck)[0]
+        rows = [json.loads(line)["text"] for line in self.train_file.read_text(encoding="utf-8").splitlines()]
+        lengths = Tokenizer(self.ck, max_length=128).lengths(rows)
+        return U.text_flops(config, lengths, head, training=True)
 
     def accuracy(self) -> dict:
         a, out = self.args, {}
@@ -320,7 +339,11 @@ def print_tables(results: dict) -> None:
         t = results["throughput"]
         rows = [[k, U.spread(t["wall_s"][k]), U.spread(t["samples_per_s"][k], "/s", 1), U.spread(t["cpu_s"][k])]
                 for k in t["wall_s"]]  # fmt: skip
-        print(U.table(["1 epoch, whole process", "wall", "samples/s", "CPU"], rows))
+        for row, k in zip(rows, t["wall_s"], strict=True):
+            v = t.get("vs_peaks", {}).get(k)
+            row.append(f"{v['achieved_gflop_s']:.1f} ({v['fraction_of_float32_peak']:.0%} / "
+                       f"{v['fraction_of_bfloat16_peak']:.0%})" if v else "")  # fmt: skip
+        print(U.table(["1 epoch, whole process", "wall", "samples/s", "CPU", "GFLOP/s (of fp32 / bf16 peak)"], rows))
         print("; ".join(f"{name}: {U.spread(t[name], 'x')}" for name in SPEEDUPS if name in t) + "\n")
     if "accuracy" in results:
         acc = results["accuracy"]
