@@ -162,7 +162,7 @@ def counting_runner(name: str, cmd: list[str], tmp: Path, expected_lines: int) -
 
 
 def device_timer(device: str):
-    """Start now; the returned function stops after the device finished (given the last result) and gives the seconds."""
+    """Start now; the returned function (given the last result) waits for the device and gives the seconds."""
     import torch
 
     if device == "cuda":
@@ -211,12 +211,13 @@ def text_flops(config, lengths: list[int], head: str = "cnn", *, pooler: bool = 
     """Matmul FLOPs (`parity.flops`) of one forward (or training step) over texts of these real token lengths."""
     from parity import flops
 
-    per = flops.training_flops if training else (lambda c, t, h, pooler: flops.forward_flops(c, t, h, pooler=pooler)["total"])
-    return sum(per(config, t, head, pooler=pooler) for t in lengths)
+    if training:
+        return sum(flops.training_flops(config, t, head, pooler=pooler) for t in lengths)
+    return sum(flops.forward_flops(config, t, head, pooler=pooler)["total"] for t in lengths)
 
 
 def against_peaks(work_flops: int, seconds: float, peaks: dict[str, dict]) -> dict:
-    """`work_flops` done in `seconds`: achieved GFLOP/s, and per peak dtype the share of it and the time it would take."""
+    """`work_flops` done in `seconds`: achieved GFLOP/s; per peak, its share and the time the work takes at it."""
     from parity import flops
 
     out = {"gflops": work_flops / 1e9, "achieved_gflop_s": work_flops / seconds / 1e9}

@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="Trainer's LengthGroupedSampler (train_sampling_strategy='group_by_length'); default: "
                         "Trainer's own default, random batches")  # fmt: skip
     p.add_argument("--bf16", action="store_true",
-                   help="TrainingArguments(bf16=True, use_cpu=True): autocast to bfloat16, float32 weights")  # fmt: skip
+                   help="TrainingArguments(bf16=True, use_cpu=True): bf16 autocast, float32 weights")  # fmt: skip
     p.add_argument("--optim", default=None, help="TrainingArguments.optim (default: Trainer's own default)")
     p.add_argument("--limit", type=int, metavar="N", help="first N rows of each file only (smoke tests)")
     p.add_argument("--out", metavar="DIR", help="Trainer's output_dir (default: a temporary directory)")

@@ -128,10 +128,15 @@ def measure(args: argparse.Namespace, h: Harness) -> dict:
         del r["logits"]
     return {
         "what": __doc__.splitlines()[0],
-        "data": {"source": info["source"], "options": info["options"], "train_rows": h.n_train,
-                 "test_rows": h.n_test},  # fmt: skip
-        "recipe": {"framework": "torch", "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                   "seed": args.seed, "train_wall_s": train_wall},  # fmt: skip
+        "data": {"source": info["source"], "options": info["options"], "train_rows": h.n_train, "test_rows": h.n_test},
+        "recipe": {
+            "framework": "torch",
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "train_wall_s": train_wall,
+        },
         "runs": runs,
         "compared": compared,
         "loadavg": U.loadavg(),
@@ -142,8 +147,10 @@ def print_table(result: dict) -> None:
     rows = []
     for name, r in result["runs"].items():
         c = result["compared"].get(name)
-        vs = ([c["against"], f"{c['argmax_agreement']:.4f}", f"{c['max_abs_logits']:.2e}", f"{c['accuracy_delta']:+.4f}"]
-              if c else ["", "", "", ""])  # fmt: skip
+        vs = ["", "", "", ""]
+        if c:
+            vs = [c["against"], f"{c['argmax_agreement']:.4f}", f"{c['max_abs_logits']:.2e}"]
+            vs.append(f"{c['accuracy_delta']:+.4f}")
         met = "" if not c or "target" not in c else ("met" if c["target"]["met"] else "NOT met")
         rows.append([name, f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", *vs, met])
     header = ["run", "accuracy", "macro F1", "vs", "argmax agreement", "max abs logits", "accuracy Δ", "target"]

@@ -143,8 +143,10 @@ def main() -> int:
             "cpu_ratio_vs_pipeline": cpu_ratio,
             "vs_peaks": U.against_peaks(work_of, s["median"], peaks),
             "command": " ".join(commands[name]),
-            **({"vs_float32": checks[name]} if name in checks else {}),
-        }
+            **({"vs_float32": checks[name],
+                "speedup_vs_float32": U.paired_ratios(times, name.removesuffix("-bf16"), name)}
+               if name in checks and name.removesuffix("-bf16") in times else {}),
+        }  # fmt: skip
         v = results[name]["vs_peaks"]
         rows.append([
             name, U.spread(s), f"{args.size / s['median']:.0f}",

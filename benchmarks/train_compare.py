@@ -202,6 +202,7 @@ class Harness:
         U.log(f"matmul peaks, this CPU now: {U.peaks_line(peaks)}")
         load = U.loadavg()
         U.interleaved({name: runner(name) for name in commands}, a.repeats, cpu=cpu)
+        epoch = {k: self.epoch_flops("hf" if k.startswith("hf") else "cnn") for k in times}
         result = {
             "what": f"1 epoch over {n} training rows, one fresh process per run; samples/s = rows / process wall",
             "load_before": load,
@@ -212,8 +213,7 @@ class Harness:
             "last_run_reports": reported,
             "matmul_peaks": peaks,
             # an epoch's matmul FLOPs on the real tokens (parity.flops, 3x forward) per process wall second
-            "vs_peaks": {k: U.against_peaks(self.epoch_flops("hf" if k.startswith("hf") else "cnn"),
-                                            U.summary(v)["median"], peaks) for k, v in times.items()},  # fmt: skip
+            "vs_peaks": {k: U.against_peaks(epoch[k], U.summary(v)["median"], peaks) for k, v in times.items()},
         }
         for name, (base, other) in SPEEDUPS.items():
             if base in times and other in times:
@@ -221,7 +221,7 @@ class Harness:
         return result
 
     def epoch_flops(self, head: str) -> int:
-        """Training matmul FLOPs of one epoch over the real tokens of the training rows (truncated at 128, as trained)."""
+        """Training matmul FLOPs of one epoch over the training rows' real tokens (truncated at 128, as trained)."""
         from parity import Tokenizer
         from parity.io.checkpoint import load_checkpoint
 
