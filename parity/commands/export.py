@@ -99,7 +99,8 @@ def export(
         if quantize:  # the float32 export first, then its int8 quantization in its place
             float_path = tmp / "float32.onnx"
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, float_path, opset=opset)
-            info |= quantize_onnx(float_path, model_path)
+            info |= quantize_onnx(float_path, model_path, intermediate_size=cfg.intermediate_size,
+                                  hidden_size=cfg.hidden_size)  # fmt: skip
             float_path.unlink()
         else:
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)

@@ -50,6 +50,20 @@ def test_the_export_says_int8_and_holds_integer_weights(exported):
     assert sorted(p.name for p in (exported / "q8").iterdir() if p.suffix == ".onnx") == ["model.onnx"]
 
 
+def test_the_feed_forward_outputs_stay_float32_and_every_other_dense_weight_is_int8(exported):
+    import onnx
+
+    from tests.helpers import TINY
+
+    h, i, layers = TINY["hidden_size"], TINY["intermediate_size"], TINY["num_hidden_layers"]
+    graph = onnx.load(str(exported[0] / "q8" / "model.onnx")).graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    float_weights = [shapes.get(n.input[1]) for n in graph.node if n.op_type == "MatMul" and n.input[1] in shapes]
+    assert float_weights == [(i, h)] * layers  # the GELU-fed matmuls only; QKV, attention output, FFN input: int8
+    int8 = [n for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert len(int8) >= 5 * layers
+
+
 def test_the_artifact_check_holds_it_to_the_int8_tier(exported, tmp_path, capsys):
     exported = exported[0]
     out = tmp_path / "r.json"
