@@ -6,8 +6,8 @@ transformers, no TensorFlow in the process (checked, and recorded). Same protoco
 1500-sentence corpus (`benchmarks/corpus.py`), batch size 32, truncation at 128
 tokens. Before timing, the export's logits are compared with the PyTorch build's on
 every text (`--json` output, full float precision); the bound is the artifact entry
-of the tolerance table. The int8 export (`export --quantize int8`) is held to its own
-tier instead, and its argmax agreement with the float32 export on every text is
+of the tolerance table. The int8 exports (`export --quantize int8` and `int8-ffn-out-fp32`) are held
+to their own tier instead, and its argmax agreement with the float32 export on every text is
 recorded (`benchmarks/precision_accuracy.py` measures it on a fine-tuned model, with
 held-out accuracy). Throughput is also quoted as achieved GFLOP/s against float32 and
 bfloat16 matmul peaks measured at the start of the run.
@@ -34,6 +34,7 @@ from predict_throughput import agreement, corpus_flops, logits_of, make_checkpoi
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+INT8 = ("int8", "int8-ffn-out-fp32")  # `export --quantize MODE`
 FRAMEWORKS = ("torch", "transformers", "tensorflow", "keras", "jax")
 
 
@@ -68,14 +69,15 @@ def main() -> int:
         tmp = Path(tmp)
         text_file = corpus.write(tmp / "corpus.txt", args.size)
         ckpt = make_checkpoint(tmp / "ckpt")
-        onnx_dir, int8_dir = tmp / "onnx", tmp / "onnx-int8"
+        onnx_dir = tmp / "onnx"
+        int8_dirs = {} if args.no_int8 else {m: tmp / f"onnx-{m}" for m in INT8}
         py = sys.executable
-        for out, extra in ((onnx_dir, []), *(() if args.no_int8 else ((int8_dir, ["--quantize", "int8"]),))):
+        for out, extra in ((onnx_dir, []), *((d, ["--quantize", m]) for m, d in int8_dirs.items())):
             export = ["export", "--checkpoint", str(ckpt), "--format", "onnx", *extra, str(out)]
             subprocess.run([py, "-m", "parity", *export], check=True, cwd=U.ROOT, stdout=subprocess.DEVNULL)
         common = ["--file", str(text_file), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
         onnx_args = ["predict", "--checkpoint", str(onnx_dir), *common]
-        int8_args = ["predict", "--checkpoint", str(int8_dir), *common]
+        int8_args = {m: ["predict", "--checkpoint", str(d), *common] for m, d in int8_dirs.items()}
         torch_args = ["predict", "--checkpoint", str(ckpt), "--framework", "torch", *common]
 
         # Parity first: the export's logits vs the PyTorch build's, every text.
@@ -87,12 +89,12 @@ def main() -> int:
               f"ONNX predict process loaded {loaded or 'no framework'}", file=sys.stderr)  # fmt: skip
         if len(got) != args.size or worst > bound or {"torch", "transformers"} & set(loaded):
             raise SystemExit(f"ONNX predict failed its checks: {len(got)} texts, max abs {worst:.2e}, loaded {loaded}")
-        int8 = None
-        if not args.no_int8:
-            int8 = agreement(logits_of([py, "-m", "parity", *int8_args]), got)
-            int8["bound"] = tolerance_for("int8", "cpu", "artifact").atol
-            print(f"int8 export vs float32 export: argmax agreement {int8['argmax_agreement']:.4f} on "
-                  f"{int8['texts']} texts, max abs logits {int8['max_abs_logits']:.2e}", file=sys.stderr)  # fmt: skip
+        int8 = {}
+        for m, a in int8_args.items():
+            q = int8[m] = agreement(logits_of([py, "-m", "parity", *a]), got)
+            q["bound"] = tolerance_for("int8", "cpu", "artifact").atol
+            print(f"{m} export vs float32 export: argmax agreement {q['argmax_agreement']:.4f} on "
+                  f"{q['texts']} texts, max abs logits {q['max_abs_logits']:.2e}", file=sys.stderr)  # fmt: skip
         tokens, work = corpus_flops(text_file, args.max_length)
         work_hf = corpus_flops(text_file, args.max_length, head="hf")[1]  # the pipeline's head: Linear(pooled)
 
@@ -100,7 +102,7 @@ def main() -> int:
             "hf-pipeline": [py, str(U.ROOT / "benchmarks" / "hf_pipeline.py"), str(text_file),
                             "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)],
             "bertcnn-onnx": [py, "-m", "parity", *onnx_args],
-            **({} if args.no_int8 else {"bertcnn-onnx-int8": [py, "-m", "parity", *int8_args]}),
+            **{f"bertcnn-onnx-{m}": [py, "-m", "parity", *a] for m, a in int8_args.items()},
         }  # fmt: skip
         if not args.no_torch:
             commands["bertcnn-torch"] = [py, "-m", "parity", *torch_args]

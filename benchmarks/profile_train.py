@@ -154,7 +154,7 @@ def part_torch(a) -> dict:
            "mean_width": float(np.mean(widths(run)[2 : len(ups)]))}  # fmt: skip
     with profile(activities=[ProfilerActivity.CPU]) as prof:  # 3 more updates, op by op
         for step in range(3):
-            tr.update(*run.batch(0, step), step)
+            tr.update(run.micro(0, step), step)
     ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in ev)
     out["top_ops_self_cpu_share"] = {e.key: round(e.self_cpu_time_total / total, 4) for e in ev[:14]}
@@ -180,14 +180,14 @@ def part_padding(a) -> dict:
     tr = TorchTrainer(runs["default"])
     tr.model.train()
     for step in range(2):  # warm-up: AdamW's first two steps create and first touch the moments
-        tr.update(*runs["default"].batch(0, 74 - step), step)
+        tr.update(runs["default"].micro(0, 74 - step), step)
     times: dict[str, list[float]] = {n: [] for n in runs}
     tokens: dict[str, list[int]] = {n: [] for n in runs}
     for i in range(a.updates + 2):  # the first batches of each plan, interleaved, order alternating
         for name in list(runs)[i % 2 :] + list(runs)[: i % 2]:
             inputs, labels = runs[name].batch(0, i)
             t = time.perf_counter()
-            tr.update(inputs, labels, i)
+            tr.update([(inputs, labels, 1.0)], i)
             times[name].append(time.perf_counter() - t)
             tokens[name].append(int(inputs["input_ids"].size))
     # s = a + b x padded tokens, fitted on every timed update, predicts each whole epoch plan.

@@ -32,7 +32,7 @@ from parity.io.reader import read_weights
 from parity.serving.check import check_artifact
 from parity.serving.directory import write_sidecars
 from parity.serving.manifest import FORMATS, MODEL_FILES, Manifest, library_versions, read_manifest, tensor_specs
-from parity.serving.quantize import quantize_onnx
+from parity.serving.quantize import MODES, quantize_onnx
 
 # format -> builds it can come from (the first is the default).
 SOURCES = {"onnx": ("torch", "keras"), "saved_model": ("keras",), "litert": ("keras",)}
@@ -57,10 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: the exporter's)")
     p.add_argument(
         "--quantize",
-        choices=("int8",),
+        choices=MODES,
         default=None,
-        help="onnx only: int8 weights for every matmul (ONNX Runtime dynamic quantization; VNNI on CPUs that have "
-        "it), checked by its own tolerance tier (default: float32)",
+        help="onnx only: int8 weights for every dense matmul (ONNX Runtime dynamic quantization; VNNI on CPUs that "
+        "have it); int8-ffn-out-fp32 keeps the feed-forward output matmuls float32 (closer to float32, slower); "
+        "checked by the int8 tolerance tier (default: float32)",
     )
     p.add_argument("--verify", action="store_true", help="check the written artifact like `report --artifact`")
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
@@ -99,7 +100,7 @@ def export(
         if quantize:  # the float32 export first, then its int8 quantization in its place
             float_path = tmp / "float32.onnx"
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, float_path, opset=opset)
-            info |= quantize_onnx(float_path, model_path, intermediate_size=cfg.intermediate_size,
+            info |= quantize_onnx(float_path, model_path, quantize, intermediate_size=cfg.intermediate_size,
                                   hidden_size=cfg.hidden_size)  # fmt: skip
             float_path.unlink()
         else:

@@ -79,7 +79,7 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
     manifest = read_manifest(export)  # broken or hostile manifests raise here (exit 2)
     ck_config, tensors = source.config, source.tensors
     ex_config = load_config(export)
-    dtype = manifest.quantize or "float32"  # an int8 export is held to its own tier
+    dtype = "int8" if manifest.quantize else "float32"  # an int8 export (either mode) is held to its own tier
     tol = tolerance_for(dtype, "cpu", "artifact")
     run = ArtifactResult(
         dtype=dtype,

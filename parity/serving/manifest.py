@@ -22,7 +22,8 @@ MANIFEST_VERSION = 1
 # so a manifest cannot point a runtime at a file outside its directory.
 MODEL_FILES = {"onnx": "model.onnx", "saved_model": "saved_model", "litert": "model.tflite"}
 FORMATS = tuple(MODEL_FILES)
-QUANTIZE = {"onnx": (None, "int8")}  # per format, what `--quantize` may have made of it (None: float32)
+# per format, what `--quantize` may have made of it (None: float32); parity.serving.quantize.MODES
+QUANTIZE = {"onnx": (None, "int8", "int8-ffn-out-fp32")}
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
 # SavedModel signatures: the interface (int64, as every format) and the same function for int32 inputs.
@@ -43,7 +44,7 @@ class Manifest:
     inputs: list[dict] = field(default_factory=list)  # [{"name", "dtype", "shape"}]
     outputs: list[dict] = field(default_factory=list)
     opset: int | None = None  # ONNX only
-    quantize: str | None = None  # "int8": ONNX weights quantized after export (`--quantize int8`); None: float32
+    quantize: str | None = None  # "int8", "int8-ffn-out-fp32": ONNX weights quantized after export; None: float32
     versions: dict[str, str] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
 

@@ -25,8 +25,9 @@ def exported(tmp_path_factory):
     handler.emit = records.append
     logging.getLogger().addHandler(handler)
     try:
-        argv = ["export", "--checkpoint", str(root / "ck"), "--format", "onnx", "--quantize", "int8", str(root / "q8")]
-        assert main(argv) == 0
+        for mode, out in (("int8", "q8"), ("int8-ffn-out-fp32", "q8ffn")):
+            argv = ["export", "--checkpoint", str(root / "ck"), "--format", "onnx", "--quantize", mode, str(root / out)]
+            assert main(argv) == 0
     finally:
         logging.getLogger().removeHandler(handler)
     return root, [r.getMessage() for r in records if r.levelno >= logging.WARNING]
@@ -50,24 +51,37 @@ def test_the_export_says_int8_and_holds_integer_weights(exported):
     assert sorted(p.name for p in (exported / "q8").iterdir() if p.suffix == ".onnx") == ["model.onnx"]
 
 
-def test_the_feed_forward_outputs_stay_float32_and_every_other_dense_weight_is_int8(exported):
+def _float_matmul_weights(directory):
+    """Shapes of the float32 weights that MatMul nodes still multiply by, and the number of int8 matmuls."""
     import onnx
 
+    graph = onnx.load(str(directory / "model.onnx")).graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    floats = [shapes[n.input[1]] for n in graph.node if n.op_type == "MatMul" and n.input[1] in shapes]
+    return floats, sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+
+
+def test_int8_quantizes_every_dense_matmul(exported):
+    from tests.helpers import TINY
+
+    floats, int8 = _float_matmul_weights(exported[0] / "q8")
+    assert floats == [] and int8 >= 6 * TINY["num_hidden_layers"]  # Q, K, V, attention output, FFN in and out
+
+
+def test_int8_ffn_out_fp32_keeps_the_gelu_fed_matmuls_float32_and_only_those(exported):
     from tests.helpers import TINY
 
     h, i, layers = TINY["hidden_size"], TINY["intermediate_size"], TINY["num_hidden_layers"]
-    graph = onnx.load(str(exported[0] / "q8" / "model.onnx")).graph
-    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
-    float_weights = [shapes.get(n.input[1]) for n in graph.node if n.op_type == "MatMul" and n.input[1] in shapes]
-    assert float_weights == [(i, h)] * layers  # the GELU-fed matmuls only; QKV, attention output, FFN input: int8
-    int8 = [n for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
-    assert len(int8) >= 5 * layers
+    floats, int8 = _float_matmul_weights(exported[0] / "q8ffn")
+    assert floats == [(i, h)] * layers and int8 >= 5 * layers
+    manifest = json.loads((exported[0] / "q8ffn" / "manifest.json").read_text())
+    assert manifest["quantize"] == "int8-ffn-out-fp32"
 
 
-def test_the_artifact_check_holds_it_to_the_int8_tier(exported, tmp_path, capsys):
-    exported = exported[0]
-    out = tmp_path / "r.json"
-    argv = ["report", "--checkpoint", str(exported / "ck"), "--artifact", str(exported / "q8"), "--json-out", str(out)]
+@pytest.mark.parametrize("export", ["q8", "q8ffn"])
+def test_the_artifact_check_holds_it_to_the_int8_tier(exported, export, tmp_path, capsys):
+    root, out = exported[0], tmp_path / "r.json"
+    argv = ["report", "--checkpoint", str(root / "ck"), "--artifact", str(root / export), "--json-out", str(out)]
     assert main(argv) == 0
     run = json.loads(out.read_text())["results"][0]
     assert run["dtype"] == "int8" and run["passed"]
