@@ -123,6 +123,7 @@ def measure(args: argparse.Namespace, h: Harness) -> dict:
             "max_abs_logits": float(abs(got - want).max()),
             "mean_abs_logits": float(abs(got - want).mean()),
             "accuracy_delta": runs[name]["accuracy"] - runs[ref]["accuracy"],
+            "flips": flips(got, want),
         }
         if name in TARGETS:
             agree, within = TARGETS[name]
@@ -146,6 +147,15 @@ def measure(args: argparse.Namespace, h: Harness) -> dict:
         "compared": compared,
         "loadavg": U.loadavg(),
     }
+
+
+def flips(got: np.ndarray, want: np.ndarray) -> dict:
+    """The rows whose argmax moved: how many, and how sure the reference was of them (its top-two logit gap)."""
+    top2 = np.sort(want, axis=-1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    moved = got.argmax(-1) != want.argmax(-1)
+    return {"rows": int(moved.sum()), "largest_reference_gap": float(gap[moved].max()) if moved.any() else None,
+            "median_reference_gap_all_rows": float(np.median(gap))}  # fmt: skip
 
 
 def print_table(result: dict) -> None:

@@ -110,17 +110,21 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
         measured="MiniLM-L6 CPU logits: onnx(torch) 5.5e-7, saved_model 5.4e-7 (session 6.3e-7), litert 7.9e-7, "
         "onnx(keras) 6.4e-7",
     ),
-    # int8 ONNX exports (`bertcnn export --format onnx --quantize int8`: MatMul weights int8 per channel,
-    # activations uint8 per batch): held to a logits bound and to argmax agreement on every row the
-    # float32 reference is sure of (top-two gap > 2 x atol). Measured (`export --quantize int8 --verify`,
-    # MiniLM-L6 + seed-0 head, onnxruntime 1.32, CPU with VNNI), worst case 5.3e-2 (batch-17); on 512
-    # corpus sentences max 5.6e-2, mean 1.4e-2. Bound ~5x the worst; re-measure on a fine-tuned model
-    # (larger logits) with benchmarks/export_predict.py, which also reports accuracy on labelled data.
+    # int8 ONNX exports (`bertcnn export --format onnx --quantize int8 | int8-ffn-out-fp32`: MatMul weights int8
+    # per channel, activations uint8 per batch): held to a logits bound and to argmax agreement on every row the
+    # float32 reference is sure of (top-two gap > 2 x atol). Measured (onnxruntime 1.32, CPU with VNNI): on the
+    # untrained seed-0 head, `export --quantize int8 --verify` 5.3e-2 (batch-17), 512 corpus sentences 5.6e-2;
+    # on fine-tuned MiniLM-CNNs (benchmarks/precision_accuracy.py, 1201 held-out tweets, two seeds) int8
+    # 0.202 / 0.256, int8-ffn-out-fp32 0.139 / 0.161 (logits grow with training, and so does their int8
+    # error). The first bound, 0.25, came from the seed-0 head and the second seed's model exceeded it on
+    # real data; the bound is ~2x that worst. Every row whose argmax moved had a float32 top-two gap <= 0.113
+    # (median gap of all rows 0.72 / 0.92), far inside the 2 x atol = 1.0 that the argmax rule leaves out.
     ("int8", "cpu", "artifact"): Tolerance(
-        atol=0.25,
+        atol=0.5,
         rtol=0.0,
         max_argmax_disagreement=0.0,
-        measured="MiniLM-L6 + seed-0 head CPU: logits <= 5.3e-2 (check cases), 5.6e-2 (512 sentences)",
+        measured="MiniLM-L6 CPU: seed-0 head <= 5.6e-2; fine-tuned, 1201 tweets x 2 seeds: int8 <= 0.256, "
+        "int8-ffn-out-fp32 <= 0.161; flipped rows' float32 gap <= 0.113",
     ),
     # bf16 mixed precision on CPU (`bertcnn report --mixed-precision bf16 --backend all`): float32 weights,
     # bf16 compute, torch.autocast vs Keras mixed_bfloat16, MiniLM-L6 + seed-0 head, the 7 report texts.
