@@ -131,7 +131,8 @@ TOLERANCES: dict[tuple[str, str, str], Tolerance] = {
     # Measured logits 2.9e-3 (TF), 3.9e-3 (JAX), 3.4e-3 (torch backend); hidden states up to 9.2e-2 at
     # |x| ~ 6-10 (bf16 keeps 8 bits: ~4e-3 relative per op, over 6 layers). Logits bound 5x the worst.
     # On a fine-tuned MiniLM-CNN (benchmarks/precision_accuracy.py, 1201 held-out tweets, not the 7 report texts):
-    # bf16 vs float32 predict 8.5e-3 (torch), 1.8e-2 (Keras/TF), argmax agreement 0.9992 / 0.9983.
+    # bf16 vs float32 predict 8.5e-3 / 8.2e-3 (torch), 1.8e-2 / 1.9e-2 (Keras/TF) over two seeds, argmax agreement
+    # >= 0.9967: the worst of 1201 real rows is 94 % of this bound (the report's 7 texts sit far lower).
     ("bfloat16", "cpu", "forward"): Tolerance(
         atol=2e-2,
         rtol=5e-2,
