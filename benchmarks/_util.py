@@ -230,3 +230,14 @@ def against_peaks(work_flops: int, seconds: float, peaks: dict[str, dict]) -> di
 
 def peaks_line(peaks: dict[str, dict]) -> str:
     return ", ".join(f"{d} {p['flops_per_s'] / 1e9:.0f} GFLOP/s" for d, p in peaks.items())
+
+
+def top_ops(fn: Callable[[], object], n: int = 12) -> dict[str, float]:
+    """Each of the `n` costliest torch ops' share of the self CPU time of one call of `fn` (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ev)
+    return {e.key: round(e.self_cpu_time_total / total, 4) for e in ev[:n]}

@@ -31,10 +31,11 @@ import _util as U
 import corpus
 from predict_throughput import agreement, corpus_flops, logits_of, make_checkpoint
 
+from parity.serving.quantize import MODES
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-INT8 = ("int8", "int8-ffn-out-fp32")  # `export --quantize MODE`
 FRAMEWORKS = ("torch", "transformers", "tensorflow", "keras", "jax")
 
 
@@ -70,7 +71,7 @@ def main() -> int:
         text_file = corpus.write(tmp / "corpus.txt", args.size)
         ckpt = make_checkpoint(tmp / "ckpt")
         onnx_dir = tmp / "onnx"
-        int8_dirs = {} if args.no_int8 else {m: tmp / f"onnx-{m}" for m in INT8}
+        int8_dirs = {} if args.no_int8 else {m: tmp / f"onnx-{m}" for m in MODES}
         py = sys.executable
         for out, extra in ((onnx_dir, []), *((d, ["--quantize", m]) for m, d in int8_dirs.items())):
             export = ["export", "--checkpoint", str(ckpt), "--format", "onnx", *extra, str(out)]
@@ -95,8 +96,8 @@ def main() -> int:
             q["bound"] = tolerance_for("int8", "cpu", "artifact").atol
             print(f"{m} export vs float32 export: argmax agreement {q['argmax_agreement']:.4f} on "
                   f"{q['texts']} texts, max abs logits {q['max_abs_logits']:.2e}", file=sys.stderr)  # fmt: skip
-        tokens, work = corpus_flops(text_file, args.max_length)
-        work_hf = corpus_flops(text_file, args.max_length, head="hf")[1]  # the pipeline's head: Linear(pooled)
+        tokens, head_flops = corpus_flops(text_file, ckpt, args.max_length)
+        work = head_flops["cnn"]
 
         commands = {
             "hf-pipeline": [py, str(U.ROOT / "benchmarks" / "hf_pipeline.py"), str(text_file),
@@ -118,7 +119,7 @@ def main() -> int:
     for name, samples in times.items():
         s, c = U.summary(samples), U.summary(cpu[name])
         ratio = U.paired_ratios(times, base, name)
-        work_of = work if name != base else work_hf
+        work_of = head_flops["hf" if name == base else "cnn"]
         v = U.against_peaks(work_of, s["median"], peaks)
         results[name] = {"wall_s": s, "cpu_s": c, "texts_per_s": args.size / s["median"],
                          "speedup_vs_pipeline": ratio, "vs_peaks": v, "command": " ".join(commands[name])}  # fmt: skip

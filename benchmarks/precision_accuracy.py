@@ -37,7 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _util as U
+from predict_throughput import agreement
 from train_compare import Harness
+
+from parity.serving.quantize import MODES
 
 # name -> (checkpoint kind, framework or None for an export, extra flags); the float32 reference of each.
 RUNS = {
@@ -88,9 +91,8 @@ def measure(args: argparse.Namespace, h: Harness) -> dict:
     U.log(f"training torch, {args.epochs} epochs on {h.n_train} rows")
     trained = h.work / "trained"
     _, train_wall = h.run(h.ours("torch", trained, args.epochs), "train torch")
-    modes = ("int8", "int8-ffn-out-fp32")
-    dirs = {"trained": trained, "onnx": h.work / "onnx", **{f"onnx-{m}": h.work / f"onnx-{m}" for m in modes}}
-    for kind, extra in (("onnx", ()), *((f"onnx-{m}", ("--quantize", m)) for m in modes)):
+    dirs = {"trained": trained, "onnx": h.work / "onnx", **{f"onnx-{m}": h.work / f"onnx-{m}" for m in MODES}}
+    for kind, extra in (("onnx", ()), *((f"onnx-{m}", ("--quantize", m)) for m in MODES)):
         U.log(f"exporting {kind}")
         export = ["export", "--checkpoint", str(trained), "--format", "onnx", *extra, str(dirs[kind]), "--verify"]
         h.run([h.py, "-m", "parity", *export], f"export {kind}")
@@ -102,10 +104,7 @@ def measure(args: argparse.Namespace, h: Harness) -> dict:
         ck = ["--checkpoint", str(dirs[kind]), *fw, *extra]
         out, wall = h.run([h.py, "-m", "parity", "evaluate", *ck, "--eval", str(h.test_file), "--json"], name)
         evaluated = h.parse_json(out, f"evaluate {name}")
-        out, _ = h.run([h.py, "-m", "parity", "predict", *ck, "--file", str(texts), "--json", "--no-progress"], name)
-        logits = np.array([json.loads(line)["logits"] for line in out.splitlines() if line.strip()])
-        if logits.shape[0] != len(rows):
-            raise RuntimeError(f"{name}: predict printed {logits.shape[0]} results for {len(rows)} texts")
+        logits = h.predict_logits(ck, texts, len(rows), name)
         from_predict = float((logits.argmax(-1) == labels).mean())
         if abs(from_predict - evaluated["accuracy"]) > 1.5 / len(rows):
             raise RuntimeError(f"{name}: predict's argmax scores {from_predict:.4f}, evaluate says "
@@ -118,9 +117,7 @@ def measure(args: argparse.Namespace, h: Harness) -> dict:
         got, want = runs[name]["logits"], runs[ref]["logits"]
         compared[name] = {
             "against": ref,
-            "texts": len(got),
-            "argmax_agreement": float((got.argmax(-1) == want.argmax(-1)).mean()),
-            "max_abs_logits": float(abs(got - want).max()),
+            **agreement(got, want),
             "mean_abs_logits": float(abs(got - want).mean()),
             "accuracy_delta": runs[name]["accuracy"] - runs[ref]["accuracy"],
             "flips": flips(got, want),

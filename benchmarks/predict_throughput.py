@@ -67,16 +67,18 @@ def agreement(got: np.ndarray, ref: np.ndarray) -> dict:
             "max_abs_logits": float(abs(got - ref).max())}  # fmt: skip
 
 
-def corpus_flops(text_file: Path, max_length: int, **kw) -> tuple[int, int]:
-    """(real tokens, forward matmul FLOPs) of the corpus under the checkpoint's tokenizer and truncation."""
-    from parity import Tokenizer
-    from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
+def corpus_flops(text_file: Path, checkpoint: Path, max_length: int) -> tuple[int, dict[str, int]]:
+    """(real tokens, forward matmul FLOPs per head) of the corpus under the checkpoint's tokenizer and truncation.
 
-    config = backbone_checkpoint(embedded_backbone_dir(), seed=0)[0]
-    lengths = Tokenizer(embedded_backbone_dir(), max_length=max_length).lengths(
-        [t for t in text_file.read_text(encoding="utf-8").splitlines() if t.strip()]
-    )
-    return sum(lengths), U.text_flops(config, lengths, **kw)
+    Heads as `parity.flops` names them: "cnn" (ours), "hf" (the pipeline's Linear on the pooled token).
+    """
+    from parity import BertCnnConfig, Tokenizer, flops
+    from parity.io.checkpoint import CONFIG_NAME
+
+    config = BertCnnConfig.from_json_file(checkpoint / CONFIG_NAME)
+    texts = [t for t in text_file.read_text(encoding="utf-8").splitlines() if t.strip()]
+    lengths = Tokenizer(checkpoint, max_length=max_length).lengths(texts)
+    return sum(lengths), {head: U.text_flops(config, lengths, head) for head in flops.HEADS}
 
 
 def main() -> int:
@@ -118,8 +120,8 @@ def main() -> int:
         for n, a in checks.items():
             print(f"{n} vs float32: argmax agreement {a['argmax_agreement']:.4f} on {a['texts']} texts, "
                   f"max abs logits {a['max_abs_logits']:.2e}", file=sys.stderr)  # fmt: skip
-        tokens, work = corpus_flops(text_file, args.max_length)
-        work_hf = corpus_flops(text_file, args.max_length, head="hf")[1]  # the pipeline's head: Linear(pooled)
+        tokens, head_flops = corpus_flops(text_file, ckpt, args.max_length)
+        work = head_flops["cnn"]
 
         load_before = U.loadavg()
         print(f"corpus: {args.size} sentences from pydoc_data.topics; load {load_before}", file=sys.stderr)
@@ -134,7 +136,7 @@ def main() -> int:
     for name, samples in times.items():
         s, c = U.summary(samples), U.summary(cpu[name])
         ratio, cpu_ratio = U.paired_ratios(times, base, name), U.paired_ratios(cpu, base, name)
-        work_of = work if name != base else work_hf
+        work_of = head_flops["hf" if name == base else "cnn"]
         results[name] = {
             "wall_s": s,
             "cpu_s": c,

@@ -37,17 +37,6 @@ from profile_train import data
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def top_ops(fn, n: int = 12) -> dict[str, float]:
-    """Each of the `n` costliest ops' share of the self CPU time of one call of `fn`."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in ev)
-    return {e.key: round(e.self_cpu_time_total / total, 4) for e in ev[:n]}
-
-
 def part_predict(a) -> dict:
     import bertcnn_torch.runtime as R
     from parity import Tokenizer
@@ -68,7 +57,7 @@ def part_predict(a) -> dict:
         "sentences": a.sentences,
         "seconds": {k: U.summary(v) for k, v in times.items()},
         "speedup_bf16": U.paired_ratios(times, "float32", "bf16"),
-        "top_ops_self_cpu_share": {k: top_ops(r) for k, r in runners.items()},
+        "top_ops_self_cpu_share": {k: U.top_ops(r) for k, r in runners.items()},
     }
 
 
@@ -96,7 +85,10 @@ def part_train(a) -> dict:
             tr.update(*s)
             times.append(time.perf_counter() - t)
         last = steps[-1]
-        out[name] = {"update_s": U.summary(times), "top_ops_self_cpu_share": top_ops(lambda t=tr, s=last: t.update(*s))}
+        out[name] = {
+            "update_s": U.summary(times),
+            "top_ops_self_cpu_share": U.top_ops(lambda t=tr, s=last: t.update(*s)),
+        }
     out["speedup_bf16_per_update"] = out["float32"]["update_s"]["median"] / out["bf16"]["update_s"]["median"]
     return out
 

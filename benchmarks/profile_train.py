@@ -126,7 +126,6 @@ def plan_stats(run, bucket: int | None = None) -> dict:
 def part_torch(a) -> dict:
     import torch
     import torch.nn.functional as F
-    from torch.profiler import ProfilerActivity, profile
 
     import bertcnn_torch.model as M
     from bertcnn_torch.train import TorchTrainer
@@ -152,12 +151,8 @@ def part_torch(a) -> dict:
     out = {"threads": torch.get_num_threads(), "first_updates_s": [u["wall"] for u in ups[:2]],
            "first_updates_adamw_s": [u["adamw"] for u in ups[:2]], "steady": steady(ups[2:], parts),
            "mean_width": float(np.mean(widths(run)[2 : len(ups)]))}  # fmt: skip
-    with profile(activities=[ProfilerActivity.CPU]) as prof:  # 3 more updates, op by op
-        for step in range(3):
-            tr.update(run.micro(0, step), step)
-    ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in ev)
-    out["top_ops_self_cpu_share"] = {e.key: round(e.self_cpu_time_total / total, 4) for e in ev[:14]}
+    # 3 more updates, op by op
+    out["top_ops_self_cpu_share"] = U.top_ops(lambda: [tr.update(run.micro(0, step), step) for step in range(3)], 14)
     groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in tr.groups]
     kinds = {"as shipped (foreach/fused None)": {}, "foreach=True": {"foreach": True}, "fused=True": {"fused": True}}
     opts = {k: torch.optim.AdamW(groups, lr=1e-9, **kw) for k, kw in kinds.items()}

@@ -141,12 +141,17 @@ class Harness:
         return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "wall_s": wall}
 
     def predict_argmax(self, checkpoint: Path, framework: str, texts: Path, n: int) -> np.ndarray:
-        cmd = [self.py, "-m", "parity", "predict", "--checkpoint", str(checkpoint), "--framework", framework]
-        out, _ = self.run([*cmd, "--file", str(texts), "--json", "--no-progress"], f"predict ({framework})")
+        source = ["--checkpoint", str(checkpoint), "--framework", framework]
+        return self.predict_logits(source, texts, n, f"predict ({framework})").argmax(axis=-1)
+
+    def predict_logits(self, source: list[str], texts: Path, n: int, what: str) -> np.ndarray:
+        """(n, labels) logits that `bertcnn predict SOURCE --file texts --json` prints, one row per text."""
+        cmd = [self.py, "-m", "parity", "predict", *source, "--file", str(texts), "--json", "--no-progress"]
+        out, _ = self.run(cmd, what)
         logits = [json.loads(line)["logits"] for line in out.splitlines() if line.strip()]
         if len(logits) != n:
-            raise RuntimeError(f"predict printed {len(logits)} results for {n} texts")
-        return np.asarray(logits).argmax(axis=-1)
+            raise RuntimeError(f"{what}: predict printed {len(logits)} results for {n} texts")
+        return np.asarray(logits)
 
     # -- set-up -----------------------------------------------------------------------------------
     def prepare(self) -> dict:
@@ -202,7 +207,8 @@ class Harness:
         U.log(f"matmul peaks, this CPU now: {U.peaks_line(peaks)}")
         load = U.loadavg()
         U.interleaved({name: runner(name) for name in commands}, a.repeats, cpu=cpu)
-        epoch = {k: self.epoch_flops("hf" if k.startswith("hf") else "cnn") for k in times}
+        per_head = self.epoch_flops()
+        epoch = {k: per_head["hf" if k.startswith("hf") else "cnn"] for k in times}
         result = {
             "what": f"1 epoch over {n} training rows, one fresh process per run; samples/s = rows / process wall",
             "load_before": load,
@@ -220,15 +226,16 @@ class Harness:
                 result[name] = U.paired_ratios(times, base, other)
         return result
 
-    def epoch_flops(self, head: str) -> int:
-        """Training matmul FLOPs of one epoch over the training rows' real tokens (truncated at 128, as trained)."""
-        from parity import Tokenizer
-        from parity.io.checkpoint import load_checkpoint
+    def epoch_flops(self) -> dict[str, int]:
+        """Training matmul FLOPs of one epoch over the training rows' real tokens (truncated at 128, as trained),
+        per head: "cnn" (ours), "hf" (`Trainer`'s BertForSequenceClassification)."""
+        from parity import BertCnnConfig, Tokenizer, flops
+        from parity.io.checkpoint import CONFIG_NAME
 
-        config = load_checkpoint(self.ck)[0]
+        config = BertCnnConfig.from_json_file(self.ck / CONFIG_NAME)
         rows = [json.loads(line)["text"] for line in self.train_file.read_text(encoding="utf-8").splitlines()]
         lengths = Tokenizer(self.ck, max_length=128).lengths(rows)
-        return U.text_flops(config, lengths, head, training=True)
+        return {head: U.text_flops(config, lengths, head, training=True) for head in flops.HEADS}
 
     def accuracy(self) -> dict:
         a, out = self.args, {}

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from parity.io.files import read_json
+from parity.serving.quantize import MODES
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -22,8 +23,7 @@ MANIFEST_VERSION = 1
 # so a manifest cannot point a runtime at a file outside its directory.
 MODEL_FILES = {"onnx": "model.onnx", "saved_model": "saved_model", "litert": "model.tflite"}
 FORMATS = tuple(MODEL_FILES)
-# per format, what `--quantize` may have made of it (None: float32); parity.serving.quantize.MODES
-QUANTIZE = {"onnx": (None, "int8", "int8-ffn-out-fp32")}
+QUANTIZE = {"onnx": (None, *MODES)}  # per format, what `--quantize` may have made of it (None: float32)
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
 # SavedModel signatures: the interface (int64, as every format) and the same function for int32 inputs.
