@@ -52,7 +52,7 @@ def save_checkpoint(
     with writer_lock(dest, flag=flag):
         recover(dest)
         if not os.path.lexists(dest) or ours(dest) is not None:
-            with stage(dest, kind=FOLDER, marker="checkpoint", flag=flag, replace=True) as tmp:
+            with stage(dest, kind=FOLDER, marker="checkpoint", flag=flag, replace=True, keep_foreign=True) as tmp:
                 write_checkpoint_files(tmp, config, tensors, tokenizer_from=tokenizer_from)
         else:
             if not dest.is_dir():

@@ -41,12 +41,14 @@ class Output:
     replace: bool  # something was at `path` when claimed, and the checks allowed replacing it
 
     @contextlib.contextmanager
-    def staged(self, marker: str = "file") -> Iterator[Path]:
+    def staged(self, marker: str = "file", *, keep_foreign: bool = False) -> Iterator[Path]:
         """Where to write: the staging folder (DIR) or a file path in it (FILE); published when the block succeeds.
 
         `marker`: the kind recorded in a folder's marker ("checkpoint", "export", "training directory").
+        `keep_foreign`: see `parity.io.swap.publish`.
         """
-        with stage(self.path, kind=self.kind, marker=marker, flag=self.flag, replace=self.replace) as target:
+        with stage(self.path, kind=self.kind, marker=marker, flag=self.flag, replace=self.replace,
+                   keep_foreign=keep_foreign) as target:  # fmt: skip
             yield target
         self.replace = True  # a later save replaces this one
 
@@ -79,7 +81,9 @@ def claim(
 
 
 @contextlib.contextmanager
-def stage(dest: Path, *, kind: str, marker: str, flag: str, replace: bool) -> Iterator[Path]:
+def stage(
+    dest: Path, *, kind: str, marker: str, flag: str, replace: bool, keep_foreign: bool = False
+) -> Iterator[Path]:
     """The staging folder `.NAME.staging` beside `dest`, published onto `dest` when the block succeeds.
 
     Call under `dest`'s writer lock, after `recover` (`claim` does both).
@@ -103,7 +107,7 @@ def stage(dest: Path, *, kind: str, marker: str, flag: str, replace: bool) -> It
             write_marker(staging, marker if kind == DIR else "file")
         fsync_tree(staging)
         with held_signals():
-            publish(target, dest, flag=flag, replace=replace or kind == DIR)
+            publish(target, dest, flag=flag, replace=replace, keep_foreign=keep_foreign)
             published = kind == DIR  # the staging path now holds nothing, or what publish could not move back
     finally:
         if not published:

@@ -127,12 +127,14 @@ def _describe(p: Path) -> str:
     return "a file" if stat.S_ISREG(mode) else "a special file (pipe, device or socket)"
 
 
-def publish(new: Path, dest: Path, *, flag: str, replace: bool) -> None:
+def publish(new: Path, dest: Path, *, flag: str, replace: bool, keep_foreign: bool = False) -> None:
     """Put the staged `new` (a file or a folder) at `dest`, re-checking `dest` in the same step.
 
     `replace`: `dest` was found replaceable when the command started (`--force` on a file, or a
     folder this project wrote, or an empty one); otherwise anything now at `dest` appeared during
-    the work and is never touched. Call with signals held. Raises SwapError (exit 2), having put
+    the work and is never touched. `keep_foreign` (a training save): files of the user's in the old
+    folder are moved into the new one; otherwise (`--force`) they make the swap refused, as they
+    would have at the start. Call with signals held. Raises SwapError (exit 2), having put
     everything back, when `dest` changed into something that must not be replaced.
     """
     is_dir = new.is_dir()
@@ -147,10 +149,10 @@ def publish(new: Path, dest: Path, *, flag: str, replace: bool) -> None:
             ) from None
         return
     if not exchange(new, dest):
-        _publish_by_two_renames(new, dest, flag=flag)
+        _publish_by_two_renames(new, dest, flag=flag, keep_foreign=keep_foreign)
         return
     old = new  # the exchange put the previous output at the staging path
-    problem, strangers = _old_problem(old, dest, is_dir=is_dir)
+    problem, strangers = _old_problem(old, dest, is_dir=is_dir, keep_foreign=keep_foreign)
     if problem is not None:
         exchange(old, dest)  # undo: dest is exactly what it was, the new output back in staging
         raise SwapError(
@@ -160,7 +162,7 @@ def publish(new: Path, dest: Path, *, flag: str, replace: bool) -> None:
     _drop_old(old, dest, is_dir=is_dir, strangers=strangers)
 
 
-def _old_problem(old: Path, new: Path, *, is_dir: bool) -> tuple[str | None, list[str]]:
+def _old_problem(old: Path, new: Path, *, is_dir: bool, keep_foreign: bool) -> tuple[str | None, list[str]]:
     """Why the output that was at the destination (now at `old`) must not be replaced, or None; and its
     foreign entries (what will be moved into the new output `new`)."""
     kind = _describe(old)
@@ -173,6 +175,8 @@ def _old_problem(old: Path, new: Path, *, is_dir: bool) -> tuple[str | None, lis
         names = sorted(p.name for p in old.iterdir())
         return (None if not names else f"it holds files bertcnn did not write: {names[:5]}"), []
     strangers = foreign(old, listing)
+    if strangers and not keep_foreign:
+        return f"it now holds files bertcnn did not write (or that changed since): {strangers[:5]}", strangers
     clash = [rel for rel in strangers if os.path.lexists(new / rel)]
     return (f"files of yours there have the names of its new files: {clash[:5]}" if clash else None), strangers
 
@@ -193,7 +197,7 @@ def _drop_old(old: Path, dest: Path, *, is_dir: bool, strangers: list[str]) -> N
         )
 
 
-def _publish_by_two_renames(new: Path, dest: Path, *, flag: str) -> None:
+def _publish_by_two_renames(new: Path, dest: Path, *, flag: str, keep_foreign: bool) -> None:
     """The fallback: dest -> .NAME.previous, new -> dest; `recover` finishes it after a kill in between."""
     is_dir = new.is_dir()
     if not is_dir:
@@ -205,7 +209,7 @@ def _publish_by_two_renames(new: Path, dest: Path, *, flag: str) -> None:
         return
     previous = previous_of(dest)
     os.rename(dest, previous)
-    problem, strangers = _old_problem(previous, new, is_dir=True)
+    problem, strangers = _old_problem(previous, new, is_dir=True, keep_foreign=keep_foreign)
     if problem is not None:
         os.rename(previous, dest)
         raise SwapError(f"{flag} {str(dest)!r} changed while this command ran: {problem}; nothing was replaced. "

@@ -174,7 +174,8 @@ def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_fro
     dest = Path(directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
     recover(dest)
-    with stage(dest, kind="folder", marker="training directory", flag="--out", replace=True) as staging:
+    with stage(dest, kind="folder", marker="training directory", flag="--out", replace=True,
+               keep_foreign=True) as staging:  # fmt: skip
         _write_save(staging, dest, snap, tokenizer_from)
     return dest
 
