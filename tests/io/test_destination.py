@@ -127,9 +127,11 @@ def test_fuzz_a_users_file_named_like_a_new_one_stops_the_save_and_loses_nothing
     before = tree_bytes(dest)
     clash = {"config.json", "model.safetensors"} & set(names)
     try:
-        with claim(dest, flag="--out", kind=DIR, check=lambda p: None) as out:
-            with out.staged("training directory", keep_foreign=True) as tmp:
-                _write_new(tmp)
+        with (
+            claim(dest, flag="--out", kind=DIR, check=lambda p: None) as out,
+            out.staged("training directory", keep_foreign=True) as tmp,
+        ):
+            _write_new(tmp)
     except OutputError as e:
         assert clash and "have the names of its new files" in str(e)
         assert tree_bytes(dest) == before
@@ -204,9 +206,8 @@ def test_the_lock_never_writes_through_what_is_planted_at_its_name(tmp_path, pla
         lock.mkdir()
     else:
         lock.write_text("a file of mine that happens to have this name")
-    with pytest.raises(OutputError, match="is not a lock file of bertcnn's .* Received:"):
-        with writer_lock(out):
-            pass
+    with pytest.raises(OutputError, match=r"is not a lock file of bertcnn's .* Received:"), writer_lock(out):
+        pass
     assert victim.read_text() == "years of work" and os.path.lexists(lock)
 
 
@@ -221,7 +222,7 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over(tmp_path):
 def test_a_symlink_loop_as_an_output_is_one_line(tmp_path):
     loop = tmp_path / "loop"
     os.symlink(loop, loop)
-    with pytest.raises(OutputError, match="cannot be resolved .* link loop"):
+    with pytest.raises(OutputError, match=r"cannot be resolved .* link loop"):
         claim(loop, flag="--out", kind=DIR).__enter__()
 
 
@@ -271,7 +272,6 @@ def test_a_leftover_that_is_not_ours_is_never_deleted(tmp_path):
     staging = swap.staging_of(dest)
     staging.mkdir()
     (staging / "mine.txt").write_text("mine")
-    with pytest.raises(OutputError, match=r"is in the way of writing .* Received:"):
-        with claim(dest, flag="DIR", kind=DIR):
-            pass
+    with pytest.raises(OutputError, match=r"is in the way of writing .* Received:"), claim(dest, flag="DIR", kind=DIR):
+        pass
     assert (staging / "mine.txt").read_text() == "mine"

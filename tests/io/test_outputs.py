@@ -68,7 +68,7 @@ def test_an_existing_file_needs_force_and_a_folder_must_be_ours(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    with pytest.raises(OutputError, match="is a folder bertcnn did not write .* not even with --force"):
+    with pytest.raises(OutputError, match=r"is a folder bertcnn did not write .* not even with --force"):
         check_output(mine, flag="--out", kind=DIR, force=True)
     with pytest.raises(OutputError, match="must be a file"):
         check_output(mine, flag="--taps", kind=FILE, force=True)
