@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bertcnn_torch.train import train as torch_train
+from parity.io.owned import write_marker
 from parity.training.loop import Run
 from parity.training.parity import flat
-from parity.io.owned import write_marker
 from parity.training.state import STATE_NAME, load_snapshot, recover
 from tests.helpers import make_run, max_diff, recipe, tiny_setup
 
