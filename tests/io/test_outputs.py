@@ -93,7 +93,12 @@ def test_what_counts_as_ours_is_the_marker_never_the_file_names(tmp_path):
     (marked / "config.json").write_text("{}")
     write_marker(marked, "export")
     assert [ours(tmp_path / d) for d in ("empty", "run", "export", "ck", "marked", "missing")] == [
-        "an empty folder", None, None, None, "an export", None
+        "an empty folder",
+        None,
+        None,
+        None,
+        "an export",
+        None,
     ]
     (marked / "notes.txt").write_text("mine")
     assert ours(marked) == "an export"  # still ours, but --force refuses it while the notes are inside:
