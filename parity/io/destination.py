@@ -16,6 +16,7 @@ same system call; on any failure the staging folder goes and the destination is 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -109,6 +110,14 @@ def stage(
         with held_signals():
             publish(target, dest, flag=flag, replace=replace, keep_foreign=keep_foreign)
             published = kind == DIR  # the staging path now holds nothing, or what publish could not move back
+    except OSError as e:  # a full disk names the file of the destination, not the hidden staging one
+        where = str(e.filename or "")
+        unnamed_disk = not where and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+        if (unnamed_disk or where.startswith(str(staging))) and e.errno is not None:
+            inside = where[len(str(staging)) :].lstrip("/")
+            named = dest if kind == FILE or not inside else dest / inside
+            raise type(e)(e.errno, e.strerror, str(named)) from None
+        raise
     finally:
         if not published:
             with held_signals():

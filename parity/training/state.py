@@ -24,6 +24,7 @@ before any is used (`parity.training.statefiles`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,6 +40,8 @@ from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
 from parity.io.destination import stage
 from parity.io.files import sha256_file
+from parity.io.lock import writer_lock
+from parity.io.outputs import OutputError
 from parity.io.owned import MARKER, read_marker, write_marker
 from parity.io.safetensors import write_safetensors
 from parity.io.swap import previous_of, staging_of
@@ -159,7 +162,7 @@ def _is_whole(d: Path) -> bool:
 def recover(directory: str | os.PathLike) -> None:
     """Finish or undo a save a kill interrupted, so DIR holds the newest whole save (`parity.io.swap`).
 
-    Only the run that holds DIR's writer lock may call it (it deletes a killed save's leftovers).
+    Only the holder of DIR's writer lock may call it: it deletes a killed save's staging folder.
     """
     recover_dir(Path(directory))
 
@@ -241,14 +244,16 @@ def has_state(directory: str | os.PathLike) -> bool:
 def load_snapshot(directory: str | os.PathLike, *, recover_first: bool = True) -> Snapshot:
     """Read a training directory, every file checked before any is used (`parity.training.statefiles`).
 
-    `recover_first`: finish or undo a save a kill interrupted (the writer's job, under its lock;
-    under torchrun rank 0 does it and the other ranks only read). A reader racing a run's save
+    `recover_first`: finish or undo a save a kill interrupted, if no run holds DIR's writer lock
+    (a live writer's staging folder is its own; `bertcnn train` recovers under the lock and passes
+    False; under torchrun rank 0 does it and the other ranks only read). A reader racing a run's save
     reads the files of one save: a save swaps in a new folder (a new inode at DIR), so a read
     that saw DIR change under it is done again.
     """
     d = Path(directory)
-    if recover_first:
-        recover(d)
+    if recover_first and d.parent.is_dir():
+        with contextlib.suppress(OutputError, OSError), writer_lock(d):  # held or read-only: not a reader's job
+            recover(d)
     deadline = time.monotonic() + READ_PATIENCE_S
     while True:
         before = _inode(d)

@@ -78,7 +78,7 @@ def test_init_on_a_full_disk_is_one_line_and_leaves_nothing(tmpfs):
     rc, err = _child("init", str(tmpfs / "ck"))  # the embedded MiniLM: 90 MB on 2 MiB
     assert list(tmpfs.iterdir()) == []
     assert rc == 2, err[-3000:]
-    _one_disk_line(err, "")
+    _one_disk_line(err, str(tmpfs / "ck"))  # the file of DIR, not a hidden staging one nor "the output"
 
 
 @pytest.mark.parametrize("dest", ["ported", "ported.safetensors", "ported.pt", "ported.keras"])
@@ -88,7 +88,7 @@ def test_port_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs, des
     rc, err = _child("port", str(ck), str(tmpfs / dest))
     assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
     assert rc == 2, err[-3000:]
-    _one_disk_line(err, "")
+    _one_disk_line(err, f"while writing {tmpfs / dest}")
 
 
 def test_export_onnx_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs):
@@ -98,4 +98,4 @@ def test_export_onnx_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmp
     rc, err = _child("export", str(tmpfs / "exp"), "--checkpoint", str(ck), "--format", "onnx")
     assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
     assert rc == 2, err[-3000:]
-    _one_disk_line(err, "")
+    _one_disk_line(err, f"while writing {tmpfs / 'exp'}")
