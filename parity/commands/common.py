@@ -100,6 +100,13 @@ SOURCE_HELP = (
 )
 
 
+# --force for a folder output: what may be replaced is recorded in the folder's marker (parity.io.owned).
+FORCE_FOLDER_HELP = (
+    "replace {what} when bertcnn wrote it (a checkpoint, a training directory or an export whose .bertcnn.json lists "
+    "every file inside, unchanged); a folder with anything else in it is refused, never emptied"
+)
+
+
 def add_checkpoint(p: argparse.ArgumentParser, *, required: bool = True, what: str = SOURCE_HELP) -> None:
     p.add_argument("--checkpoint", required=required, metavar="CK", help=what)
 

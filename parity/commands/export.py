@@ -19,6 +19,7 @@ from parity.commands.common import (
     EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_PARITY,
+    FORCE_FOLDER_HELP,
     SOURCE_HELP,
     add_checkpoint,
     add_source_options,
@@ -65,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "checked by the int8 tolerance tier (default: float32)",
     )
     p.add_argument("--verify", action="store_true", help="check the written artifact like `report --artifact`")
-    p.add_argument("--force", action="store_true", help="replace an existing OUT")
+    p.add_argument("--force", action="store_true", help=FORCE_FOLDER_HELP.format(what="an existing OUT"))
 
 
 def export(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from parity.commands.common import EXIT_OK, UsageError, csv_ints, label_list, positive, require
+from parity.commands.common import EXIT_OK, FORCE_FOLDER_HELP, UsageError, csv_ints, label_list, positive, require
 from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
 from parity.io.checkpoint import CONFIG_NAME, write_checkpoint_files
 from parity.io.destination import DIR, claim
@@ -56,11 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="max-pool over padding too, exactly as the seeds (default: windows touching padding are left out)",
     )
     p.add_argument("--head-seed", type=int, default=0, metavar="N", help="seed of the head initialisation (default: 0)")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="replace DIR when bertcnn wrote it (a checkpoint, a training run or an export) and it holds nothing else",
-    )
+    p.add_argument("--force", action="store_true", help=FORCE_FOLDER_HELP.format(what="DIR"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from parity.commands import builds
-from parity.commands.common import label_list, require, source_needs
+from parity.commands.common import FORCE_FOLDER_HELP, label_list, require, source_needs
 from parity.config import BertCnnConfig
 from parity.io import formats as F
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
@@ -84,7 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "has none, e.g. one ported from the seeds' class",
     )
     p.add_argument(
-        "--force", action="store_true", help="replace an existing DST (a folder only if this project wrote it)"
+        "--force",
+        action="store_true",
+        help="replace an existing DST file; " + FORCE_FOLDER_HELP.format(what="a DST folder"),
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr even on a terminal")
 

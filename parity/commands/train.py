@@ -25,6 +25,7 @@ from typing import Any
 from parity.commands import builds
 from parity.commands.common import (
     EXIT_INTERRUPTED,
+    FORCE_FOLDER_HELP,
     UsageError,
     add_checkpoint,
     add_framework,
@@ -80,8 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default="label", metavar="NAME", help="label column/key (default: label)")
     p.add_argument("--save-every", type=positive, metavar="N", help="also save every N updates (always: epoch ends)")
     p.add_argument("--resume", action="store_true", help="continue DIR's last save (either framework's)")
-    force = "replace an existing DIR this project wrote (a training directory, checkpoint, export)"
-    p.add_argument("--force", action="store_true", help=force)
+    p.add_argument("--force", action="store_true", help=FORCE_FOLDER_HELP.format(what="an existing DIR"))
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
     p.add_argument(
         "--tensorboard",
