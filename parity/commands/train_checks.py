@@ -14,7 +14,7 @@ from pathlib import Path
 from parity.commands import builds
 from parity.commands.common import UsageError, require, source_needs
 from parity.io.destination import claim
-from parity.io.outputs import DIR, check_existing, check_output, ours
+from parity.io.outputs import DIR, check_existing, ours
 from parity.training.state import has_state
 
 __all__ = ["check_environment", "check_out", "check_tensorboard", "claim_out", "refuse_conflicts"]
@@ -94,17 +94,18 @@ def check_out(args: argparse.Namespace, out: Path) -> None:
 
 
 def check_tensorboard(args: argparse.Namespace, out: Path) -> None:
-    """--tensorboard LOGDIR is appended to, never replaced, so it may exist; not a file, an input or inside --out."""
+    """--tensorboard LOGDIR is appended to, never replaced, so it may exist, and missing folders on its way are
+    made (`logs/torch`, `logs/keras` side by side, as TensorBoard is used); not a file, an input or inside --out."""
     board = Path(args.tensorboard)
     inputs = [args.checkpoint, args.train, args.eval, args.config, args.tokenizer]
-    if not board.exists():
-        check_output(board, flag="--tensorboard", kind=DIR, inputs=[*inputs, out])
-        return
-    if not board.is_dir():
-        raise UsageError(f"--tensorboard names a folder for event files; {str(board)!r} is a file. Choose a folder. "
+    nearest = board
+    while not nearest.exists() and not nearest.is_symlink() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise UsageError(f"--tensorboard names a folder for event files; {str(nearest)!r} is a file. Choose a folder. "
                          f"Received: --tensorboard {str(board)!r}")  # fmt: skip
-    if not os.access(board, os.W_OK | os.X_OK):
-        raise UsageError(f"--tensorboard: the folder {str(board)!r} is not writable; choose one you can write to. "
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UsageError(f"--tensorboard: the folder {str(nearest)!r} is not writable; choose one you can write to. "
                          f"Received: --tensorboard {str(board)!r}")  # fmt: skip
     _not_an_input(board, [*inputs, out], flag="--tensorboard")
 
