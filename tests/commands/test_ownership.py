@@ -250,3 +250,20 @@ def test_a_port_killed_before_its_swap_leaves_what_the_next_run_removes(tmp_path
     assert main(["port", str(ck), str(dest), "--force", "--dtype", "float64"]) == 0
     capsys.readouterr()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("command", ["init", "port", "export", "train", "report"])
+def test_a_symbolic_link_loop_as_the_output_is_one_line(tmp_path, capsys, command):
+    """Item 16: `RuntimeError: Symlink loop` was a traceback in five commands."""
+    ck, train = files(tmp_path)
+    loop = tmp_path / "loop"
+    os.symlink(loop, loop)
+    argv = {
+        "init": ["init", str(loop)],
+        "port": ["port", str(ck), str(loop)],
+        "export": ["export", str(loop), "--checkpoint", str(ck), "--format", "onnx"],
+        "train": ["train", "--checkpoint", str(ck), "--train", str(train), "--out", str(loop), *RECIPE],
+        "report": ["report", "--checkpoint", str(ck), "--json-out", str(loop), "--dtype", "float64"],
+    }[command]
+    assert main(argv) == 2
+    assert "cannot be resolved" in _err(capsys) and os.path.islink(loop)
