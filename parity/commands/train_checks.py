@@ -80,7 +80,7 @@ def check_out(args: argparse.Namespace, out: Path) -> None:
     folder, or with --force a folder bertcnn wrote that holds nothing else."""
     if args.resume:
         if not out.is_dir() or out.is_symlink() or not has_state(out):
-            raise UsageError(f"--resume needs a training directory with a save; {out} has none (train without "
+            raise UsageError(f"--resume needs a training directory with a save; {str(out)!r} has none (train without "
                              f"--resume to start one). Received: {str(out)!r}")  # fmt: skip
         return
     if not os.path.lexists(out) or ours(out) == "an empty folder":
@@ -90,7 +90,7 @@ def check_out(args: argparse.Namespace, out: Path) -> None:
         return
     check_existing(out, flag="--out", kind=DIR, force=True)  # a folder --force could not replace says why first
     hint = "pass --resume to continue it or --force to replace it" if has_state(out) else "pass --force to replace it"
-    raise UsageError(f"{out} exists and is not empty; {hint} (it is {ours(out)}). Received: {str(out)!r}")
+    raise UsageError(f"--out {str(out)!r} exists and is not empty; {hint} (it is {ours(out)}). Received: {str(out)!r}")
 
 
 def check_tensorboard(args: argparse.Namespace, out: Path) -> None:
