@@ -74,6 +74,14 @@ def test_a_run_records_its_length_and_is_read_there(run, capsys):
     assert evaluated(capsys, run, d, *TORCH)["max_length"] == LENGTH
 
 
+def ported(run, dest: str):
+    """`run` ported to `dest` (once per module)."""
+    out = run / dest
+    if not out.exists():
+        assert main(["port", str(run / "run"), str(out)]) == 0
+    return out
+
+
 def carried(path) -> int | None:
     """max_seq_length as the file itself stores it (not through the reader)."""
     if path.is_dir():
@@ -89,11 +97,9 @@ def carried(path) -> int | None:
 
 @pytest.mark.parametrize("dest", ["run.safetensors", "run-ported", "run.keras"])
 def test_every_port_carries_the_length_and_answers_as_the_run(run, dest, capsys):
-    d = run / "run"
-    out = run / dest
-    if not out.exists():
-        assert main(["port", str(d), str(out)]) == 0
-        assert f"max_seq_length {LENGTH}" in capsys.readouterr().out
+    d, fresh = run / "run", not (run / dest).exists()
+    out = ported(run, dest)
+    assert not fresh or f"max_seq_length {LENGTH}" in capsys.readouterr().out  # the port's line says it
     assert carried(out) == LENGTH and read_weights(out).config.max_seq_length == LENGTH
     tok = () if out.is_dir() else ("--tokenizer", str(d))
     expected, _ = predicted(capsys, d, *TORCH)
@@ -101,6 +107,17 @@ def test_every_port_carries_the_length_and_answers_as_the_run(run, dest, capsys)
     np.testing.assert_array_equal(got, expected)
     assert "2 of 3 texts were longer than 6 tokens (max_seq_length" in err
     assert evaluated(capsys, run, out, *TORCH, *tok) == evaluated(capsys, run, d, *TORCH)
+
+
+def test_report_compares_on_texts_cut_where_the_model_reads(run):
+    """`report` tokenises its texts (and draws its random ids) at the model's length, from the run and a port."""
+    from parity.commands.report import describe_inputs, load_subject
+
+    for source in (run / "run", ported(run, "run.safetensors")):
+        w = load_subject(str(source), texts=TEXTS, tokenizer=str(run / "run"))
+        assert w.inputs["input_ids"].shape[1] == LENGTH and "padded to 6 tokens" in describe_inputs(w, yours=True)
+    bare = load_subject(str(ported(run, "run.safetensors")))  # no tokenizer: seeded random ids, as long as it reads
+    assert bare.inputs["attention_mask"].sum(1).max() == LENGTH
 
 
 def test_a_pt_file_reads_the_length_from_its_config(run, capsys):
