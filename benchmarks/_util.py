@@ -106,11 +106,11 @@ def environment() -> dict:
 
 def write_json(path: Path, data: dict) -> Path:
     """`data` as JSON at `path`, whole or not at all, with the environment it was measured in added."""
-    from parity.io.files import write_text_atomic
+    from parity.io.destination import write_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps({**data, "environment": environment()}, indent=2) + "\n")
-    return path
+    text = json.dumps({**data, "environment": environment()}, indent=2) + "\n"
+    return write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), flag="results", force=True)
 
 
 def write_results(name: str, data: dict) -> Path:

@@ -54,7 +54,8 @@ def make_carry(dest: Path) -> Path:
     from parity.inputs import SENTENCES
     from parity.io.backbone import embedded_backbone_dir
     from parity.io.checkpoint import WEIGHTS_NAME
-    from parity.io.files import sha256_file, staged_dir, write_text_atomic
+    from parity.io.destination import DIR, claim, write_file
+    from parity.io.files import sha256_file
     from parity.tokenize import Tokenizer
 
     src = embedded_backbone_dir()
@@ -71,10 +72,11 @@ def make_carry(dest: Path) -> Path:
         "word_sha256": hashlib.sha256(np.ascontiguousarray(full[word_key]).tobytes()).hexdigest(),
     }
     out = dest / "minilm"
-    with staged_dir(out) as tmp:  # the package's modes too: safetensors itself writes 0600
-        save_file(tensors, str(tmp / CARRY_FILE), metadata=meta)
+    with claim(out, flag="DEST", kind=DIR, force=True) as o, o.staged("checkpoint") as tmp:
+        save_file(tensors, str(tmp / CARRY_FILE), metadata=meta)  # staged: the umask's modes, not safetensors' 0600
         _copy_hf_files(src, tmp)
-    write_text_atomic(dest / "corpus.txt", "\n".join(texts) + "\n")
+    corpus_text = "\n".join(texts) + "\n"
+    write_file(dest / "corpus.txt", lambda tmp: tmp.write_text(corpus_text, encoding="utf-8"), flag="DEST", force=True)
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     U.log(f"wrote {out} ({size:.1f} MiB: {len(ids)} of {meta['vocab_rows']} word rows) and {dest / 'corpus.txt'}")
     return out

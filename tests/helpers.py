@@ -120,17 +120,19 @@ def tiny_checkpoint(
     `w4` ... `w{vocab_size - 1}`, the words `write_jsonl` writes); a folder to copy one from (the
     embedded MiniLM's, say: then the vocabulary must be `MINILM_VOCAB`'s); or a `tokenizers.Tokenizer`.
     """
+    import tempfile
+
     from parity.io.checkpoint import save_checkpoint
 
     config = BertCnnConfig(**TINY) if config is None else config
     tensors = random_tensors(config, seed=seed, dtype=dtype)
-    folder = tokenizer if isinstance(tokenizer, (str, os.PathLike)) and tokenizer != "words" else None
-    directory = save_checkpoint(directory, config, tensors, tokenizer_from=folder)
     if tokenizer == "words":
         tokenizer = word_tokenizer([f"w{i}" for i in range(4, config.vocab_size)])
-    if tokenizer is not None and folder is None:
-        tokenizer.save(str(directory / "tokenizer.json"))
-    return directory
+    with tempfile.TemporaryDirectory() as made:
+        if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer.save(str(Path(made) / "tokenizer.json"))
+            tokenizer = made
+        return save_checkpoint(directory, config, tensors, tokenizer_from=tokenizer)
 
 
 def write_jsonl(path, rows: int, seed: int = 0, max_words: int = 25, names=("neg", "mid", "pos")) -> None:

@@ -26,8 +26,9 @@ from parity.commands.common import (
     source_needs,
 )
 from parity.compare import format_table
-from parity.io.files import sha256_file, staged_dir, write_text_atomic
-from parity.io.outputs import DIR, check_output
+from parity.io.destination import DIR, claim
+from parity.io.files import sha256_file
+from parity.io.owned import MARKER
 from parity.io.reader import read_weights
 from parity.serving.check import check_artifact
 from parity.serving.directory import write_sidecars
@@ -91,11 +92,15 @@ def export(
         raise ValueError(f"--quantize applies to --format onnx only. Received: --format {fmt} --quantize {quantize}")
     if opset is not None and not 7 <= opset <= 30:
         raise ValueError(f"--opset must be an ONNX opset number (e.g. 17 or 18). Received: {opset}")
-    dest = check_output(out, flag="OUT", kind=DIR, inputs=[checkpoint, config, tokenizer], force=force)
+    with claim(out, flag="OUT", kind=DIR, inputs=[checkpoint, config, tokenizer], force=force) as dest:
+        return _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize)
+
+
+def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize) -> Manifest:
     source = read_weights(checkpoint, config=config)
     cfg = source.config
     digest = sha256_file(source.weights_file)
-    with staged_dir(dest) as tmp:
+    with dest.staged("export") as tmp:
         model_path = tmp / MODEL_FILES[fmt]
         if quantize:  # the float32 export first, then its int8 quantization in its place
             float_path = tmp / "float32.onnx"
@@ -138,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         quantize=args.quantize,
     )
-    files = sorted(p.name for p in Path(args.out).iterdir())
+    files = sorted(p.name for p in Path(args.out).iterdir() if p.name != MARKER)
     opset = f", opset {manifest.opset}" if manifest.opset else ""
     opset += f", {manifest.quantize} weights" if manifest.quantize else ""
     opset += f", max_seq_length {manifest.max_seq_length}" if manifest.max_seq_length else ""
@@ -148,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     return verify(args.checkpoint, args.out)
 
 
-def verify(checkpoint: str | None, export_dir: str, *, json_path: str | None = None, as_json: bool = False) -> int:
+def verify(checkpoint: str | None, export_dir: str, *, write_json=None, as_json: bool = False) -> int:
     """The artifact check, printed as the report prints a run: exit 0 pass, 1 parity failure, 3 not checked.
 
     One code path for `bertcnn report --checkpoint CK --artifact OUT` and `bertcnn export --verify`.
@@ -172,8 +177,8 @@ def verify(checkpoint: str | None, export_dir: str, *, json_path: str | None = N
         complete = run.limitation is None
         doc = {"passed": run.passed, "complete": complete, "source": str(checkpoint), "artifact": str(export_dir),
                "results": [run.to_dict()], "skipped": []}  # fmt: skip
-        if json_path:
-            write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+        if write_json is not None:  # report --json-out
+            write_json(doc)
         if not complete:
             print("PARITY NOT CHECKED: the export was not compared with this checkpoint (above)")
         else:

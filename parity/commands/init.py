@@ -8,13 +8,16 @@ import sys
 from parity.commands.common import EXIT_OK, UsageError, csv_ints, label_list, positive, require
 from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
 from parity.io.checkpoint import CONFIG_NAME, write_checkpoint_files
-from parity.io.files import staged_dir
+from parity.io.destination import DIR, claim
 from parity.io.hub import resolve
-from parity.io.outputs import DIR, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("directory", metavar="DIR", help="where to write the checkpoint (new, empty, or --force)")
+    p.add_argument(
+        "directory",
+        metavar="DIR",
+        help="where to write the checkpoint: a new or empty folder, or (with --force) one bertcnn wrote",
+    )
     p.add_argument(
         "--backbone",
         metavar="HF_BERT",
@@ -62,12 +65,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "`train` without --max-length use it (default: unset, the position table; `train` records its own)",
     )
     p.add_argument(
-        "--force", action="store_true", help="replace DIR when it holds a checkpoint, a training run or an export"
+        "--force",
+        action="store_true",
+        help="replace DIR when bertcnn wrote it (a checkpoint, a training run or an export) and it holds nothing else",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    dest = check_output(args.directory, flag="DIR", kind=DIR, inputs=[args.backbone], force=args.force)
+    with claim(args.directory, flag="DIR", kind=DIR, inputs=[args.backbone], force=args.force) as out:
+        return _init(args, out)
+
+
+def _init(args: argparse.Namespace, out) -> int:
+    dest = out.path
     if args.revision and not args.backbone:
         raise UsageError(f"--revision pins a hub id given to --backbone. Received: --revision {args.revision}")
     if not args.backbone:
@@ -100,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if hf.ignored:
         print(f"note: not part of the backbone, left out: {', '.join(hf.ignored)}", file=sys.stderr)
-    with staged_dir(dest) as tmp:  # DIR is the previous checkpoint or the new one, never half of either
+    with out.staged("checkpoint") as tmp:  # DIR is the previous checkpoint or the new one, never half of either
         write_checkpoint_files(tmp, config, tensors, tokenizer_from=backbone)
     named = f", labels {', '.join(labels)}" if labels else ""
     print(

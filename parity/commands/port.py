@@ -22,9 +22,9 @@ from parity.commands.common import label_list, require, source_needs
 from parity.config import BertCnnConfig
 from parity.io import formats as F
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
-from parity.io.files import staged_dir, staged_file
+from parity.io.destination import claim
 from parity.io.keras_h5 import write_keras_archive, write_keras_h5
-from parity.io.outputs import DIR, FILE, check_output
+from parity.io.outputs import DIR, FILE
 from parity.io.reader import read_weights
 from parity.io.safetensors import write_safetensors
 from parity.io.torch_pickle import write_torch
@@ -149,12 +149,19 @@ def port(
     if not src.exists():
         raise FileNotFoundError(f"Source not found; expected {F.FORMAT_HELP}. Received: {str(src)!r}")
     dst_fmt = F.format_of(dest, for_output=True)
-    if dst.resolve() == src.resolve():
+    if _same_path(dst, src):
         raise ValueError(
             f"Source and destination are the same path; the source is never overwritten. Received: {str(dst)!r}"
         )
     kind = DIR if dst_fmt == F.DIR else FILE
-    check_output(dst, flag="DST", kind=kind, inputs=[src, config, backbone, tokenizer], force=force)
+    with claim(dst, flag="DST", kind=kind, inputs=[src, config, backbone, tokenizer], force=force) as out:
+        return _port(src, out, dst_fmt, start, config=config, dtype=dtype, progress=progress, backbone=backbone,
+                     tokenizer=tokenizer, mask_padding=mask_padding, labels=labels)  # fmt: skip
+
+
+def _port(src: Path, out, dst_fmt: str, start: float, *, config, dtype, progress, backbone, tokenizer, mask_padding,
+          labels) -> PortResult:  # fmt: skip
+    dst = out.path
     if labels is not None and not F.CARRIES_CONFIG[dst_fmt]:
         raise ValueError(
             f"--labels names the classes in DST's config, and a {dst_fmt} file holds no config; write a checkpoint "
@@ -187,13 +194,13 @@ def port(
     with bar(total, unit="B", unit_scale=True, desc=f"{src.name} -> {dst.name}", enabled=progress, delay=2.0) as b:
         advance = b.update
         if dst_fmt == F.DIR:
-            with staged_dir(dst) as tmp:
+            with out.staged("checkpoint") as tmp:
                 (tmp / CONFIG_NAME).write_text(cfg.to_json(), encoding="utf-8")
                 write_safetensors(tmp / WEIGHTS_NAME, ordered, {"format": "pt"}, advance)
                 if tok_dir is not None:
                     copy_tokenizer(tok_dir, tmp, max_length=cfg.max_seq_length)
         else:
-            with staged_file(dst) as tmp:
+            with out.staged() as tmp:
                 if dst_fmt == F.SAFETENSORS:
                     write_safetensors(tmp, ordered, {"format": "pt", F.CONFIG_METADATA_KEY: cfg.to_json()}, advance)
                 elif dst_fmt == F.TORCH:
@@ -212,6 +219,13 @@ def port(
         time.perf_counter() - start,
         notes,
     )
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return os.path.lexists(a) and os.path.samefile(a, b)
+    except OSError:  # a link loop: the output checks say what is wrong with it
+        return False
 
 
 def dest_needs(dest: str) -> list[tuple[str, str, str]]:

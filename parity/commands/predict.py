@@ -28,7 +28,7 @@ from parity.commands.common import (
     positive,
 )
 from parity.commands.loading import EXPORT_NOTE, EXPORT_SOURCE, add_max_length, check_source, open_model
-from parity.io.files import staged_file
+from parity.io.destination import write_file
 from parity.io.outputs import FILE, check_output
 from parity.io.texts import Texts
 from parity.progress import bar, watching
@@ -89,6 +89,7 @@ def _check(args: argparse.Namespace) -> None:
             )
         inputs = [args.file, args.checkpoint, args.tokenizer, args.config]
         check_output(args.taps, flag="--taps", kind=FILE, inputs=inputs, force=args.force)
+        args.taps_existed = os.path.lexists(args.taps)  # --force replaces only what was there at the start
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,8 +142,13 @@ def _stdout_gone() -> None:
 def _save_taps(args: argparse.Namespace, forward, tokenizer) -> None:
     """Every text's taps in one batch, as before streaming (a regular --file is read a second time)."""
     inputs = tokenizer(list(Texts(args.texts, args.file, purpose="predict")))
-    with staged_file(args.taps, suffix=".npz") as tmp:
-        np.savez(tmp, **inputs, **forward(inputs, return_taps=True))
+    taps = forward(inputs, return_taps=True)
+
+    def write(tmp) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy adds no .npz suffix to the name
+            np.savez(f, **inputs, **taps)
+
+    write_file(args.taps, write, flag="--taps", force=args.force and args.taps_existed)
 
 
 def output_line(text: str, logits: np.ndarray, names: tuple[str, ...], *, as_json: bool) -> str:

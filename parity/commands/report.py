@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from parity.commands.keras_child import keras_side
 from parity.compare import RunResult, diagnose, format_table
 from parity.inputs import sample_inputs, seeded_labels
 from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
-from parity.io.files import write_text_atomic
+from parity.io.destination import write_file
 from parity.io.outputs import check_output
 from parity.io.reader import read_weights
 from parity.io.texts import gather_texts
@@ -139,12 +140,22 @@ def requirements(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     return needs
 
 
+def write_json_out(args: argparse.Namespace, doc: dict) -> None:
+    """--json-out, whole or not at all; replaced only if it was there when the run was checked and --force."""
+    text = json.dumps(doc, indent=2) + "\n"
+    write_file(args.json_out, lambda tmp: tmp.write_text(text, encoding="utf-8"), flag="--json-out",
+               force=args.json_out in args.replaceable)  # fmt: skip
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """--json-out and --plot, before any work: not an input, an existing file only with --force."""
     inputs = [args.checkpoint, args.keras_checkpoint, args.file, args.artifact, args.config, args.tokenizer]
+    args.replaceable = set()  # what --force may replace at the end: only what was there now
     for flag, path in (("--json-out", args.json_out), ("--plot", args.plot)):
         if path:
             check_output(path, flag=flag, inputs=inputs, force=args.force)
+            if args.force and os.path.lexists(path):
+                args.replaceable.add(path)
     if args.json_out and args.plot and Path(args.json_out).resolve() == Path(args.plot).resolve():
         raise ValueError(f"--json-out and --plot must be different files. Received: both {args.plot!r}")
     if args.json:
@@ -192,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     if args.artifact:  # an export, run in its own runtime, vs the PyTorch build (parity.serving.check)
         from parity.commands.export import verify
 
-        return verify(args.checkpoint, args.artifact, json_path=args.json_out, as_json=args.json)
+        return verify(args.checkpoint, args.artifact, as_json=args.json,
+                      write_json=(lambda doc: write_json_out(args, doc)) if args.json_out else None)  # fmt: skip
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
     require("report", requirements(args))
@@ -335,11 +347,12 @@ class Report:
             doc["keras_source"] = kw.source
             doc["weight_differences"] = [{"name": k, "max_abs": d} for k, d in weight_diffs]
         if args.json_out:
-            write_text_atomic(args.json_out, json.dumps(doc, indent=2) + "\n")
+            write_json_out(args, doc)
         if args.plot and runs:
             from parity.plot import plot_runs
 
-            plot_runs(runs, args.plot, losses=self.losses)
+            write_file(args.plot, lambda tmp: plot_runs(runs, tmp, losses=self.losses), flag="--plot",
+                       force=args.plot in args.replaceable)  # fmt: skip
             print(f"wrote {args.plot}")
         elif args.plot:
             print(f"no plot written: nothing was compared ({args.plot})")

@@ -32,7 +32,7 @@ from parity.commands.common import (
     add_source_options,
     positive,
 )
-from parity.commands.train_checks import check_environment, check_out, check_tensorboard, refuse_conflicts
+from parity.commands.train_checks import check_environment, check_tensorboard, claim_out, refuse_conflicts
 from parity.commands.train_ui import (
     Interrupts,
     Reporter,
@@ -47,7 +47,6 @@ from parity.commands.train_ui import (
     summarize,
 )
 from parity.io.files import sha256_file
-from parity.io.lock import writer_lock
 from parity.io.reader import read_weights
 from parity.stderr import quiet_native_stderr
 from parity.tokenize import Tokenizer
@@ -56,10 +55,10 @@ from parity.training.loop import Run, evaluator
 from parity.training.recipe import TrainingRecipe
 from parity.training.state import (
     Snapshot,
+    adopt,
     initial_snapshot,
     load_snapshot,
     recipe_differences,
-    recover,
 )
 
 __all__ = ["add_arguments", "execute", "finish", "given_recipe", "prepare", "run", "summarize"]
@@ -136,18 +135,16 @@ def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: l
     if not args.resume and not args.checkpoint:
         raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
                          "Received: no --checkpoint")  # fmt: skip
-    if writes:
-        check_out(args, out)
-        if args.tensorboard:
+    with claim_out(args, out) if writes else contextlib.nullcontext():  # checked, locked and recovered
+        if writes and args.tensorboard:
             check_tensorboard(args, out)
-    with writer_lock(out) if writes else contextlib.nullcontext():
-        if writes:
-            recover(out)  # finish or undo a save a kill interrupted, under the lock
         if world is not None:
             world.barrier()  # the other ranks read DIR only now
         plan = prepare(args, out, world)
         if plan.start.state.finished:
             return nothing_to_do(plan)
+        if writes and args.resume:
+            adopt(out)  # a directory saved before markers existed: its verified files become the listing
         if writes and plan.start.recipe.mixed_precision == "bf16":
             builds.bf16_note(args.framework)
         final, seconds, stopped = execute(plan, interrupts, started)

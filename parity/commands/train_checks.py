@@ -1,8 +1,8 @@
 """What `bertcnn train` refuses before any work: conflicting options, a missing package or backend, unsafe outputs.
 
-Every check here runs before the first byte is written (the training directory's lock is
-taken only after `check_out`), so a refused run leaves nothing behind and its corrected
-rerun is never refused as "exists and is not empty".
+Every check here runs before the first byte is written; --out is checked under its writer lock
+(`claim_out`), so a second writer is told who holds it, and a refused run leaves nothing behind
+(the lock file goes with the lock).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 
 from parity.commands import builds
 from parity.commands.common import UsageError, require, source_needs
-from parity.io.outputs import DIR, check_output, ours
-from parity.training.state import STATE_NAME, has_state
+from parity.io.destination import claim
+from parity.io.outputs import DIR, check_existing, check_output, ours
+from parity.training.state import has_state
 
-__all__ = ["check_environment", "check_out", "check_tensorboard", "refuse_conflicts"]
+__all__ = ["check_environment", "check_out", "check_tensorboard", "claim_out", "refuse_conflicts"]
 
 
 def refuse_conflicts(args: argparse.Namespace) -> None:
@@ -62,27 +63,34 @@ def check_environment(args: argparse.Namespace) -> None:
     require("train", needs + source_needs(args.checkpoint, "--checkpoint"))
 
 
-def check_out(args: argparse.Namespace, out: Path) -> None:
-    """--out is never an input, the current folder or an ancestor; --force replaces only what this project wrote."""
-    inputs = [args.train, args.eval] if args.resume else [args.checkpoint, args.train, args.eval, args.config,
-                                                          args.tokenizer]  # fmt: skip
+def out_inputs(args: argparse.Namespace) -> list:
+    """The run's inputs --out must stay clear of."""
     if args.resume:
-        if not has_state(out):
+        return [args.train, args.eval]
+    return [args.checkpoint, args.train, args.eval, args.config, args.tokenizer]
+
+
+def claim_out(args: argparse.Namespace, out: Path):
+    """--out checked, locked (one writer) and recovered for the whole run (`parity.io.destination.claim`)."""
+    return claim(out, flag="--out", kind=DIR, inputs=out_inputs(args), check=lambda p: check_out(args, p))
+
+
+def check_out(args: argparse.Namespace, out: Path) -> None:
+    """What may be at --out: a run to --resume (files of the user's inside are kept); else nothing, an empty
+    folder, or with --force a folder bertcnn wrote that holds nothing else."""
+    if args.resume:
+        if not out.is_dir() or out.is_symlink() or not has_state(out):
             raise UsageError(f"--resume needs a training directory with a save; {out} has none (train without "
                              f"--resume to start one). Received: {str(out)!r}")  # fmt: skip
-        if ours(out) is None and (out / STATE_NAME).is_file():
-            # A damaged save: not recognised as ours, but the state reader says precisely what is wrong.
-            check_output(out.parent / f".{out.name}.resume-check", flag="--out", kind=DIR, inputs=inputs)
-            _not_an_input(out, inputs)
-            return
-    check_output(out, flag="--out", kind=DIR, inputs=inputs, force=True)
-    if args.resume:
         return
-    if (out.exists() or out.is_symlink()) and ours(out) != "an empty folder" and not args.force:
-        what = ours(out) or "a file"
-        hint = ("pass --resume to continue it or --force to replace it" if has_state(out)
-                else "pass --force to replace it")  # fmt: skip
-        raise UsageError(f"{out} exists and is not empty; {hint} (it is {what}). Received: {str(out)!r}")
+    if not os.path.lexists(out) or ours(out) == "an empty folder":
+        return
+    if args.force:
+        check_existing(out, flag="--out", kind=DIR, force=True)
+        return
+    check_existing(out, flag="--out", kind=DIR, force=True)  # a folder --force could not replace says why first
+    hint = "pass --resume to continue it or --force to replace it" if has_state(out) else "pass --force to replace it"
+    raise UsageError(f"{out} exists and is not empty; {hint} (it is {ours(out)}). Received: {str(out)!r}")
 
 
 def check_tensorboard(args: argparse.Namespace, out: Path) -> None:

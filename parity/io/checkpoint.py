@@ -10,16 +10,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from parity.config import BertCnnConfig
-from parity.io.files import read_json
+from parity.io.destination import stage
+from parity.io.files import fsync_tree, honour_umask_tree, read_json
 from parity.io.formats import DIR, FORMAT_HELP, Weights
+from parity.io.lock import writer_lock
+from parity.io.outputs import DIR as FOLDER
+from parity.io.outputs import check_existing, ours
+from parity.io.owned import MARKER, read_marker, write_marker
 from parity.io.safetensors import read_safetensors, write_safetensors
+from parity.io.swap import recover, staging_of
 from parity.layout import check_tensors, expected_shapes, rows, strict_check
 
 CONFIG_NAME = "config.json"
@@ -37,23 +42,46 @@ def save_checkpoint(
     *,
     tokenizer_from: str | os.PathLike | None = None,
 ) -> Path:
-    """Write a canonical checkpoint; every file lands whole or not at all.
+    """Write a canonical checkpoint (`save_pretrained`); every file lands whole or not at all.
 
-    Files are written into a temporary folder beside `directory` and moved into
-    place only once complete, so a crash never leaves a half-written checkpoint.
+    A new, empty or bertcnn-written folder is staged beside `directory` and swapped in whole
+    (`parity.io.destination`; files of the user's inside are kept). Into any other existing folder
+    the files are put one by one, as Hugging Face's `save_pretrained` does, each whole; the
+    folder's marker then lists them, and only them, as this project's.
     """
     check_tensors(tensors, expected_shapes(config), what="Tensors to save")
     dest = Path(directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        write_checkpoint_files(tmp, config, tensors, tokenizer_from=tokenizer_from)
-        dest.mkdir(exist_ok=True)
-        for f in tmp.iterdir():
-            os.replace(f, dest / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    flag = "save_pretrained"
+    with writer_lock(dest, flag=flag):
+        recover(dest)
+        if not os.path.lexists(dest) or ours(dest) is not None:
+            with stage(dest, kind=FOLDER, marker="checkpoint", flag=flag, replace=True, keep_foreign=True) as tmp:
+                write_checkpoint_files(tmp, config, tensors, tokenizer_from=tokenizer_from)
+        else:
+            if not dest.is_dir():
+                check_existing(dest, flag=flag, kind=FOLDER, force=True)  # a file or a pipe: refused, one line
+            _into_their_folder(dest, config, tensors, tokenizer_from)
     return dest
+
+
+def _into_their_folder(dest: Path, config, tensors, tokenizer_from) -> None:
+    """The files staged, then moved into someone's existing folder one by one; the marker lists ours."""
+    staging = staging_of(dest)
+    staging.mkdir()
+    try:
+        write_marker(staging, "checkpoint", complete=False)  # a kill now leaves what `recover` removes
+        write_checkpoint_files(staging, config, tensors, tokenizer_from=tokenizer_from)
+        honour_umask_tree(staging)
+        fsync_tree(staging)
+        previous = read_marker(dest)
+        names = sorted(p.name for p in staging.iterdir() if p.name != MARKER)
+        for name in names:
+            os.replace(staging / name, dest / name)
+        kept = [n for n in (previous.files if previous and previous.complete else {}) if n not in names]
+        write_marker(dest, "checkpoint", only=[*names, *(n for n in kept if (dest / n).is_file())])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_checkpoint_files(

@@ -1,20 +1,15 @@
-"""Files, written whole or not at all: the one atomic writer, umask, sha256, JSON reading.
+"""Files on disk: umask, fsync, sha256, JSON reading; the atomic writer is `parity.io.destination`.
 
-Everything the project writes goes through here: a file is written beside its
-destination and renamed into place; a directory is staged beside its destination and
-swapped in. Files get the mode `open()` would give (0666 minus the umask), also where a
-library stages through private 0600 temp files (safetensors' writer) or `mkdtemp`
-makes a 0700 folder.
+Everything the project writes is staged beside its destination and put in place whole
+(`parity.io.destination`, `parity.io.swap`). Files get the mode `open()` would give (0666 minus
+the umask), also where a library stages through private 0600 temp files (safetensors' writer).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from parity.jsonfile import MAX_JSON_BYTES, read_json
@@ -28,9 +23,6 @@ __all__ = [
     "read_json",
     "remove",
     "sha256_file",
-    "staged_dir",
-    "staged_file",
-    "write_text_atomic",
 ]
 
 
@@ -66,72 +58,16 @@ def honour_umask_tree(directory: str | os.PathLike) -> None:
 
 
 def fsync_tree(directory: str | os.PathLike) -> None:
-    """Flush every file directly in `directory` to disk (a save must survive a power cut)."""
-    for f in Path(directory).iterdir():
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write whole or not at all: a temp file beside `path`, renamed into place."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def staged_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """A temporary path beside `path` for the block to write; swapped onto `path` when it succeeds.
-
-    On failure the temporary file is removed and `path` is untouched.
-    """
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}{suffix}")
-    try:
-        yield tmp
-        honour_umask(tmp)
-        _swap_in(tmp, p)
-    finally:
-        remove(tmp)
-
-
-@contextlib.contextmanager
-def staged_dir(dest: str | os.PathLike) -> Iterator[Path]:
-    """A new folder beside `dest` for the block to fill; when it succeeds it replaces `dest`.
-
-    `dest` is at every moment either the previous one or the new folder, never half of
-    either; on failure the staging folder is removed and `dest` is untouched.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        yield tmp
-        honour_umask_tree(tmp)
-        _swap_in(tmp, dest)
-    finally:
-        remove(tmp)
-
-
-def _swap_in(new: Path, dest: Path) -> None:
-    """Rename `new` onto `dest`; a previous `dest` (file or folder) is moved aside first, then removed."""
-    old = None
-    if dest.is_dir() and not dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    try:
-        os.replace(new, dest)
-    except BaseException:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    if old is not None:
-        remove(old)
+    """Flush every file below `directory`, then the folders, to disk (an output must survive a power cut)."""
+    root = Path(directory)
+    for p in [*root.rglob("*"), root]:
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            continue
+        fd = os.open(p, os.O_RDONLY | (os.O_DIRECTORY if p.is_dir() else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -1,20 +1,24 @@
-"""One writer per training directory: an OS lock (`flock`) beside it, held for the whole run.
+"""One writer per output: an OS lock (`flock`) on `.NAME.lock` beside it, held while the command writes NAME.
 
-The lock file `.DIR.lock` sits beside DIR (DIR itself is swapped by renames at every save,
-so a lock on DIR would not outlive the first save). The kernel releases a `flock` when its
-process dies, so a SIGKILLed run never leaves a stale lock; the file names the holder (pid,
-host, start time, command) for the refusal message, and is removed on release. After
-locking, the file is checked to still be the one at the path, so a release racing a new
-writer cannot give two writers the lock.
+Every command that writes a folder or file takes it (`init`, `port`, `export`, `train` for the
+whole run; `predict --taps`, `report --json-out/--plot` while they write). The lock file sits beside
+NAME because NAME itself is replaced by renames. The kernel releases a `flock` when its process
+dies, so a SIGKILLed run never leaves a stale lock; the file names the holder (pid, host, start
+time, command) for the refusal message, and is removed on release. After locking, the file is
+checked to still be the one at the path, so a release racing a new writer cannot give two writers
+the lock. The lock file is opened without following links and must be a regular file: a link
+planted at `.NAME.lock` can never make us write somewhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -24,28 +28,51 @@ from parity.io.files import current_umask
 from parity.io.outputs import OutputError
 
 
-def lock_path(directory: str | os.PathLike) -> Path:
-    d = Path(directory)
+def lock_path(target: str | os.PathLike) -> Path:
+    d = Path(target)
     return d.with_name(f".{d.name}.lock")
 
 
+def _open(path: Path, flag: str, target) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o666 & ~current_umask())  # fmt: skip
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK):
+            raise
+        fd = None
+    if fd is not None:
+        st = os.fstat(fd)
+        # A hard link would make the lock's content land in someone's file; a file with other content is theirs.
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and (st.st_size == 0 or _holder(fd) != "holder unknown"):
+            return fd
+    if fd is not None:
+        os.close(fd)
+    raise OutputError(
+        f"{flag}: {str(path)!r}, where bertcnn keeps the lock of {str(target)!r}, is not a lock file of bertcnn's (a "
+        f"link, a folder, a special file or a file with other content); bertcnn never writes through it. Move it "
+        f"away, then run again. "
+        f"Received: {str(path)!r}"
+    )
+
+
 @contextlib.contextmanager
-def writer_lock(directory: str | os.PathLike) -> Iterator[Path]:
-    """Hold the one-writer lock of `directory`; a second writer gets OutputError (exit 2) at once."""
-    path = lock_path(directory)
+def writer_lock(target: str | os.PathLike, *, flag: str = "--out") -> Iterator[Path]:
+    """Hold the one-writer lock of `target`; a second writer gets OutputError (exit 2) at once."""
+    path = lock_path(target)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+        fd = _open(path, flag, target)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
             raise OutputError(
-                f"{directory} is being written by another run ({holder}); one writer per training directory: "
-                f"wait for it to finish or stop it, or train into another --out. Received: --out {str(directory)!r}"
+                f"{flag} {str(target)!r} is being written by another run ({holder}); one writer at a time: wait for "
+                f"it to finish or stop it, or write somewhere else. Received: {flag} {str(target)!r}"
             ) from None
         try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            same = os.fstat(fd).st_ino == os.lstat(path).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -70,4 +97,5 @@ def _holder(fd: int) -> str:
         info = {}
     if not isinstance(info, dict) or "pid" not in info:
         return "holder unknown"
-    return f"pid {info.get('pid')} on {info.get('host')}, since {info.get('since')}: {info.get('command', '')}".strip()
+    command = " ".join(str(info.get("command", "")).split())  # one line, whatever the holder's argv held
+    return f"pid {info.get('pid')} on {info.get('host')}, since {info.get('since')}: {command}".strip()

@@ -14,11 +14,12 @@ A training directory DIR is a canonical checkpoint (`config.json` with label nam
   `metrics.jsonl` (one JSON object per update, and per epoch with evaluation).
 
 Nothing is pickled. Every save is a whole directory staged beside DIR and swapped in
-with one `renameat2(RENAME_EXCHANGE)` (`parity.training.swap`; two renames where the
-system cannot exchange); a failed save (a full disk, a second Ctrl-C) removes its staging
-folder, and `recover` finishes or undoes a swap a kill interrupted, so what a reader finds
-under DIR is always one complete save. `load_snapshot` checks every file before any is
-used (`parity.training.statefiles`).
+with one `renameat2(RENAME_EXCHANGE)` (`parity.io.swap`; two renames where the system
+cannot exchange); a failed save (a full disk, a second Ctrl-C) removes its staging folder,
+and `recover` finishes or undoes a swap a kill interrupted, so what a reader finds under DIR
+is always one complete save. DIR's marker (`parity.io.owned`) lists the save's files: a file
+of the user's in DIR is foreign and every save keeps it. `load_snapshot` checks every file
+before any is used (`parity.training.statefiles`).
 """
 
 from __future__ import annotations
@@ -36,13 +37,16 @@ import numpy as np
 
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
-from parity.io.files import fsync_tree, honour_umask, remove, sha256_file
+from parity.io.destination import stage
+from parity.io.files import sha256_file
+from parity.io.owned import MARKER, read_marker, write_marker
 from parity.io.safetensors import write_safetensors
+from parity.io.swap import previous_of, staging_of
+from parity.io.swap import recover as recover_dir
 from parity.layout import check_tensors, expected_shapes, rows
 from parity.tokenize import pad_rows
 from parity.training.moments import MOMENTS
 from parity.training.recipe import TrainingRecipe
-from parity.training.swap import held_signals, previous_of, recover_dir, staging_of, swap_in
 
 STATE_NAME = "trainer_state.json"
 LAST_NAME = "last.safetensors"  # with keep_best: the training weights, which --resume continues
@@ -153,34 +157,38 @@ def _is_whole(d: Path) -> bool:
 
 
 def recover(directory: str | os.PathLike) -> None:
-    """Finish or undo a save a kill interrupted, so DIR holds the newest whole save (`parity.training.swap`)."""
-    recover_dir(Path(directory), _is_whole)
+    """Finish or undo a save a kill interrupted, so DIR holds the newest whole save (`parity.io.swap`).
+
+    Only the run that holds DIR's writer lock may call it (it deletes a killed save's leftovers).
+    """
+    recover_dir(Path(directory))
 
 
 def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_from: str | os.PathLike | None) -> Path:
     """Write `snap` as a whole directory and swap it in: DIR is never half-written, never missing for a reader.
 
-    On any failure (a full disk, a second Ctrl-C) the staging folder is removed and DIR keeps
-    the previous complete save; the error goes on to the caller.
+    Call under DIR's writer lock (`bertcnn train` holds it for the whole run). On any failure (a
+    full disk, a second Ctrl-C) the staging folder is removed and DIR keeps the previous complete
+    save; the error goes on to the caller. Files of the user's in DIR are kept (`parity.io.swap`).
     """
     dest = Path(directory)
     dest.parent.mkdir(parents=True, exist_ok=True)
     recover(dest)
-    staging = staging_of(dest)
-    try:
-        # The staging folder is the only temporary place: a kill at any moment leaves nothing `recover` misses.
-        # os.mkdir honours the umask (tempfile.mkdtemp would make the folder 0700).
-        staging.mkdir()
+    with stage(dest, kind="folder", marker="training directory", flag="--out", replace=True,
+               keep_foreign=True) as staging:  # fmt: skip
         _write_save(staging, dest, snap, tokenizer_from)
-        with held_signals():
-            swap_in(staging, dest)
-    except BaseException:
-        with held_signals():
-            recover(dest)
-            if dest.exists():
-                remove(staging)
-        raise
     return dest
+
+
+def adopt(directory: str | os.PathLike) -> None:
+    """Give a training directory written before markers existed its marker: the files its state lists.
+
+    Call after `load_snapshot` verified them (their sha256s are in trainer_state.json), under the lock.
+    """
+    d = Path(directory)
+    if read_marker(d) is None:
+        listed = json.loads((d / STATE_NAME).read_text(encoding="utf-8")).get("files", {})
+        write_marker(d, "training directory", only=[*listed, STATE_NAME])
 
 
 def _write_save(staging: Path, dest: Path, snap: Snapshot, tokenizer_from) -> None:
@@ -212,13 +220,11 @@ def _write_save(staging: Path, dest: Path, snap: Snapshot, tokenizer_from) -> No
     written(RECIPE_NAME, lambda p: p.write_text(snap.recipe.to_json(), encoding="utf-8"))
     written(RNG_NAME, lambda p: np.savez(p, **snap.rng))
     written(METRICS_NAME, lambda p: p.write_text("".join(json.dumps(m) + "\n" for m in snap.metrics), "utf-8"))
-    for f in staging.iterdir():
-        honour_umask(f)
-    written(STATE_NAME, lambda p: fsync_tree(p.parent))
-    record = {**asdict(snap.state), "files": {f.name: sha256_file(f) for f in sorted(staging.iterdir())}}
+    saved = sorted(f for f in staging.iterdir() if f.name != MARKER)
+    record = {**asdict(snap.state), "files": {f.name: sha256_file(f) for f in saved}}
     record["digest"] = _digest(record)
     written(STATE_NAME, lambda p: p.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"))
-    written(STATE_NAME, lambda p: fsync_tree(p.parent))
+    written(MARKER, lambda p: write_marker(p.parent, "training directory", known=record["files"]))
 
 
 def _digest(record: Mapping[str, Any]) -> str:
@@ -345,6 +351,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "Snapshot",
     "TrainerState",
+    "adopt",
     "has_state",
     "initial_snapshot",
     "load_snapshot",

@@ -95,7 +95,7 @@ def test_a_file_or_a_folder_of_somebody_elses_is_refused_even_with_force(tmp_pat
     thesis.mkdir()
     (thesis / "draft.tex").write_text("x")
     assert main(["init", str(thesis), "--force"]) == 2
-    assert "a folder this project did not write" in capsys.readouterr().err
+    assert "a folder bertcnn did not write" in capsys.readouterr().err
     assert (thesis / "draft.tex").read_text() == "x"
 
 

@@ -345,6 +345,6 @@ def test_force_replaces_only_what_the_project_wrote(tmp_path, capsys):
     photos.mkdir()
     (photos / "a.jpg").write_bytes(b"jpg")
     assert main(["port", str(tmp_path / "ck"), str(photos), "--force"]) == 2
-    assert "a folder this project did not write" in capsys.readouterr().err and (photos / "a.jpg").exists()
+    assert "a folder bertcnn did not write" in capsys.readouterr().err and (photos / "a.jpg").exists()
     assert main(["port", str(tmp_path / "ck"), str(tmp_path / "copy")]) == 0
     assert main(["port", str(tmp_path / "ck"), str(tmp_path / "copy"), "--force"]) == 0  # its own checkpoint

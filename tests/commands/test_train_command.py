@@ -283,7 +283,7 @@ def test_the_chatter_filter_drops_tensorflow_start_up_lines_and_keeps_everything
 
 # -- 10: size ----------------------------------------------------------------------------------------------------
 MODULES = ["parity/commands/train.py", "parity/commands/train_ui.py", "parity/training/state.py",
-           "parity/training/statefiles.py", "parity/training/swap.py", "parity/training/loop.py",
+           "parity/training/statefiles.py", "parity/io/swap.py", "parity/training/loop.py",
            "parity/training/recipe.py", "parity/training/plan.py", "parity/training/data.py", "bertcnn_torch/train.py",
            "bertcnn_torch/distributed.py", "bertcnn_tf/train.py", "bertcnn_tf/distributed.py",
            "parity/commands/train_checks.py", "parity/training/tensorboard.py"]  # fmt: skip

@@ -8,6 +8,7 @@ import pytest
 
 from parity.io.lock import lock_path, writer_lock
 from parity.io.outputs import DIR, FILE, OutputError, check_output, ours
+from parity.io.owned import write_marker
 
 
 def test_a_new_path_in_a_writable_folder_is_fine(tmp_path):
@@ -67,7 +68,7 @@ def test_an_existing_file_needs_force_and_a_folder_must_be_ours(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    with pytest.raises(OutputError, match="a folder this project did not write"):
+    with pytest.raises(OutputError, match=r"is a folder bertcnn did not write .* not even with --force"):
         check_output(mine, flag="--out", kind=DIR, force=True)
     with pytest.raises(OutputError, match="must be a file"):
         check_output(mine, flag="--taps", kind=FILE, force=True)
@@ -75,28 +76,34 @@ def test_an_existing_file_needs_force_and_a_folder_must_be_ours(tmp_path):
         check_output(f, flag="--out", kind=DIR, force=True)
 
 
-def test_what_counts_as_ours(tmp_path):
+def test_what_counts_as_ours_is_the_marker_never_the_file_names(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("trainer_state.json", "config.json", "model.safetensors"):
-        (run / name).write_text("{}")
-    export = tmp_path / "export"
-    export.mkdir()
-    for name in ("manifest.json", "config.json"):
-        (export / name).write_text("{}")
-    hf = tmp_path / "hf"
-    hf.mkdir()
-    (hf / "config.json").write_text('{"model_type": "bert", "kernel_sizes": [3]}')
-    (hf / "model.safetensors").write_text("")
-    assert [ours(d) for d in (empty, run, export, hf, tmp_path / "missing")] == [
+    lookalikes = {  # what the names of our files would have suggested: a training run, an export, a checkpoint
+        "run": ("trainer_state.json", "config.json", "model.safetensors"),
+        "export": ("manifest.json", "config.json"),
+        "ck": ("config.json", "model.safetensors"),
+    }
+    for name, files in lookalikes.items():
+        (tmp_path / name).mkdir()
+        for f in files:
+            (tmp_path / name / f).write_text('{"kernel_sizes": [3]}')
+    marked = tmp_path / "marked"
+    marked.mkdir()
+    (marked / "config.json").write_text("{}")
+    write_marker(marked, "export")
+    assert [ours(tmp_path / d) for d in ("empty", "run", "export", "ck", "marked", "missing")] == [
         "an empty folder",
-        "a training directory",
+        None,
+        None,
+        None,
         "an export",
-        None,  # somebody's Hugging Face model: not ours to replace
         None,
     ]
+    (marked / "notes.txt").write_text("mine")
+    assert ours(marked) == "an export"  # still ours, but --force refuses it while the notes are inside:
+    with pytest.raises(OutputError, match=r"also holds files bertcnn did not write .*\['notes.txt'\]"):
+        check_output(marked, flag="DIR", kind=DIR, force=True)
 
 
 def test_one_writer_per_directory_and_the_lock_file_goes_with_the_writer(tmp_path):

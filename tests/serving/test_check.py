@@ -43,7 +43,13 @@ def report(ck, out, capsys, *extra) -> tuple[int, str, str]:
 
 def test_export_dir_and_report_pass(exported, capsys, tmp_path):
     ck, out = exported
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "manifest.json", "model.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".bertcnn.json",
+        "config.json",
+        "manifest.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "neutral", "2": "pos"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bertcnn_torch.train import train as torch_train
+from parity.io.owned import write_marker
 from parity.training.loop import Run
 from parity.training.parity import flat
 from parity.training.state import STATE_NAME, load_snapshot, recover
@@ -133,7 +134,8 @@ def test_a_save_killed_while_staging_leaves_the_previous_save(setup, tmp_path):
     out = _saved(setup, r, tmp_path, crash=3)
     staging = tmp_path / ".run.staging"
     staging.mkdir()
-    (staging / "model.safetensors").write_bytes(b"half")  # no trainer_state.json: not whole
+    write_marker(staging, "training directory", complete=False)  # what a save writes first
+    (staging / "model.safetensors").write_bytes(b"half")
     recover(out)
     assert not staging.exists() and load_snapshot(out).state.step == 2
 

@@ -47,7 +47,7 @@ def test_a_second_writer_is_refused_at_once_naming_the_directory_and_holder(tmp_
         rc = main(_args(ck, train, out, *(["--resume", "--epochs", "1"] if resume else [])))
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
-    assert f"{out} is being written by another run (pid {os.getpid()} on " in err and "Received:" in err
+    assert f"--out {str(out)!r} is being written by another run (pid {os.getpid()} on " in err and "Received:" in err
     assert (tree_bytes(out) if out.exists() else None) == before  # nothing written
 
 
@@ -74,7 +74,7 @@ def test_a_running_training_holds_its_directory(tmp_path, capsys):
 
 def test_a_reader_never_sees_the_directory_missing_during_a_save(tmp_path, monkeypatch, capsys):
     """After every rename or exchange a save makes, DIR is a whole, readable checkpoint."""
-    import parity.training.swap as swap
+    import parity.io.swap as swap
 
     ck, train = files(tmp_path)
     out = tmp_path / "run"
@@ -109,7 +109,7 @@ def test_a_reader_never_sees_the_directory_missing_during_a_save(tmp_path, monke
 
 
 def test_the_two_rename_fallback_gives_the_same_whole_saves(tmp_path, monkeypatch, capsys):
-    import parity.training.swap as swap
+    import parity.io.swap as swap
 
     ck, train = files(tmp_path)
     monkeypatch.setattr(swap, "_renameat2", lambda: None)  # a system without renameat2
