@@ -18,6 +18,9 @@ from parity.jsonfile import read_json
 # Activations both builds implement identically (HF ACT2FN names).
 SUPPORTED_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh")
 
+# Room a BERT text needs besides its words: [CLS] and [SEP]. A reading length below it holds no text.
+SPECIAL_TOKENS_ROOM = 2
+
 # HF config keys we read; anything else in a HF config.json is bookkeeping we ignore.
 _BERT_KEYS = (
     "vocab_size",
@@ -47,6 +50,10 @@ class BertCnnConfig:
     Defaults are BERT-base with the seed's head (widths 3/4/5, 100 filters, 2 labels).
     `head_hidden_size` adds the seed Keras example's dense+ReLU layer; `mask_padding`
     keeps windows that touch padding out of the max (False reproduces the seeds).
+    `max_seq_length` is the length the model was trained to read (tokens per text, [CLS] and
+    [SEP] included): every reader truncates there. None: not recorded, read up to the
+    position table. Its JSON name is sentence-transformers' and collides with nothing in
+    Hugging Face's `PretrainedConfig` (whose `max_length` is a generation setting it drops).
     """
 
     vocab_size: int = 30522
@@ -70,6 +77,7 @@ class BertCnnConfig:
     mask_padding: bool = True
     # Class names by id; JSON carries them as Hugging Face's `id2label`/`label2id`.
     label_names: tuple[str, ...] | None = None
+    max_seq_length: int | None = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; the dataclass is frozen and hashable, so store a tuple.
@@ -116,6 +124,14 @@ class BertCnnConfig:
                 f"every kernel size must fit in max_position_embeddings={self.max_position_embeddings}",
                 ks,
             )
+        n = self.max_seq_length
+        if n is not None and (not _is_int(n) or not SPECIAL_TOKENS_ROOM <= n <= self.max_position_embeddings):
+            _fail(
+                "`max_seq_length` (the length the model was trained to read) must be null or an integer from "
+                f"{SPECIAL_TOKENS_ROOM} (room for [CLS] and [SEP]) to max_position_embeddings="
+                f"{self.max_position_embeddings}",
+                n,
+            )
         hh = self.head_hidden_size
         if hh is not None and (not _is_int(hh) or hh < 1):
             _fail("`head_hidden_size` must be None or a positive integer", hh)
@@ -147,6 +163,11 @@ class BertCnnConfig:
         return max(self.kernel_sizes)
 
     @property
+    def reading_length(self) -> int:
+        """Tokens per text a reader gives the model: `max_seq_length`, else the whole position table."""
+        return self.max_position_embeddings if self.max_seq_length is None else self.max_seq_length
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Class names by id; the ids themselves ("0", "1", ...) when the checkpoint names none."""
         return self.label_names or tuple(str(i) for i in range(self.num_labels))
@@ -157,6 +178,8 @@ class BertCnnConfig:
         d = dataclasses.asdict(self)
         d["kernel_sizes"] = list(self.kernel_sizes)
         names = d.pop("label_names")
+        if d["max_seq_length"] is None:  # not recorded: the key stays out, as in every config written before it
+            del d["max_seq_length"]
         if names is not None:
             d["id2label"] = {str(i): n for i, n in enumerate(names)}
             d["label2id"] = {n: i for i, n in enumerate(names)}

@@ -114,6 +114,8 @@ def sample_inputs(
 ) -> dict[str, np.ndarray]:
     """Tokenised `texts` (default `SENTENCES`); seeded random ids when the checkpoint carries no tokenizer.
 
+    Both at most `config.reading_length` tokens: what the model reads (`max_seq_length` when recorded).
+
     A truncation note goes to `notes` when given, else to stderr.
     """
     has_tokenizer = tokenizer_dir is not None and (Path(tokenizer_dir) / "tokenizer.json").is_file()
@@ -124,7 +126,7 @@ def sample_inputs(
             f"Received: {len(texts)} texts"
         )
     if has_tokenizer:
-        tok = Tokenizer(tokenizer_dir, max_length=config.max_position_embeddings, pad_token_id=config.pad_token_id)
+        tok = Tokenizer(tokenizer_dir, max_length=config.reading_length, pad_token_id=config.pad_token_id)
         encoded, truncated = tok.encode_counted(list(texts or SENTENCES))
         if truncated:
             note = truncation_note(truncated, len(encoded), tok.max_length, config)
@@ -133,5 +135,5 @@ def sample_inputs(
             else:
                 notes.append(note.removeprefix("note: "))
         return tok.pad(encoded)
-    lengths = [min(n, config.max_position_embeddings) for n in (29, 6, 3, 25, 18, 17, 4)]
+    lengths = [min(n, config.reading_length) for n in (29, 6, 3, 25, 18, 17, 4)]
     return random_batch(config, lengths, seed=seed)

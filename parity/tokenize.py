@@ -116,8 +116,8 @@ def pad_rows(
 def load_tokenizer(
     config: BertCnnConfig, own: Path | None, source: str, tokenizer: str | None, max_length: int | None
 ) -> Tokenizer:
-    """`tokenizer` (else the source's own, `own`) at `max_length` (default: the position table)."""
-    max_length = max_length or config.max_position_embeddings
+    """`tokenizer` (else the source's own, `own`) at `max_length` (default: the model's, `config.reading_length`)."""
+    max_length = max_length or config.reading_length
     if max_length > config.max_position_embeddings:
         raise ValueError(
             f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
@@ -133,7 +133,12 @@ def load_tokenizer(
 
 
 def truncation_note(truncated: int, total: int, max_length: int, config: BertCnnConfig) -> str:
-    cap = "--max-length" if max_length < config.max_position_embeddings else "the model's position table"
+    if max_length != config.reading_length:
+        cap = "--max-length"
+    elif config.max_seq_length is not None:
+        cap = "max_seq_length, the length the model was trained to read"
+    else:
+        cap = "the model's position table"
     return (
         f"note: {truncated} of {total} texts were longer than {max_length} tokens ({cap}) "
         f"and were cut to {max_length}, keeping [CLS] and [SEP] (the tokenizer's own truncation, as Hugging Face)"

@@ -64,13 +64,14 @@ def configs(draw, max_layers: int = 2) -> BertCnnConfig:
     heads = draw(st.integers(1, 3))
     head_dim = draw(st.integers(1, 5))
     kernels = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3, unique=True))
+    max_pos = draw(st.integers(8, 16))
     return BertCnnConfig(
         vocab_size=draw(st.integers(5, 60)),
         hidden_size=heads * head_dim,
         num_hidden_layers=draw(st.integers(1, max_layers)),
         num_attention_heads=heads,
         intermediate_size=draw(st.integers(1, 19)),
-        max_position_embeddings=draw(st.integers(8, 16)),
+        max_position_embeddings=max_pos,
         type_vocab_size=draw(st.integers(1, 3)),
         hidden_act=draw(st.sampled_from(["gelu", "relu", "gelu_new"])),
         kernel_sizes=tuple(kernels),
@@ -78,6 +79,7 @@ def configs(draw, max_layers: int = 2) -> BertCnnConfig:
         num_labels=draw(st.integers(1, 4)),
         head_hidden_size=draw(st.one_of(st.none(), st.integers(1, 6))),
         mask_padding=draw(st.booleans()),
+        max_seq_length=draw(st.one_of(st.none(), st.integers(2, max_pos))),
     )
 
 

@@ -123,6 +123,7 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
             opset=info.get("opset"),
             quantize=info.get("quantize"),
             versions=library_versions(),
+            max_seq_length=cfg.max_seq_length,
         )
         write_sidecars(tmp, cfg, manifest, tokenizer_from=tokenizer or source.tokenizer_dir)
     return manifest
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     files = sorted(p.name for p in Path(args.out).iterdir() if p.name != MARKER)
     opset = f", opset {manifest.opset}" if manifest.opset else ""
     opset += f", {manifest.quantize} weights" if manifest.quantize else ""
+    opset += f", max_seq_length {manifest.max_seq_length}" if manifest.max_seq_length else ""
     print(f"wrote {args.out}: {manifest.format} from the {manifest.framework} build{opset}; {', '.join(files)}")
     if not args.verify:
         return 0

@@ -56,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="max-pool over padding too, exactly as the seeds (default: windows touching padding are left out)",
     )
     p.add_argument("--head-seed", type=int, default=0, metavar="N", help="seed of the head initialisation (default: 0)")
+    p.add_argument(
+        "--max-length",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="tokens per text the model reads (max_seq_length in config.json): predict, evaluate, export and "
+        "`train` without --max-length use it (default: unset, the position table; `train` records its own)",
+    )
     p.add_argument("--force", action="store_true", help=FORCE_FOLDER_HELP.format(what="DIR"))
 
 
@@ -94,6 +102,7 @@ def _init(args: argparse.Namespace, out) -> int:
         label_names=labels,
         head_hidden_size=args.head_hidden_size,
         mask_padding=not args.no_mask_padding,
+        max_seq_length=args.max_length,
     )
     if hf.ignored:
         print(f"note: not part of the backbone, left out: {', '.join(hf.ignored)}", file=sys.stderr)

@@ -7,7 +7,8 @@ same messages: a checkpoint directory or weight file (through the one reader,
 run that lacks `--framework` or a package it would import. Opening reads and checks the
 weights; the slow part (importing the framework, building the model) waits for
 `forward()`, so a command can refuse a bad data file first. One rule gives the default
-`--max-length` of both commands (`default_max_length`).
+`--max-length` of both commands (`default_max_length`): the length the model was trained to
+read, which its config carries wherever the weights go (`BertCnnConfig.max_seq_length`).
 
 Framework start-up lines that native code writes straight to the stderr file descriptor are
 kept from the user around the model's open, build and first call (`parity.stderr`); any
@@ -27,25 +28,22 @@ from parity import tokenize
 from parity.commands import builds
 from parity.commands.common import positive, require, source_needs
 from parity.config import BertCnnConfig
-from parity.io.files import read_json
 from parity.io.reader import read_weights
 from parity.serving import export_forward, is_export
 from parity.serving.manifest import read_manifest
 from parity.serving.runners import EXTRAS, RUNTIMES
 from parity.stderr import quiet_native_stderr
 from parity.tokenize import Tokenizer, load_tokenizer
-from parity.training.recipe import TrainingRecipe
-from parity.training.state import RECIPE_NAME
 
 Forward = Callable[..., np.ndarray]
 
 MAX_LENGTH_RULE = (
-    "the training run's max_length (its recipe.json) when CK is a training directory (`bertcnn train --out`), "
-    "else the model's position table (max_position_embeddings)"
+    "the length the model was trained to read, max_seq_length in its config (`bertcnn train` records it in every "
+    "save, port and export; a training directory saved before it: its recipe.json), else the model's position "
+    "table (max_position_embeddings); a longer N is read with a note"
 )
 EXPORT_NOTE = "; not needed for an export directory (`bertcnn export`), which runs in its own runtime"
 EXPORT_SOURCE = ", or an export directory (`bertcnn export`), run in its own runtime"
-FROM_RECIPE = "the training run's max_length, recipe.json"
 
 
 def add_max_length(p) -> None:
@@ -59,18 +57,20 @@ def add_max_length(p) -> None:
     )
 
 
-def default_max_length(checkpoint: str, config: BertCnnConfig) -> tuple[int, bool]:
-    """(tokens per text when --max-length is not given, whether the training run's recipe said so)."""
-    recipe = Path(checkpoint) / RECIPE_NAME
-    if Path(checkpoint).is_dir() and recipe.is_file():
-        raw = read_json(recipe, what="a training recipe (recipe.json, written by `bertcnn train`)")
-        try:
-            n = TrainingRecipe.from_dict(raw).max_length
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{recipe}: {str(e).splitlines()[0]}") from None
-        if n <= config.max_position_embeddings:
-            return n, True
-    return config.max_position_embeddings, False
+def default_max_length(config: BertCnnConfig) -> int:
+    """Tokens per text when --max-length is not given (`MAX_LENGTH_RULE`)."""
+    return config.reading_length
+
+
+def longer_than_trained(config: BertCnnConfig, max_length: int) -> str | None:
+    """The note for a --max-length past the length the model was trained to read (None: no note)."""
+    trained = config.max_seq_length
+    if trained is None or max_length <= trained:
+        return None
+    return (
+        f"note: the model was trained to read {trained} tokens (max_seq_length in its config); --max-length "
+        f"{max_length} gives it longer texts than it was trained on, so its answers on them may differ"
+    )
 
 
 def _runtime_needs(checkpoint: str, why: str) -> list[tuple[str, str, str]]:
@@ -119,18 +119,19 @@ class Opened:
     source: str
     forward: Callable[[], Forward]
     export: bool = False
-    from_recipe: bool = False  # the tokenizer's max_length is the training run's (see `default_max_length`)
 
     def tokenizer(self, tokenizer: str | None, max_length: int | None) -> Tokenizer:
         """The tokenizer at `max_length`, or by the one default rule (`MAX_LENGTH_RULE`)."""
-        self.from_recipe = False
         if max_length is None:
-            max_length, self.from_recipe = default_max_length(self.source, self.config)
-        return load_tokenizer(self.config, self.tokenizer_dir, self.source, tokenizer, max_length)
+            max_length = default_max_length(self.config)
+        tok = load_tokenizer(self.config, self.tokenizer_dir, self.source, tokenizer, max_length)
+        note = longer_than_trained(self.config, max_length)
+        if note:
+            print(note, file=sys.stderr)
+        return tok
 
     def truncation_note(self, truncated: int, total: int, max_length: int) -> str:
-        note = tokenize.truncation_note(truncated, total, max_length, self.config)
-        return note.replace("(--max-length)", f"({FROM_RECIPE})") if self.from_recipe else note
+        return tokenize.truncation_note(truncated, total, max_length, self.config)
 
 
 def open_model(checkpoint: str, framework: str | None, *, config: str | None = None,

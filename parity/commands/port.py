@@ -109,9 +109,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(
         f"ported {args.source} ({r.source_format}) -> {args.dest} ({r.dest_format}): {r.num_tensors} tensors, "
-        f"{r.num_parameters:,} parameters, {r.dtype}, {r.seconds:.1f} s"
+        f"{r.num_parameters:,} parameters, {r.dtype}{_length(r)}, {r.seconds:.1f} s"
     )
     return 0
+
+
+def _length(r: PortResult) -> str:
+    """The length the model reads, as DST records it (a format without a config records nothing)."""
+    n = r.config.max_seq_length
+    return f", max_seq_length {n}" if n is not None and F.CARRIES_CONFIG[r.dest_format] else ""
 
 
 @dataclass
@@ -194,7 +200,7 @@ def _port(src: Path, out, dst_fmt: str, start: float, *, config, dtype, progress
                 (tmp / CONFIG_NAME).write_text(cfg.to_json(), encoding="utf-8")
                 write_safetensors(tmp / WEIGHTS_NAME, ordered, {"format": "pt"}, advance)
                 if tok_dir is not None:
-                    copy_tokenizer(tok_dir, tmp)
+                    copy_tokenizer(tok_dir, tmp, max_length=cfg.max_seq_length)
         else:
             with out.staged() as tmp:
                 if dst_fmt == F.SAFETENSORS:
@@ -255,6 +261,12 @@ def _tokenizer_and_notes(w: F.Weights, cfg: BertCnnConfig, dst: Path, dst_fmt: s
         )
     if not F.CARRIES_CONFIG[dst_fmt]:
         notes.append(f"{dst.name} holds no config; pass --config with the source's config.json to read it back")
+        if cfg.max_seq_length is not None:
+            n = cfg.max_seq_length
+            notes.append(
+                f"the model reads {n} tokens per text (max_seq_length in its config); read with a --config that "
+                f"lacks it, {dst.name} reads up to {cfg.max_position_embeddings}: pass --max-length {n} then"
+            )
     return tok_dir, notes
 
 

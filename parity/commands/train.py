@@ -171,6 +171,8 @@ def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
             _read_data(plan, start.config, start.recipe)
         return plan
     w = read_weights(args.checkpoint, config=args.config)  # every source; Keras files need no Keras
+    if "max_length" not in given and w.config.max_seq_length is not None:
+        given["max_length"] = w.config.max_seq_length  # the length the model reads, unless --max-length says
     recipe = TrainingRecipe(**given)
     _check_backend_dtype(args, recipe)
     plan = Plan(args, out, world, None, _tokenizer_dir(args, w))
@@ -178,7 +180,7 @@ def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
     plan.start = initial_snapshot(w.config, w.tensors, recipe, framework=args.framework, data_sha256=sha,
                                   num_rows=len(plan.encoded))  # fmt: skip
     if w.config.label_names is None and data.named:
-        plan.start.config = w.config.replace(label_names=data.label_names)
+        plan.start.config = plan.start.config.replace(label_names=data.label_names)
     return plan
 
 

@@ -144,7 +144,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
         help="with --keep-best: stop after N epochs without improvement (Keras' EarlyStopping)",
     )
     g.add_argument("--max-length", type=positive, metavar="N",
-                   help=f"tokens per text; longer: cut, counted (default {d.max_length})")  # fmt: skip
+                   help=f"tokens per text, recorded in the model's config (max_seq_length); longer: cut, counted "
+                        f"(default: the checkpoint's max_seq_length, else {d.max_length})")  # fmt: skip
 
 
 def given_recipe(args: argparse.Namespace) -> dict[str, Any]:

@@ -7,6 +7,7 @@ through `parity.layout`. safetensors holds no code, so a checkpoint is safe to o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -29,6 +30,9 @@ from parity.layout import check_tensors, expected_shapes, rows, strict_check
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+# A training directory's recipe (`parity.training.state.RECIPE_NAME`), read here for one field only: the
+# length a run trained at, in a directory saved before config.json recorded it as `max_seq_length`.
+RUN_RECIPE_NAME = "recipe.json"
 
 
 def save_checkpoint(
@@ -90,7 +94,7 @@ def write_checkpoint_files(
     # The project's own writer: a full disk is an OSError (safetensors' save_file raises its own error type).
     write_safetensors(directory / WEIGHTS_NAME, ordered, {"format": "pt"})
     if tokenizer_from is not None:
-        copy_tokenizer(tokenizer_from, directory)
+        copy_tokenizer(tokenizer_from, directory, max_length=config.max_seq_length)
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[BertCnnConfig, dict[str, np.ndarray]]:
@@ -123,7 +127,7 @@ def read_dir(path: Path, expect_for: Callable[[BertCnnConfig], Callable] | None 
             f"{path}: {WEIGHTS_NAME} is missing; a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME}. "
             f"Received: {present}"
         )
-    config = BertCnnConfig.from_dict(raw)
+    config = _with_run_length(path, BertCnnConfig.from_dict(raw))
     if expect_for is None:
         expect = lambda shapes: strict_check(shapes, config, what=f"Checkpoint {str(path)!r}")  # noqa: E731
     else:
@@ -132,6 +136,23 @@ def read_dir(path: Path, expect_for: Callable[[BertCnnConfig], Callable] | None 
     w.config, w.format = config, DIR
     w.tokenizer_dir = path if has_tokenizer(path) else None
     return w
+
+
+def _with_run_length(path: Path, config: BertCnnConfig) -> BertCnnConfig:
+    """`config`, with the run's max_length from recipe.json where config.json does not record the length."""
+    recipe = path / RUN_RECIPE_NAME
+    if config.max_seq_length is not None or not recipe.is_file():
+        return config
+    raw = read_json(recipe, what="a training recipe (recipe.json, written by `bertcnn train`)")
+    n = raw.get("max_length") if isinstance(raw, dict) else None
+    if n is None:
+        return config
+    try:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"Invalid TrainingRecipe: `max_length` must be a positive integer. Received: {n!r}")
+        return config.replace(max_seq_length=min(n, config.max_position_embeddings))
+    except ValueError as e:
+        raise ValueError(f"{recipe}: {str(e).splitlines()[0]}") from None
 
 
 def is_hf_config(raw: object) -> bool:
@@ -143,12 +164,39 @@ def has_tokenizer(directory: str | os.PathLike) -> bool:
     return any((Path(directory) / n).is_file() for n in TOKENIZER_FILES)
 
 
-def copy_tokenizer(src: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
-    """Copy whichever tokenizer files `src` has; returns their names."""
+def copy_tokenizer(src: str | os.PathLike, dest: str | os.PathLike, *, max_length: int | None = None) -> list[str]:
+    """Copy whichever tokenizer files `src` has; returns their names.
+
+    `max_length` (the model's `max_seq_length`): the copies truncate there for every reader, not only
+    ours: `tokenizer.json`'s own truncation (the `tokenizers` library, as a server in any language loads
+    it) and `tokenizer_config.json`'s `model_max_length` (Hugging Face's `AutoTokenizer`, `truncation=True`).
+    A file that is not a JSON object is copied as it is (its readers refuse it, not the copy).
+    """
     src, dest = Path(src), Path(dest)
     copied = []
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, dest / name)
             copied.append(name)
+            if max_length is not None and name in _TRUNCATES:
+                _truncating(dest / name, _TRUNCATES[name](max_length))
     return copied
+
+
+# tokenizer file -> the keys that make its reader truncate at n tokens ([CLS] and [SEP] included).
+_TRUNCATES = {
+    # What `tokenizers.Tokenizer.enable_truncation(max_length=n)` writes (and `parity.tokenize` does).
+    "tokenizer.json": lambda n: {
+        "truncation": {"direction": "Right", "max_length": n, "strategy": "LongestFirst", "stride": 0}
+    },
+    "tokenizer_config.json": lambda n: {"model_max_length": n},
+}
+
+
+def _truncating(path: Path, keys: dict) -> None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return
+    if isinstance(raw, dict):
+        path.write_text(json.dumps({**raw, **keys}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

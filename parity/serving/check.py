@@ -3,7 +3,8 @@
 One code path for `bertcnn report --checkpoint CK --artifact OUT` and `bertcnn export
 --verify`. The inputs are the report's real sentences plus the shapes that break
 exporters: batch 1, length 1, a batch narrower than the widest kernel, heavy
-padding, length 128 (or the model's maximum), batch 17. Each is one "tap"
+padding, length 128 (or the length the model reads when shorter: its `max_seq_length`,
+else its position table), batch 17; real text is cut where the model's reader cuts it. Each is one "tap"
 (`logits/<case>`), held to the logits bound of the ("float32", "cpu", "artifact")
 tolerance entry. A SavedModel is also run by the session loader TF Serving uses, on
 both signatures: rows `logits/<case> (session)` and `logits/<case> (session,
@@ -50,7 +51,7 @@ def check_cases(
     config: BertCnnConfig, tokenizer_dir: Path | None, *, seed: int = 0, notes: list[str] | None = None
 ) -> list[tuple[str, dict]]:
     """(name, inputs) for every case; random ids where a case needs a shape real text would not give."""
-    longest = min(128, config.max_position_embeddings)
+    longest = min(128, config.reading_length)  # the length the model reads, at most 128
     widest = config.max_kernel_size
     rng = np.random.default_rng(seed)
     # The tokenizer's truncation note is a note of this run, not a line on stderr.

@@ -12,21 +12,29 @@ from pathlib import Path
 
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, copy_tokenizer
-from parity.serving.manifest import MANIFEST_NAME, Manifest
+from parity.serving.manifest import MANIFEST_NAME, Manifest, check_length, read_manifest
 
 
 def write_sidecars(
     directory: Path, config: BertCnnConfig, manifest: Manifest, *, tokenizer_from: str | os.PathLike | None
 ) -> list[str]:
-    """config.json (label names included), the tokenizer files (when the source has them), then the manifest."""
+    """config.json (label names included), the tokenizer files (when the source has them), then the manifest.
+
+    The tokenizer files truncate at the model's `max_seq_length` (`copy_tokenizer`).
+    """
     (directory / CONFIG_NAME).write_text(config.to_json(), encoding="utf-8")
-    copied = [] if tokenizer_from is None else copy_tokenizer(tokenizer_from, directory)
+    copied = (
+        [] if tokenizer_from is None else copy_tokenizer(tokenizer_from, directory, max_length=config.max_seq_length)
+    )
     (directory / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return copied
 
 
 def load_config(directory: str | os.PathLike) -> BertCnnConfig:
+    """The export's config.json; its reading length must be the manifest's."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"The export has no {CONFIG_NAME}; re-export the model. Received: {str(directory)!r}")
-    return BertCnnConfig.from_json_file(path)
+    config = BertCnnConfig.from_json_file(path)
+    check_length(directory, read_manifest(directory), config.max_seq_length)
+    return config

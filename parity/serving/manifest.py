@@ -3,7 +3,8 @@
 `manifest.json` is written last by `bertcnn export` and read first by everything that
 runs an export (predict, `report --artifact`). It records the source checkpoint's
 weights hash, so an artifact is never silently checked against weights it was not
-made from, and the runtime library versions it was written with.
+made from, the runtime library versions it was written with, and the length the model
+reads (`max_seq_length`, as in the export's config.json, which must agree).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Manifest:
     quantize: str | None = None  # "int8", "int8-ffn-out-fp32": ONNX weights quantized after export; None: float32
     versions: dict[str, str] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
+    # Tokens per text the model was trained to read ([CLS] and [SEP] included): a server cuts texts there, as
+    # the export's tokenizer files do. None: not recorded (the model reads up to its position table).
+    max_seq_length: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -118,4 +122,18 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
         )
     if not isinstance(m.source_sha256, str) or len(m.source_sha256) != 64:
         raise ValueError(f"{path}: source_sha256 must be a sha256 hex digest. Received: {m.source_sha256!r}")
+    n = m.max_seq_length
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"{path}: max_seq_length must be null or a positive integer; re-export the model. "
+                         f"Received: max_seq_length={n!r}")  # fmt: skip
     return m
+
+
+def check_length(directory: str | os.PathLike, manifest: Manifest, max_seq_length: int | None) -> None:
+    """The manifest and the export's config.json name one reading length (an edited file is refused, not guessed)."""
+    if manifest.max_seq_length != max_seq_length:
+        raise ValueError(
+            f"{Path(directory) / MANIFEST_NAME}: max_seq_length {manifest.max_seq_length!r} disagrees with "
+            f"config.json's {max_seq_length!r}; both record the length the model reads. Re-export the model. "
+            f"Received: manifest {manifest.max_seq_length!r}, config.json {max_seq_length!r}"
+        )

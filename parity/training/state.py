@@ -217,7 +217,7 @@ def _write_save(staging: Path, dest: Path, snap: Snapshot, tokenizer_from) -> No
     if snap.recipe.keep_best is not None:
         written(LAST_NAME, lambda p: write_safetensors(p, ordered(snap.tensors), {"format": "pt"}))
     if tokenizer_from is not None:
-        written("tokenizer.json", lambda p: copy_tokenizer(tokenizer_from, p.parent))
+        written("tokenizer.json", lambda p: copy_tokenizer(tokenizer_from, p.parent, max_length=config.max_seq_length))
     moments = [(k, np.ascontiguousarray(snap.moments[k])) for k in moment_shapes(config) if k in snap.moments]
     written(OPTIMIZER_NAME, lambda p: write_safetensors(p, moments, {"step": str(snap.state.step)}))
     written(RECIPE_NAME, lambda p: p.write_text(snap.recipe.to_json(), encoding="utf-8"))
@@ -326,7 +326,11 @@ def initial_snapshot(
     data_sha256: str,
     num_rows: int,
 ) -> Snapshot:
-    """Step 0: the checkpoint's weights in the training dtype, no moments, at the plan's start."""
+    """Step 0: the checkpoint's weights in the training dtype, no moments, at the plan's start.
+
+    The config records the length the run trains at (`max_seq_length`): every save, port and export reads there.
+    """
+    config = config.replace(max_seq_length=min(recipe.max_length, config.max_position_embeddings))
     tensors = {k: np.asarray(v).astype(recipe.dtype) for k, v in tensors.items()}
     state = TrainerState(step=0, epoch=0, batch=0, framework=framework, data_sha256=data_sha256, num_rows=num_rows)
     return Snapshot(config, tensors, {}, recipe, state)

@@ -11,7 +11,7 @@ from transformers import BertConfig
 from parity.commands import main
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import load_checkpoint
-from tests.helpers import TINY
+from tests.helpers import TINY, tiny_hf_bert
 
 
 def test_init_writes_a_canonical_checkpoint_with_tokenizer(minilm_ck):
@@ -104,3 +104,26 @@ def test_the_current_folder_is_never_replaced(tmp_path, monkeypatch, capsys):
     (tmp_path / "keep.txt").write_text("x")
     assert main(["init", ".", "--force"]) == 2
     assert "must not be the current folder" in capsys.readouterr().err and (tmp_path / "keep.txt").exists()
+
+
+def test_max_length_sets_the_length_the_model_reads(tmp_path, capsys):
+    tiny_hf_bert(tmp_path / "hf")
+    argv = ["init", str(tmp_path / "ck"), "--backbone", str(tmp_path / "hf"), "--num-filters", "3"]
+    assert main([*argv, "--max-length", "9"]) == 0
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["max_seq_length"] == 9
+    assert json.loads((tmp_path / "ck" / "tokenizer.json").read_text())["truncation"]["max_length"] == 9
+    capsys.readouterr()
+    text = " ".join(["hi"] * 30)
+    assert main(["predict", "--checkpoint", str(tmp_path / "ck"), "--framework", "torch", text]) == 0
+    assert "longer than 9 tokens (max_seq_length, the length the model was trained to read)" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "unset"), *argv[2:]]) == 0  # without it: not recorded
+    assert "max_seq_length" not in json.loads((tmp_path / "unset" / "config.json").read_text())
+
+
+@pytest.mark.parametrize("n", ["24", "1"])
+def test_a_max_length_the_model_cannot_read_is_refused_before_writing(tmp_path, n, capsys):
+    tiny_hf_bert(tmp_path / "hf")
+    assert main(["init", str(tmp_path / "ck"), "--backbone", str(tmp_path / "hf"), "--max-length", n]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`max_seq_length`" in err and "max_position_embeddings=23" in err
+    assert err.rstrip().endswith(f"Received: {n}") and not (tmp_path / "ck").exists()

@@ -20,7 +20,7 @@ from tests.helpers import minilm_vocab_checkpoint as tiny_checkpoint
 
 VOCABULARY = ("--checkpoint CK", "--framework {torch,keras}", "--config FILE", "--tokenizer DIR", "--threads N")
 VOCABULARY += ("--no-progress", "--max-length N truncate texts to N tokens")
-RULE = "the training run's max_length (its recipe.json) when CK is a training directory"
+RULE = "the length the model was trained to read, max_seq_length in its config"
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_both_commands_speak_one_vocabulary(capsys):
         for fragment in (*VOCABULARY, RULE):
             assert fragment in text
     assert "--eval FILE labelled data, as `bertcnn train --eval` takes" in helps["evaluate"]
-    assert RULE.replace("CK", "`--checkpoint`") in (REPO / "docs" / "commands.md").read_text(encoding="utf-8")
+    assert RULE in (REPO / "docs" / "commands.md").read_text(encoding="utf-8")
 
 
 def test_evaluate_takes_eval_not_file(ck, data, capsys):
@@ -143,7 +143,7 @@ def training_dir(ck: Path, where: Path, recipe: str) -> Path:
     return where
 
 
-def test_a_training_directory_is_read_at_its_runs_max_length(ck, data, tmp_path, capsys):
+def test_a_training_directory_saved_before_max_seq_length_is_read_at_its_runs_max_length(ck, data, tmp_path, capsys):
     run = training_dir(ck, tmp_path / "run", TrainingRecipe(max_length=9).to_json())
     argv = ["evaluate", "--checkpoint", str(run), "--framework", "torch", "--eval", str(data), "--json"]
     code, out, err = cli(capsys, *argv)
@@ -153,11 +153,17 @@ def test_a_training_directory_is_read_at_its_runs_max_length(ck, data, tmp_path,
     code, out, err = cli(capsys, "predict", "--checkpoint", str(run), "--framework", "torch", sentences(1)[0])
     assert code == 0, err
     assert err == (
-        "note: 1 of 1 texts were longer than 9 tokens (the training run's max_length, recipe.json) and were cut "
-        "to 9, keeping [CLS] and [SEP] (the tokenizer's own truncation, as Hugging Face)\n"
+        "note: 1 of 1 texts were longer than 9 tokens (max_seq_length, the length the model was trained to read) "
+        "and were cut to 9, keeping [CLS] and [SEP] (the tokenizer's own truncation, as Hugging Face)\n"
     )
-    code, out, _ = cli(capsys, *argv, "--max-length", "11")
-    assert json.loads(out)["max_length"] == 11  # the option wins
+    code, out, err = cli(capsys, *argv, "--max-length", "11")
+    assert json.loads(out)["max_length"] == 11  # the option wins, said once on stderr: longer than trained
+    assert err == (
+        "note: the model was trained to read 9 tokens (max_seq_length in its config); --max-length 11 gives it "
+        "longer texts than it was trained on, so its answers on them may differ\n"
+    )
+    code, out, err = cli(capsys, *argv, "--max-length", "7")
+    assert (json.loads(out)["max_length"], err) == (7, "")  # shorter: no note
 
 
 def test_otherwise_both_default_to_the_position_table(tmp_path, embedded_dir, data, capsys):

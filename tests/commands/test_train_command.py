@@ -16,6 +16,7 @@ import pytest
 
 import parity.commands.common as common
 from parity.commands import builds, main
+from parity.io.reader import read_weights
 from tests.helpers import REPO, env, files, tree_bytes, write_jsonl
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--lr", "1e-2", "--max-length", "20"]
@@ -181,7 +182,10 @@ def test_train_starts_from_every_weight_format_like_from_the_directory(inputs, c
     assert main(_train("--checkpoint", str(ck), "--train", str(train), "--out", str(d / "from-dir"))) == 0
     capsys.readouterr()
     assert state_tensors(d / "from-file") == state_tensors(d / "from-dir")
-    assert (d / "from-file" / "tokenizer.json").read_bytes() == (ck / "tokenizer.json").read_bytes()
+    assert (d / "from-file" / "tokenizer.json").read_bytes() == (d / "from-dir" / "tokenizer.json").read_bytes()
+    carried, own = (json.loads((x / "tokenizer.json").read_text()) for x in (d / "from-file", ck))
+    assert carried.pop("truncation")["max_length"] == read_weights(d / "from-file").config.max_seq_length
+    assert {k: v for k, v in own.items() if k != "truncation"} == carried  # ck's tokenizer, cut at the run's length
 
 
 def test_a_weight_file_without_a_tokenizer_asks_for_one(inputs, capsys):

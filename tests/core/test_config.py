@@ -4,6 +4,7 @@ import json
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from parity.config import BertCnnConfig
 from tests.helpers import configs
@@ -93,3 +94,37 @@ def test_hf_config_keys_are_listed_once():
     with pytest.raises(ValueError, match="Unknown BertCnnConfig keys") as e:
         BertCnnConfig.from_dict(hf)
     assert str(e.value).count("_name_or_path") == 1 and str(e.value).endswith("Received: 2 unknown keys")
+
+
+@given(configs(), st.integers(-3, 40))
+def test_max_seq_length_is_null_or_fits_the_position_table(config, n):
+    """The length the model was trained to read: [CLS] + [SEP] at least, the position table at most."""
+    if 2 <= n <= config.max_position_embeddings:
+        c = config.replace(max_seq_length=n)
+        assert json.loads(c.to_json())["max_seq_length"] == n and c.reading_length == n
+        assert BertCnnConfig.from_dict(json.loads(c.to_json())) == c
+    else:
+        with pytest.raises(ValueError, match=r"`max_seq_length` .* must be null or an integer from 2") as e:
+            config.replace(max_seq_length=n)
+        assert str(e.value).endswith(f"Received: {n!r}")
+
+
+@pytest.mark.parametrize("bad", [True, 7.0, "7", [7]])
+def test_max_seq_length_must_be_an_integer(tiny_config, bad):
+    with pytest.raises(ValueError, match="max_seq_length"):
+        BertCnnConfig.from_dict({**tiny_config.to_dict(), "max_seq_length": bad})
+
+
+def test_an_unrecorded_length_stays_out_of_the_json_and_reads_the_position_table(tiny_config):
+    assert tiny_config.max_seq_length is None and "max_seq_length" not in tiny_config.to_dict()
+    assert tiny_config.reading_length == tiny_config.max_position_embeddings
+    assert BertCnnConfig.from_dict({**tiny_config.to_dict(), "max_seq_length": None}) == tiny_config
+
+
+def test_hugging_face_keeps_the_length_under_its_json_name(tiny_config, tmp_path):
+    """`max_length` would be dropped by PretrainedConfig (a generation setting); `max_seq_length` survives."""
+    transformers = pytest.importorskip("transformers")
+    (tmp_path / "config.json").write_text(tiny_config.replace(max_seq_length=9).to_json())
+    assert transformers.PretrainedConfig.from_pretrained(tmp_path).max_seq_length == 9
+    (tmp_path / "config.json").write_text(json.dumps({**tiny_config.to_dict(), "max_length": 9}))
+    assert transformers.PretrainedConfig.from_pretrained(tmp_path).to_dict().get("max_length") != 9
