@@ -132,7 +132,8 @@ class BertCNN(PretrainedMixin, keras.Model):
 
     @classmethod
     def _from_tensors(cls, config: BertCnnConfig, tensors: dict[str, np.ndarray], **kwargs) -> BertCNN:
-        kwargs.setdefault("dtype", str(floating_dtype(tensors.values())))
+        if kwargs.get("dtype") in (None, "auto"):  # the checkpoint's own dtype ("auto": transformers' word for it)
+            kwargs["dtype"] = str(floating_dtype(tensors.values()))
         model = cls(config, **kwargs)
         model.set_canonical_weights(tensors)
         return model

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from bertcnn_torch.hf import load_device, load_dtype
 from bertcnn_torch.modeling_bertcnn import bert_cnn_forward, build_bert_cnn
 from parity import taps as T
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
-from parity.io.formats import floating_dtype
+from parity.io.formats import floating_dtype, np_dtype
 from parity.pretrained import PretrainedMixin
 
 
@@ -64,17 +65,52 @@ class BertCNN(PretrainedMixin, nn.Module):
         taps[T.LOGITS] = parts.logits
         return taps
 
+    def to_transformers(self):
+        """This model as a transformers `PreTrainedModel` (`BertCnnForSequenceClassification`) sharing its
+        parameters: what `pipeline("text-classification", model=..., tokenizer=...)` takes."""
+        from bertcnn_torch.hf import to_transformers
+
+        return to_transformers(self)
+
     # -- canonical weights (the checkpoint API comes from PretrainedMixin) --------------
     def get_canonical_weights(self) -> dict[str, np.ndarray]:
-        """The state_dict as numpy arrays: it is the canonical layout."""
-        return {k: v.detach().cpu().contiguous().numpy() for k, v in self.state_dict().items()}
+        """The state_dict as numpy arrays (bfloat16 as ml_dtypes' bfloat16): it is the canonical layout."""
+        return {k: to_numpy(v) for k, v in self.state_dict().items()}
 
     @classmethod
-    def _from_tensors(cls, config: BertCnnConfig, tensors: dict[str, np.ndarray], **kwargs) -> BertCNN:
-        dtype = getattr(torch, str(floating_dtype(tensors.values())))
-        model = cls(config, **kwargs).to(dtype)
-        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, strict=True)
-        return model.eval()
+    def _from_tensors(
+        cls,
+        config: BertCnnConfig,
+        tensors: dict[str, np.ndarray],
+        *,
+        dtype=None,
+        torch_dtype=None,
+        device_map=None,
+        **kwargs,
+    ) -> BertCNN:
+        """The model holding `tensors`, in their dtype unless `dtype` (`torch_dtype`) says otherwise, on
+        `device_map`'s one device: `from_pretrained`'s keywords, as in transformers."""
+        stored = str(floating_dtype(tensors.values()))
+        want, device = load_dtype(dtype, torch_dtype, stored), load_device(device_map)
+        model = cls(config, **kwargs).to(getattr(torch, stored))
+        model.load_state_dict({k: to_torch(v) for k, v in tensors.items()}, strict=True)
+        return model.to(device=device, dtype=want).eval()
+
+
+def to_torch(a: np.ndarray) -> torch.Tensor:
+    """A canonical array as a tensor; numpy has no bfloat16, so ml_dtypes' is carried over bit for bit."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a canonical array (bfloat16 as ml_dtypes' bfloat16, which numpy cannot make itself)."""
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np_dtype("bfloat16"))
+    return t.numpy()
 
 
 def _np(x: torch.Tensor | None) -> np.ndarray | None:

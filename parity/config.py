@@ -18,6 +18,25 @@ from parity.jsonfile import read_json
 # Activations both builds implement identically (HF ACT2FN names).
 SUPPORTED_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh")
 
+# A checkpoint's config.json is also a Hugging Face custom model's (DESIGN decision 21): its model type, its
+# class, and `auto_map` naming the modeling code the checkpoint carries (`bertcnn_torch/modeling_bertcnn.py`).
+MODEL_TYPE = "bert-cnn"
+HF_ARCHITECTURE = "BertCnnForSequenceClassification"
+MODELING_MODULE = "modeling_bertcnn"
+HF_IDENTITY = {
+    "model_type": MODEL_TYPE,
+    "architectures": [HF_ARCHITECTURE],
+    "auto_map": {
+        "AutoConfig": f"{MODELING_MODULE}.BertCnnHfConfig",
+        "AutoModel": f"{MODELING_MODULE}.{HF_ARCHITECTURE}",
+        "AutoModelForSequenceClassification": f"{MODELING_MODULE}.{HF_ARCHITECTURE}",
+    },
+}
+# What Hugging Face's `save_pretrained` adds to our keys: bookkeeping, or said by the weights themselves.
+_HF_BOOKKEEPING = ("architectures", "auto_map", "transformers_version", "dtype", "torch_dtype")
+# The loss bertcnn trains and Hugging Face's forward picks for integer labels: softmax cross-entropy.
+SINGLE_LABEL = "single_label_classification"
+
 # Room a BERT text needs besides its words: [CLS] and [SEP]. A reading length below it holds no text.
 SPECIAL_TOKENS_ROOM = 2
 
@@ -186,20 +205,23 @@ class BertCnnConfig:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        """config.json: `to_dict` plus the Hugging Face identity (`HF_IDENTITY`), which `from_dict` takes back."""
+        return json.dumps({**HF_IDENTITY, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BertCnnConfig:
         """Strict: an unknown key is a typo or a different model, never silently dropped."""
         if not isinstance(d, dict):
             raise ValueError(f"A BertCnnConfig must be built from a JSON object (dict). Received: {d!r}")
-        d = dict(d)
+        d = _without_hf_keys(d)
         if "label_names" in d:
             raise ValueError(
                 "label names are stored as Hugging Face's id2label/label2id, not label_names. "
                 f"Received: label_names={d['label_names']!r}"
             )
         d["label_names"] = _label_names(d.pop("id2label", None), d.pop("label2id", None))
+        if "num_labels" not in d and d["label_names"] is not None:  # Hugging Face writes id2label alone
+            d["num_labels"] = len(d["label_names"])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -244,6 +266,29 @@ class BertCnnConfig:
     def without_dropout(self) -> BertCnnConfig:
         """Every dropout probability 0 (the parity checks and `--no-dropout` training)."""
         return self.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+
+
+def _without_hf_keys(d: dict[str, Any]) -> dict[str, Any]:
+    """`d` without the keys Hugging Face's side of a checkpoint adds; another model type is refused, not read."""
+    d = dict(d)
+    if "model_type" not in d:  # written before config.json named its model: bertcnn keys only
+        return d
+    model_type = d.pop("model_type")
+    if model_type != MODEL_TYPE:
+        raise ValueError(
+            f"This config.json is a Hugging Face {model_type!r} model's, not a bertcnn checkpoint's (model_type "
+            f"{MODEL_TYPE!r}); for a BERT, use BertCnnConfig.from_hf_config (`bertcnn init CK --backbone DIR`). "
+            f"Received: model_type={model_type!r}"
+        )
+    problem = d.pop("problem_type", None)
+    if problem not in (None, SINGLE_LABEL):
+        raise ValueError(
+            f"problem_type must be {SINGLE_LABEL!r} (softmax cross-entropy, what bertcnn trains) or absent. "
+            f"Received: problem_type={problem!r}"
+        )
+    for key in _HF_BOOKKEEPING:
+        d.pop(key, None)
+    return d
 
 
 def _label_names(id2label: Any, label2id: Any) -> tuple[str, ...] | None:

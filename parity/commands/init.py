@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from parity.commands.common import EXIT_OK, FORCE_FOLDER_HELP, UsageError, csv_ints, label_list, positive, require
-from parity.io.backbone import backbone_checkpoint, embedded_backbone_dir
-from parity.io.checkpoint import CONFIG_NAME, write_checkpoint_files
+from parity.io.backbone import EMBEDDED_ID, backbone_checkpoint, embedded_backbone_dir
+from parity.io.checkpoint import CONFIG_NAME, Card, write_checkpoint_files
 from parity.io.destination import DIR, claim
 from parity.io.hub import resolve
 
@@ -107,7 +108,10 @@ def _init(args: argparse.Namespace, out) -> int:
     if hf.ignored:
         print(f"note: not part of the backbone, left out: {', '.join(hf.ignored)}", file=sys.stderr)
     with out.staged("checkpoint") as tmp:  # DIR is the previous checkpoint or the new one, never half of either
-        write_checkpoint_files(tmp, config, tensors, tokenizer_from=backbone)
+        hub_id = EMBEDDED_ID if not args.backbone else args.backbone if backbone != Path(args.backbone) else None
+        on = args.backbone or EMBEDDED_ID
+        card = Card(source=f"a new CNN head (seed {args.head_seed}) on {on}", base_model=hub_id)
+        write_checkpoint_files(tmp, config, tensors, tokenizer_from=backbone, card=card)
     named = f", labels {', '.join(labels)}" if labels else ""
     print(
         f"wrote {dest / CONFIG_NAME} and weights: {len(tensors)} tensors, "

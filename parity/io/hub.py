@@ -14,10 +14,12 @@ import os
 import re
 from pathlib import Path
 
-from parity.io.checkpoint import CONFIG_NAME, TOKENIZER_FILES, WEIGHTS_NAME
+from parity.io.card import CARD_NAME
+from parity.io.checkpoint import CONFIG_NAME, MODELING_FILE, TOKENIZER_FILES, WEIGHTS_NAME
+from parity.io.shards import INDEX_NAME, SHARD_PATTERN
 
 # What a BERT backbone or a bertcnn checkpoint is made of: nothing else is downloaded.
-FILES = [CONFIG_NAME, WEIGHTS_NAME, *TOKENIZER_FILES]
+FILES = [CONFIG_NAME, WEIGHTS_NAME, INDEX_NAME, SHARD_PATTERN, MODELING_FILE, CARD_NAME, *TOKENIZER_FILES]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
 
@@ -26,14 +28,27 @@ def looks_like_id(name: str) -> bool:
     return bool(_REPO_ID.match(name)) and not name.endswith((".pt", ".pth", ".bin", ".keras", ".h5", ".safetensors"))
 
 
-def resolve(name: str | os.PathLike, *, revision: str | None = None, flag: str = "--backbone") -> Path:
-    """A local folder for `name`: the path itself when it exists, else the hub snapshot of the id `name`."""
+def resolve(
+    name: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    flag: str = "--backbone",
+    revision_flag: str = "--revision",
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> Path:
+    """A local folder for `name`: the path itself when it exists, else the hub snapshot of the id `name`.
+
+    `cache_dir`, `local_files_only` and `token` are `huggingface_hub.snapshot_download`'s (and
+    `from_pretrained`'s); `revision_flag` is how the caller's user spells `revision` in messages.
+    """
     p = Path(name)
     if p.exists():
         if revision is not None:
             raise ValueError(
-                f"--revision pins a Hugging Face hub id; {flag} {str(name)!r} is a local path. Drop --revision. "
-                f"Received: --revision {revision}"
+                f"{revision_flag} pins a Hugging Face hub id; {flag} {str(name)!r} is a local path. Drop "
+                f"{revision_flag}. Received: {revision_flag} {revision}"
             )
         return p
     if not looks_like_id(str(name)):
@@ -47,16 +62,24 @@ def resolve(name: str | os.PathLike, *, revision: str | None = None, flag: str =
             "huggingface_hub: `pip install huggingface_hub` (it comes with `bertcnn[torch]`). Received: not installed"
         ) from None
     try:
-        return Path(huggingface_hub.snapshot_download(str(name), revision=revision, allow_patterns=FILES))
+        where = huggingface_hub.snapshot_download(
+            str(name), revision=revision, allow_patterns=FILES, cache_dir=cache_dir,
+            local_files_only=local_files_only, token=token,
+        )  # fmt: skip
+        return Path(where)
     except errors.LocalEntryNotFoundError:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        why = (
-            "it is not in the local Hugging Face cache and downloads are off (HF_HUB_OFFLINE=1, bertcnn's default); "
-            "fetch it once with HF_HUB_OFFLINE=0 in the environment, or pass a local directory"
-            if offline
-            else "it is not in the local cache and the hub could not be reached; check the network, or pass a local "
-            "directory"
-        )
+        if local_files_only:
+            why = "it is not in the local Hugging Face cache, and local_files_only=True reads nothing else"
+        elif offline():
+            why = (
+                "it is not in the local Hugging Face cache and downloads are off (HF_HUB_OFFLINE=1, bertcnn's "
+                "default); fetch it once with HF_HUB_OFFLINE=0 in the environment, or pass a local directory"
+            )
+        else:
+            why = (
+                "it is not in the local cache and the hub could not be reached; check the network, or pass a local "
+                "directory"
+            )
         raise ValueError(f"{flag} {str(name)!r} is not a local path, and as a hub id {why}. Received: {name}") from None
     except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.HFValidationError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
@@ -64,3 +87,53 @@ def resolve(name: str | os.PathLike, *, revision: str | None = None, flag: str =
             f"{flag} {str(name)!r} is neither a local path nor a Hugging Face hub id that resolves ({first}). "
             f"Received: {name}" + (f" --revision {revision}" if revision else "")
         ) from None
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it: set and not 0/false."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("0", "", "false", "no", "off")
+
+
+def hub_repo(repo_id: str, *, token: str | bool | None = None, private: bool | None = None) -> str:
+    """Create (or find) the hub model repository `repo_id` for a push: every check a push needs, before any write.
+
+    Refused in one line when the hub is off (HF_HUB_OFFLINE) or unreachable, or the token may not write there.
+    Returns the repository's id as the hub spells it.
+    """
+    if not isinstance(repo_id, str) or not looks_like_id(repo_id):
+        raise ValueError(f"push_to_hub needs a hub repository id such as 'org/name'. Received: repo_id={repo_id!r}")
+    if offline():
+        raise ValueError(
+            "push_to_hub needs the Hugging Face hub, and it is off (HF_HUB_OFFLINE=1, bertcnn's default); set "
+            f"HF_HUB_OFFLINE=0 to upload, or save_pretrained a folder and upload it later. Received: {repo_id}"
+        )
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+    except Exception as e:  # no network, no token, no right to write: the library's reason, on one line
+        raise ValueError(
+            f"push_to_hub: the Hugging Face hub did not take {repo_id!r} ({_first_line(e)}); nothing was written. "
+            f"Received: repo_id={repo_id}"
+        ) from None
+
+
+def push_folder(folder: Path, repo_id: str, *, token=None, commit_message: str | None = None) -> str:
+    """Upload a saved checkpoint folder (not its ownership marker) to `repo_id`; returns the commit's URL."""
+    from huggingface_hub import HfApi
+
+    message = commit_message or "Upload BERT-CNN checkpoint (bertcnn)"
+    try:
+        info = HfApi(token=token).upload_folder(
+            repo_id=repo_id, folder_path=str(folder), commit_message=message, ignore_patterns=[".*"]
+        )
+    except Exception as e:
+        raise ValueError(
+            f"push_to_hub: saved {str(folder)!r}, but the upload to {repo_id!r} failed ({_first_line(e)}); "
+            f"upload that folder again. Received: repo_id={repo_id}"
+        ) from None
+    return str(getattr(info, "commit_url", info))
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from parity.config import BertCnnConfig
-from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
+from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, Card, copy_tokenizer, write_hf_files
 from parity.io.destination import stage
 from parity.io.files import sha256_file
 from parity.io.lock import writer_lock
@@ -208,7 +208,9 @@ def _write_save(staging: Path, dest: Path, snap: Snapshot, tokenizer_from) -> No
         except OSError as e:  # name the file of DIR, not the hidden staging one (main() prints the disk line)
             raise OSError(e.errno, e.strerror, str(dest / name)) from None
 
-    written(CONFIG_NAME, lambda p: p.write_text(config.to_json(), encoding="utf-8"))
+    how = f"`bertcnn train --framework {snap.state.framework}`, {snap.state.step} updates on {snap.state.num_rows} rows"
+    card = Card(source=how, metrics=tuple(snap.metrics))  # config.json, the modeling code, README.md
+    written(CONFIG_NAME, lambda p: write_hf_files(p.parent, config, dtype=snap.recipe.dtype, card=card))
 
     def ordered(weights):
         return [(r.torch_name, np.ascontiguousarray(weights[r.torch_name])) for r in rows(config)]
