@@ -51,8 +51,9 @@ def autocast(device: str, *, enabled: bool = True):
 
 
 def logits(config, tensors, batches) -> list[np.ndarray]:
-    """float32 logits of each batch (the reference of the artifact check)."""
-    model = build(config, tensors)
+    """float32 logits of each batch (the reference of the artifact check: exports are float32 whatever the
+    checkpoint's dtype, so a bfloat16 or float16 checkpoint is held to its own weights, computed in float32)."""
+    model = build(config, tensors, "float32")
     with torch.inference_mode():
         return [model(**{k: torch.from_numpy(v) for k, v in b.items()}).numpy() for b in batches]
 

@@ -6,7 +6,9 @@ vocab 99) so a wrong transpose or reshape cannot pass by symmetry.
 - sizes, tensors and inputs: `TINY`, `MINILM_VOCAB`, `random_tensors`, `random_inputs`;
 - hypothesis strategies: `configs`, `config_and_inputs`;
 - files: `tiny_checkpoint` (the one tiny canonical checkpoint), `tiny_hf_bert` (a Hugging Face BERT
-  folder), `word_tokenizer`, `write_jsonl`; `Terminal` (a stream that is a tty);
+  folder), `hub_cache` (a hub cache holding a folder), `word_tokenizer`, `write_jsonl`; `Terminal` (a stream
+  that is a tty);
+- other ecosystems: `without_project` (a child that cannot import this project);
 - models and runs: `seed_model` (the seeds' class), `run_parity`, `worst_gap`, `onnx_worst_gap`;
 - training: `tiny_setup`, `recipe`, `make_run`, `max_diff`;
 - children and faults: `bertcnn`, `sentences`, `files`, `start_child` (a `bertcnn train` child, saves
@@ -183,6 +185,45 @@ def tiny_hf_bert(directory: Path, *, classifier: bool = False, seed: int = 0) ->
     (directory / "config.json").write_text(json.dumps(hf, indent=2), encoding="utf-8")
     tiny_wordpiece_tokenizer(directory)
     return config
+
+
+def hub_cache(root: Path, repo_id: str, source: Path, *, refs: dict[str, str]) -> Path:
+    """A Hugging Face hub cache (`models--ORG--NAME/snapshots/<commit>/...`, `refs/<branch>`: what
+    huggingface_hub reads offline) holding `source`'s files under `repo_id`, one snapshot per commit."""
+    import shutil
+
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    for commit in set(refs.values()):
+        snap = repo / "snapshots" / commit
+        snap.mkdir(parents=True)
+        for f in source.iterdir():
+            if f.is_file():
+                shutil.copy(f, snap / f.name)
+    (repo / "refs").mkdir(parents=True)
+    for ref, commit in refs.items():
+        (repo / "refs" / ref).write_text(commit)
+    return root
+
+
+# Run first in a child that must not import this project: any import of it fails loudly, and the
+# editable install's finder (which would find it from anywhere) is never consulted.
+NO_PROJECT = """
+import importlib.abc, sys
+class _NoProject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in ("parity", "bertcnn_torch", "bertcnn_tf", "tests"):
+            raise ImportError("this process must not import " + name)
+sys.meta_path.insert(0, _NoProject())
+"""
+
+
+def without_project(code: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python that cannot import this project (`NO_PROJECT`), from `cwd`, with a
+    PYTHONPATH that leaves the repository out: an ecosystem's own tools, as its users run them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_HUB_OFFLINE"] = "1"
+    return subprocess.run([sys.executable, "-c", NO_PROJECT + code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
 
 
 class Terminal(io.StringIO):

@@ -8,31 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import hub_cache
+
 pytest.importorskip("huggingface_hub")
 
 REPO = Path(__file__).resolve().parents[2]
 COMMIT, TAGGED = "1" * 40, "2" * 40
-
-
-def hub_cache(root: Path, repo_id: str, source: Path, *, refs: dict[str, str]) -> Path:
-    """A hub cache holding `source`'s files under `repo_id`, one snapshot per commit, refs pointing at them."""
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    for commit in set(refs.values()):
-        snap = repo / "snapshots" / commit
-        snap.mkdir(parents=True)
-        for f in source.iterdir():
-            shutil.copy(f, snap / f.name)
-    (repo / "refs").mkdir(parents=True)
-    for ref, commit in refs.items():
-        (repo / "refs" / ref).write_text(commit)
-    return root
 
 
 def run(cache: Path, *argv: str, code: str | None = None) -> subprocess.CompletedProcess:
