@@ -4,8 +4,8 @@ Written with the checkpoint (`init`, `port`, `train`, `save_pretrained`): labels
 the run's evaluation metrics, the parity figures that hold for it, how to load it from either
 side, and what `BertForSequenceClassification.from_pretrained` does to it (a trap we cannot
 close: transformers loads the BERT, drops the CNN head and draws a fresh classifier).
-The metadata is written as JSON flow values, which YAML reads as they are, so no YAML library
-is needed to write it.
+The metadata is written as YAML flow values (JSON, with a point in every float), so no YAML
+library is needed to write it.
 """
 
 from __future__ import annotations
@@ -62,8 +62,20 @@ def card_text(
     }
     if source:
         meta["bertcnn"]["source"] = source
-    head = "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in meta.items())
+    head = "\n".join(f"{k}: {_flow(v)}" for k, v in meta.items())
     return f"---\n{head}\n---\n\n" + _prose(config, name, dtype, source, evaluated)
+
+
+def _flow(value: Any) -> str:
+    """`value` as a YAML flow value: JSON, but every float with a point (YAML 1.1 reads `1e-05` as a string)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        mantissa, e, exponent = repr(value).partition("e")
+        return (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _last_evaluation(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -76,15 +88,22 @@ def _last_evaluation(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return dict((kept or evaluated)[-1])
 
 
-def _results(record: Mapping[str, Any]) -> dict[str, Any]:
+def _epoch(record: Mapping[str, Any]) -> str:
+    """The record's epoch as the trainer prints it (from 1; records count from 0)."""
     epoch = record.get("epoch")
-    at = f" (epoch {epoch})" if epoch is not None else ""
+    return f"epoch {epoch + 1}" if isinstance(epoch, int) else "the last epoch"
+
+
+def _results(record: Mapping[str, Any]) -> dict[str, Any]:
+    at = f" ({_epoch(record)})"
     metrics = [
         {"type": kind, "value": round(float(record[key]), 6), "name": f"{key.replace('_', ' ')}{at}"}
         for key, kind in _METRICS.items()
         if key in record
     ]
-    return {"task": {"type": "text-classification"}, "metrics": metrics}
+    # The hub's model-index requires a dataset; a run's evaluation file has no hub id, so it is named for what it is.
+    dataset = {"type": "bertcnn-eval", "name": "the run's evaluation file (bertcnn train --eval)"}
+    return {"task": {"type": "text-classification"}, "dataset": dataset, "metrics": metrics}
 
 
 def _prose(config: BertCnnConfig, name: str, dtype: str, source: str | None, evaluated: Mapping[str, Any]) -> str:
@@ -128,7 +147,7 @@ def _prose(config: BertCnnConfig, name: str, dtype: str, source: str | None, eva
     ]
     if evaluated:
         shown = ", ".join(f"{k.removeprefix('eval_')} {float(evaluated[k]):.4f}" for k in _METRICS if k in evaluated)
-        lines += ["", "## Evaluation", "", f"On the run's evaluation file, epoch {evaluated.get('epoch')}: {shown}."]
+        lines += ["", "## Evaluation", "", f"On the run's evaluation file, {_epoch(evaluated)}: {shown}."]
     lines += [
         "",
         "## Parity",
