@@ -199,6 +199,9 @@ class LayerList(keras.layers.Layer):
         for item in self.items:
             item.build(input_shape)
 
+    def compute_output_shape(self, input_shape):
+        return [item.compute_output_shape(input_shape) for item in self.items]
+
     def __iter__(self):
         return iter(self.items)
 
@@ -260,6 +263,12 @@ class BertModel(keras.layers.Layer):
         self.embeddings.build()
         self.encoder.build()
         self.pooler.build()
+
+    def compute_output_shape(self, input_shape):
+        """(embeddings, [each encoder layer's output]): (batch, sequence, hidden) each, for `summary`."""
+        batch, length = tuple(input_shape or (None, None))[:2]
+        hidden = (batch, length, self.embeddings.hidden_size)
+        return hidden, [hidden] * len(self.encoder.layer)
 
     def call(self, input_ids, attention_mask, token_type_ids, training=None):
         """Returns (embeddings, [each encoder layer's output]); the pooler is not computed."""

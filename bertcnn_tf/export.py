@@ -75,9 +75,28 @@ def export_saved_model(model: BertCNN, path: str | os.PathLike) -> dict:
     int32 = tf.function(serve_int32, input_signature=_specs(tf.int32)).get_concrete_function()
     module = tf.Module()
     module.serving_variables = list(concrete.variables)
-    module.serve = serve
+    # Keras' TFSMLayer calls an endpoint with one positional input: the tokenizer's dict, int64 or int32.
+    module.serve = module.serving_default = dict_endpoint(concrete)
     tf.saved_model.save(module, str(path), signatures={SIGNATURE: concrete, SIGNATURE_INT32: int32})
     return {}
+
+
+def dict_endpoint(concrete) -> tf.types.experimental.GenericFunction:
+    """{input name: (batch, sequence) int64 or int32} -> logits, as one positional argument.
+
+    Signatures take keyword arguments only, and `keras.layers.TFSMLayer` calls its endpoint with the
+    inputs as one positional argument; it looks for an attribute of the endpoint's name before the
+    signatures, so `TFSMLayer(dir)` ("serve") and `TFSMLayer(dir, call_endpoint="serving_default")` both
+    find this function, while TF Serving and `saved_model_cli` keep the `serving_default` signature.
+    """
+
+    def serve(inputs):
+        return concrete(**{name: tf.cast(inputs[name], tf.int64) for name in INPUT_NAMES})[OUTPUT_NAME]
+
+    endpoint = tf.function(serve)
+    for dtype in (tf.int64, tf.int32):  # both traced now: a loaded tf.function runs only what was saved
+        endpoint.get_concrete_function({name: tf.TensorSpec((None, None), dtype, name=name) for name in INPUT_NAMES})
+    return endpoint
 
 
 def export_litert(model: BertCNN, path: str | os.PathLike) -> dict:

@@ -18,6 +18,9 @@ from parity.inputs import check_inputs
 from parity.io.formats import floating_dtype
 from parity.layout import check_tensors, keras_to_torch, rows, torch_to_keras
 from parity.pretrained import PretrainedMixin
+from parity.serving.manifest import INPUT_NAMES
+
+INPUT_SHAPES = ((None, None),) * len(INPUT_NAMES)  # (batch, sequence): any size
 
 
 @keras.saving.register_keras_serializable(package="bertcnn")
@@ -45,10 +48,31 @@ class BertCNN(PretrainedMixin, keras.Model):
             fc_in = config.head_hidden_size
         self.fc = keras.layers.Dense(config.num_labels, name="fc", dtype=dt)
         self.fc.build((None, fc_in))
-        # Every shape is known from the config: build now, so weights exist before any call.
-        self.bert.build()
-        self.convs.build((None, None, config.hidden_size))
-        self.built = True
+        # Every shape is known from the config: build now, so weights exist before any call. Built through
+        # Keras' own `build`, which records the input structure (three (batch, sequence) inputs) as a first
+        # call would: `summary` shows each layer's output shape from it.
+        self.build(*INPUT_SHAPES)
+
+    def build(self, input_ids_shape=None, attention_mask_shape=None, token_type_ids_shape=None):
+        self.bert.build(input_ids_shape)
+        self.convs.build((None, None, self.config.hidden_size))
+        self.dropout.build((None, self.config.pooled_size))
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Keras' `Model.export`; without `input_signature`, the model's own: three (batch, sequence) int64 inputs
+        named `input_ids`, `attention_mask`, `token_type_ids`, every batch size and length (`input_signature()`).
+
+        A subclassed model is exported from the structure of its first call, which this model, built
+        at construction, never records; Keras then refused it (`The model provided has never called`).
+        """
+        if input_signature is None:
+            input_signature = self.input_signature()
+        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+
+    @staticmethod
+    def input_signature() -> list:
+        """The inputs as `keras.InputSpec`s: int64 (batch, sequence), named as every exporter names them."""
+        return [keras.InputSpec(shape=(None, None), dtype="int64", name=name) for name in INPUT_NAMES]
 
     def call(self, input_ids, attention_mask=None, token_type_ids=None, training=None, return_taps=False):
         """Logits (B, num_labels); with `return_taps`, every tap of `parity.taps` by name."""

@@ -138,10 +138,14 @@ def bert_cnn_forward(
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    # Positions given, not sliced from BERT's buffer: the slice's length, min(max_position_embeddings, T), is
+    # one an ONNX export's shape inference (onnxruntime's, before quantization) cannot equate with T.
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
     out = module.bert(
         input_ids=input_ids,
         attention_mask=attention_mask,
         token_type_ids=token_type_ids,
+        position_ids=positions,
         output_hidden_states=output_hidden_states,
         return_dict=True,
     )
@@ -160,7 +164,9 @@ def bert_cnn_forward(
         c = torch.relu(conv(x)) * valid_windows(counted, k).unsqueeze(1)  # (B, F, T + K - k)
         if keep:
             windows.append(c[:, :, : max(length, widest) - k + 1])
-        pooled.append(c.amax(dim=2))  # (B, F) max over time
+        # topk(1), not amax: the same max, but amax exports as an ONNX ReduceMax, whose axes are an input from
+        # opset 18 on, and onnxruntime's symbolic shape inference (quant_pre_process) then loses its shape.
+        pooled.append(c.topk(1, dim=2).values.squeeze(2))  # (B, F) max over time
     features = torch.cat(pooled, dim=1)  # (B, n_widths * F)
     dense = module.dropout(features)
     hidden_out = None

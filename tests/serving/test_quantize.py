@@ -106,3 +106,40 @@ def test_quantize_is_for_onnx_only(exported, tmp_path, capsys):
     ]
     assert main(argv) == 2
     assert "--quantize applies to --format onnx only" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+# ONNX Runtime's advice before quantizing (its own tool, in a process with nothing of this project): symbolic
+# shape inference, then ONNX shape inference and graph optimisation, into model.pre.onnx.
+PRE_PROCESS = """
+import os
+from onnxruntime.quantization.shape_inference import quant_pre_process
+before = set(os.listdir("."))
+quant_pre_process("model.onnx", "model.pre.onnx")
+print(sorted(set(os.listdir(".")) - before))
+"""
+
+
+def test_ort_quant_pre_process_runs_on_the_export_and_leaves_nothing_behind(tmp_path):
+    """It failed with `Incomplete symbolic shape inference` (the length-dependent pad `Max(0, 5 - sequence)`, then
+    BERT's position slice and the head's ReduceMax) and left its temporary .data files in the working directory."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from bertcnn_torch import BertCNN
+    from bertcnn_torch.export import export_onnx
+    from parity.config import BertCnnConfig
+    from parity.inputs import random_batch
+    from tests.helpers import TINY, random_tensors, without_project
+
+    config = BertCnnConfig(**TINY)
+    export_onnx(BertCNN._from_tensors(config, random_tensors(config, seed=8)), tmp_path / "model.onnx")
+    proc = without_project(PRE_PROCESS, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['model.pre.onnx']"  # no temporary files left in the working directory
+    batch = random_batch(config, [9, 1, 4], seed=3)
+    run = [
+        ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"])
+        for f in ("model.onnx", "model.pre.onnx")
+    ]
+    a, b = (s.run(None, batch)[0] for s in run)
+    assert np.abs(a - b).max() <= tolerance_for("float32", "cpu", "artifact").atol
