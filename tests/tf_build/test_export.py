@@ -194,3 +194,17 @@ def test_artifact_check_fails_on_the_old_export(served, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "session loader" in err and "Could not find variable" in err, err
+
+
+@pytest.mark.parametrize("endpoint", ["serve", "serving_default"])
+def test_keras_tfsm_layer_calls_the_export(served, endpoint):
+    """`keras.layers.TFSMLayer(sm, call_endpoint="serving_default")` failed: a signature takes keyword inputs only
+    (`too many positional arguments`); the export now has endpoints taking the tokenizer's dict, int64 or int32."""
+    import keras
+
+    config, tensors, _, out, batch = served
+    layer = keras.layers.TFSMLayer(str(out / "saved_model"), call_endpoint=endpoint)
+    want = _torch(config, tensors, batch)
+    for dtype in (np.int64, np.int32):
+        got = np.asarray(layer({k: v.astype(dtype) for k, v in batch.items()}))
+        assert got.shape == want.shape and np.abs(got - want).max() <= BOUND
