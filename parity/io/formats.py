@@ -60,6 +60,25 @@ def is_zip(path: str | os.PathLike) -> bool:
         return True  # looks like a zip, and a damaged one: opening it says so
 
 
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, where: str | os.PathLike) -> bytes:
+    """A zip member's bytes, never more than `cap`: declared sizes checked, then inflated in bounded steps.
+
+    `ZipFile.read` inflates a deflated member in one call bounded only by 2 GiB, whatever the member
+    declares, and bzip2/lzma members in one unbounded call: a small archive could hold gigabytes.
+    """
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise bad(where, f"{info.filename} is compressed with zip method {info.compress_type}",
+                  "stored or deflated members")  # fmt: skip
+    if info.file_size > cap:
+        raise bad(where, f"{info.filename} declares {info.file_size} bytes, more than the {cap} it may hold",
+                  f"a {info.filename} of at most {cap} bytes")  # fmt: skip
+    out = bytearray()
+    with zf.open(info) as member:  # reads stop at the declared size; each step inflates at most 1 MiB
+        while chunk := member.read(min(1 << 20, cap + 1 - len(out))):
+            out += chunk
+    return bytes(out)
+
+
 def np_dtype(name: str) -> np.dtype:
     if name == "bfloat16":
         try:
