@@ -86,6 +86,10 @@ def backbone_checkpoint(
 ) -> tuple[BertCnnConfig, dict[str, np.ndarray], HFBert]:
     """A pretrained HF BERT (a directory or a hub id) + a freshly initialised, seeded CNN head (canonical tensors)."""
     hf = load_hf_bert(backbone_dir, revision=revision)
+    try:
+        BertCnnConfig.from_hf_config(hf.config)  # the backbone's own values, before the head options
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{hf.directory / CONFIG_NAME}: {str(e).splitlines()[0]}") from None
     config = BertCnnConfig.from_hf_config(hf.config, **head)
     expected_bert = {k: v for k, v in expected_shapes(config).items() if k.startswith("bert.")}
     check_tensors(hf.tensors, expected_bert, what=f"BERT backbone {str(backbone_dir)!r}")

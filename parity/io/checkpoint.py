@@ -17,7 +17,7 @@ import numpy as np
 
 from parity.config import BertCnnConfig
 from parity.io.files import read_json
-from parity.io.formats import DIR, FORMAT_HELP, Weights
+from parity.io.formats import DIR, FORMAT_HELP, Weights, config_from
 from parity.io.safetensors import read_safetensors, write_safetensors
 from parity.layout import check_tensors, expected_shapes, rows, strict_check
 
@@ -95,7 +95,7 @@ def read_dir(path: Path, expect_for: Callable[[BertCnnConfig], Callable] | None 
             f"{path}: {WEIGHTS_NAME} is missing; a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME}. "
             f"Received: {present}"
         )
-    config = BertCnnConfig.from_dict(raw)
+    config = config_from(raw, path / CONFIG_NAME)
     if expect_for is None:
         expect = lambda shapes: strict_check(shapes, config, what=f"Checkpoint {str(path)!r}")  # noqa: E731
     else:

@@ -52,6 +52,32 @@ def bad(path: str | os.PathLike, what: str, expected: str) -> FormatError:
     return FormatError(f"{path}: {what}; expected {expected}. Received: {str(path)!r}")
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false",
+               type(None): "null"}  # fmt: skip
+
+
+def config_from(raw: object, where: str | os.PathLike) -> BertCnnConfig:
+    """A model config from parsed JSON; any refusal is one line naming `where` (the file, or the part of it).
+
+    Every reader that takes a config (a checkpoint's config.json, --config, a .safetensors file's metadata,
+    a .keras archive, an export) builds it here, so each refusal says which file holds the wrong key.
+    """
+    fix = "fix it, or write the file again with the bertcnn command that made it"
+    if not isinstance(raw, dict):
+        kind = _JSON_KINDS.get(type(raw), type(raw).__name__)
+        raise ValueError(
+            f'{where}: a model config must be a JSON object ({{"vocab_size": ..., "num_labels": ..., ...}}), not '
+            f"{kind}; {fix}. Received: {kind}"
+        )
+    try:
+        return BertCnnConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        text = (str(e).splitlines() or [type(e).__name__])[0].removeprefix("Invalid BertCnnConfig: ")
+        what, cut, received = text.rpartition(" Received: ")
+        what, received = (what, received[:200]) if cut else (text, type(e).__name__)
+        raise ValueError(f"{where}: invalid model config: {what.rstrip('. ')}; {fix}. Received: {received}") from None
+
+
 def is_zip(path: str | os.PathLike) -> bool:
     """`zipfile.is_zipfile`, which itself raises BadZipFile on some damaged end records (a "multi-disk" zip)."""
     try:

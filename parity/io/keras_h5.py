@@ -28,12 +28,14 @@ from parity.io.formats import (
     REGISTERED_NAME,
     Weights,
     bad,
+    config_from,
     dtype_name,
     first_line,
     is_zip,
     np_dtype,
     read_member,
 )
+from parity.jsonfile import parse_json
 from parity.layout import rows
 
 
@@ -281,10 +283,7 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
                     "model.weights.h5 is compressed or larger than the archive",
                     "an uncompressed h5 member, as Keras writes it",
                 )
-            try:
-                cfg = json.loads(raw.decode("utf-8"))
-            except (ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON, an over-long integer
-                raise bad(path, f"config.json is not valid JSON ({type(e).__name__})", "a Keras model config") from None
+            cfg = parse_json(raw, f"{path} (config.json)", "a Keras model config")
             inner = cfg.get("config") if isinstance(cfg, dict) else None
             if not isinstance(inner, dict) or cfg.get("registered_name") != REGISTERED_NAME:
                 got = cfg.get("registered_name", cfg.get("class_name")) if isinstance(cfg, dict) else type(cfg).__name__
@@ -293,7 +292,7 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
                     f"archive holds {got!r}, not a bertcnn model",
                     f"a model saved from bertcnn_tf.BertCNN ({REGISTERED_NAME})",
                 )
-            config = BertCnnConfig.from_dict(inner.get("config"))
+            config = config_from(inner.get("config"), f"{path} (config.json: config.config)")
             dtype = inner.get("dtype")
             if dtype not in FLOAT_DTYPES:
                 raise bad(path, f"model dtype {dtype!r}", f"one of {FLOAT_DTYPES}")

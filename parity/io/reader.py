@@ -99,7 +99,7 @@ def given_config(config, backbone, mask_padding: bool | None) -> Given:
         if is_hf_config(raw):
             given.hf, given.hf_from = raw, f"--config {config}"
         else:
-            given.config = BertCnnConfig.from_dict(raw)
+            given.config = F.config_from(raw, config)
     elif backbone is not None:
         b = resolve(backbone)
         if not (b / CONFIG_NAME).is_file():
@@ -188,8 +188,10 @@ def _config_from_hf(given: Given, shapes: Mapping[str, tuple], src: Path) -> Ber
     mask = False if given.mask_padding is None else given.mask_padding
     try:
         return BertCnnConfig.from_hf_config(given.hf, **head, mask_padding=mask)
-    except ValueError as e:
-        raise ValueError(f"{given.hf_from}: {str(e).splitlines()[0]}") from None
+    except (ValueError, TypeError) as e:
+        where = given.hf_from.split(" ", 1)[1]
+        where = f"{where}/{CONFIG_NAME}" if Path(where).is_dir() else where
+        raise ValueError(f"{where} ({given.hf_from.split()[0]}): {str(e).splitlines()[0]}") from None
 
 
 def _needs_config(src: Path, fmt: str, hf: bool = False) -> ValueError:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, copy_tokenizer
+from parity.io.files import read_json
+from parity.io.formats import config_from
 from parity.serving.manifest import MANIFEST_NAME, Manifest
 
 
@@ -29,4 +31,4 @@ def load_config(directory: str | os.PathLike) -> BertCnnConfig:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"The export has no {CONFIG_NAME}; re-export the model. Received: {str(directory)!r}")
-    return BertCnnConfig.from_json_file(path)
+    return config_from(read_json(path, what="the config.json `bertcnn export` writes"), path)

@@ -170,4 +170,4 @@ def test_a_keras_config_with_a_huge_integer_names_the_file(tmp_path):
     keras_archive(src, None, config_json=b'{"registered_name": ' + b"1" * 5000 + b"}")
     with pytest.raises(ValueError) as e:
         read_weights(src)
-    assert str(e.value).startswith(f"{src}: config.json is not valid JSON")
+    assert str(e.value).startswith(f"{src} (config.json): not valid JSON (it holds an integer of more than")
