@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from parity.config import BertCnnConfig
+from parity.layout import check_size
 
 DIR, SAFETENSORS, TORCH, KERAS, KERAS_WEIGHTS = "checkpoint directory", "safetensors", "torch", "keras", "keras weights"
 FORMAT_HELP = (
@@ -70,12 +71,14 @@ def config_from(raw: object, where: str | os.PathLike) -> BertCnnConfig:
             f"{kind}; {fix}. Received: {kind}"
         )
     try:
-        return BertCnnConfig.from_dict(raw)
+        config = BertCnnConfig.from_dict(raw)
     except (ValueError, TypeError) as e:
         text = (str(e).splitlines() or [type(e).__name__])[0].removeprefix("Invalid BertCnnConfig: ")
         what, cut, received = text.rpartition(" Received: ")
         what, received = (what, received[:200]) if cut else (text, type(e).__name__)
         raise ValueError(f"{where}: invalid model config: {what.rstrip('. ')}; {fix}. Received: {received}") from None
+    check_size(config, str(where), f"its sizes are wrong: {fix}")  # before any table of its tensors is built
+    return config
 
 
 def is_zip(path: str | os.PathLike) -> bool:

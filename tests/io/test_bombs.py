@@ -171,3 +171,22 @@ def test_a_keras_config_with_a_huge_integer_names_the_file(tmp_path):
     with pytest.raises(ValueError) as e:
         read_weights(src)
     assert str(e.value).startswith(f"{src} (config.json): not valid JSON (it holds an integer of more than")
+
+
+@pytest.mark.parametrize("where", ["checkpoint-dir", "keras"])
+def test_a_config_declaring_a_huge_model_is_refused_before_its_table_is_built(tmp_path, where):
+    """20,000 layers are 320,000 weight-table rows (100 million would be 1.6 billion): refused by arithmetic."""
+    big = dict(BertCnnConfig(**TINY).to_dict(), num_hidden_layers=20_000)
+    if where == "keras":
+        src = tmp_path / "m.keras"
+        keras_archive(src, None, config_json=json.dumps({"registered_name": REGISTERED_NAME,
+                                                         "config": {"config": big, "dtype": "float32"}}))  # fmt: skip
+    else:
+        from tests.helpers import tiny_checkpoint
+
+        src = tiny_checkpoint(tmp_path / "ck")
+        (src / "config.json").write_text(json.dumps(big))
+    raised, peak = peak_of(lambda: read_weights(src))
+    assert isinstance(raised, ValueError) and str(raised).startswith(str(src)), raised
+    assert "past the 2,000,000,000 parameters" in str(raised) and "num_hidden_layers=20000" in str(raised)
+    assert peak < 20 * MIB, peak
