@@ -194,3 +194,18 @@ def test_artifact_check_fails_on_the_old_export(served, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "session loader" in err and "Could not find variable" in err, err
+
+
+@pytest.mark.slow
+def test_saved_model_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs, capsys):
+    """TensorFlow reports a full disk as ResourceExhaustedError (a traceback, exit 1): it is the disk's error."""
+    from parity.commands import main
+    from tests.helpers import fill
+
+    ck = tiny_checkpoint(tmp_path / "ck")
+    fill(tmpfs, leave=60_000)  # the variables fit, the 490 kB saved_model.pb does not
+    rc = main(["export", str(tmpfs / "exp"), "--checkpoint", str(ck), "--format", "saved_model"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err[-3000:]
+    assert "the disk is full while writing" in err and "saved_model" in err
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
