@@ -27,6 +27,7 @@ import numpy as np
 
 from parity.inputs import check_inputs
 from parity.serving.directory import load_config
+from parity.serving.graph_check import check_saved_model
 from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32, read_manifest
 from parity.stderr import quiet_native_stderr
 
@@ -99,6 +100,7 @@ class SavedModelRunner:
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
         _complete_saved_model(path)
+        check_saved_model(path)  # before TensorFlow runs any of it
         try:
             loaded = tf.saved_model.load(str(path))
             self.signature = loaded.signatures[SIGNATURE]
@@ -133,6 +135,7 @@ class SavedModelSessionRunner:
     def __init__(self, path: Path, threads: int | None = None):
         tf = _need("tensorflow", "saved_model")
         _complete_saved_model(path)
+        check_saved_model(path)  # before TensorFlow runs any of it
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads or 0)
         self.session = tf.compat.v1.Session(graph=tf.Graph(), config=config)
         try:
