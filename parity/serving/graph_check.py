@@ -104,11 +104,11 @@ def saved_model_ops(path: str | os.PathLike) -> dict[str, set[str]]:
 
 def check_saved_model(path: str | os.PathLike) -> None:
     """Refuse (ValueError, naming the op and where it is) a SavedModel holding an op `bertcnn export` never writes."""
-    from parity.serving.allowed_ops import SAVED_MODEL_OPS, TENSORFLOW
+    from parity.serving.allowed_ops import TENSORFLOW, allowed
 
     for meta_graph in read_saved_model(path).meta_graphs:
         for role, ops in graph_ops(meta_graph).items():
-            foreign = sorted(set(ops) - SAVED_MODEL_OPS[role])
+            foreign = sorted(set(ops) - allowed(role))
             if foreign:
                 op = foreign[0]
                 where = sorted(ops[op])[0]

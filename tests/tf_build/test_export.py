@@ -166,28 +166,17 @@ def test_artifact_check_runs_the_session_loader(served, capsys, tmp_path):
     assert "PARITY OK" in capsys.readouterr().out
 
 
-def _old_export(model, path) -> None:
-    """The SavedModel export before issue 21, kept here only: the module tracked the Keras model itself."""
-    import tensorflow as tf
-
-    from bertcnn_tf.export import serving_function
-
-    module = tf.Module()
-    module.model = model
-    module.serve = serving_function(model)
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve.get_concrete_function()})
-
-
 def test_artifact_check_fails_on_the_old_export(served, capsys, tmp_path):
     """It ran under `tf.saved_model.load` (the check passed it) but not in a session: now the check says so."""
     from bertcnn_tf import BertCNN
     from parity.commands import main
     from parity.serving.runners import SavedModelRunner
+    from tests.helpers import saved_model_before_issue_21
 
     config, tensors, ck, out, _ = served
     old = shutil.copytree(out, tmp_path / "old")
     shutil.rmtree(old / "saved_model")
-    _old_export(BertCNN._from_tensors(config, tensors, dtype="float32"), old / "saved_model")
+    saved_model_before_issue_21(BertCNN._from_tensors(config, tensors, dtype="float32"), old / "saved_model")
     assert worst_gap(config, tensors, SavedModelRunner(old / "saved_model"), tmp_path) <= BOUND  # eager: fine
     capsys.readouterr()
     assert main(["report", "--checkpoint", str(ck), "--artifact", str(old)]) == 2
