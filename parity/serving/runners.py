@@ -177,6 +177,14 @@ class LiteRTRunner:
             self.runner = self.interpreter.get_signature_runner("serving_default")
         except Exception as e:
             raise _broken(path, "litert", e) from None
+        ops = sorted({op["op_name"] for op in self.interpreter._get_ops_details()})
+        foreign = [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
+        if foreign:  # TensorFlow ops (Flex) or custom ones: bertcnn's LiteRT exports are builtin ops only
+            raise ValueError(
+                f"{path} needs ops outside LiteRT's builtins ({', '.join(foreign[:5])}), which `bertcnn export` never "
+                f"writes and this interpreter does not run; re-export the model with `bertcnn export`. "
+                f"Received: {foreign[0]}"
+            )
         sig = self.interpreter.get_signature_list()["serving_default"]
         _check_names(path, sig["inputs"], sig["outputs"])
         out = self.runner.get_output_details()[OUTPUT_NAME]

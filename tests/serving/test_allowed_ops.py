@@ -176,3 +176,36 @@ def test_a_strangers_saved_model_is_refused_unrun(tmp_path, capsys, command):
     assert rc == 2 and len(captured.err.strip().splitlines()) == 1, captured.err[-3000:]
     assert "runs the TensorFlow op 'WriteFile' in its serve graph" in captured.err
     assert str(export / "saved_model") in captured.err and "PARITY" not in captured.out
+
+
+@pytest.mark.slow
+def test_a_litert_model_needing_tensorflow_ops_is_refused(tmp_path, capsys):
+    """A .tflite calling tf.io.write_file (a Flex op): refused naming it at open (it was a RuntimeError traceback)."""
+    pytest.importorskip("ai_edge_litert", reason="the litert extra is not installed: pip install 'bertcnn[litert]'")
+    import tensorflow as tf
+
+    from parity.serving.manifest import INPUT_NAMES
+    from tests.helpers import word_tokenizer
+
+    marker = tmp_path / "written"
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None), tf.int64, name=n) for n in INPUT_NAMES])
+    def serve(input_ids, attention_mask, token_type_ids):
+        tf.io.write_file(str(marker), "written by a LiteRT graph")
+        return {"logits": tf.matmul(tf.cast(input_ids[:, :1], tf.float32) * 0.0, tf.ones((1, 3)))}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], tf.Module())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    ex = tmp_path / "ex"
+    ex.mkdir()
+    (ex / "model.tflite").write_bytes(converter.convert())
+    manifest = {"format": "litert", "framework": "keras", "model_file": "model.tflite", "source_sha256": "0" * 64,
+                "source": "elsewhere"}  # fmt: skip
+    (ex / "manifest.json").write_text(json.dumps(manifest))
+    (ex / "config.json").write_text(BertCnnConfig(**TINY).to_json())
+    word_tokenizer([f"w{i}" for i in range(4, 99)]).save(str(ex / "tokenizer.json"))
+    capsys.readouterr()
+    rc = main(["predict", "--checkpoint", str(ex), "w5 w6"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert "FlexWriteFile" in err and str(ex / "model.tflite") in err and not marker.exists()
