@@ -223,11 +223,11 @@ def check_width(directory: str | os.PathLike, config, width: int | None) -> None
     """The export's config.json names one class per logit its model computes, or its labels would be wrong."""
     if width is not None and width != config.num_labels:
         names = f" ({', '.join(config.labels)})" if config.label_names else ""
+        computes = f"{width} logits per text" if width >= 0 else "outputs that are not (batch, classes) logits"
         raise ValueError(
             f"{Path(directory) / 'config.json'} names {config.num_labels} classes{names} but the export's model "
-            f"computes {width if width >= 0 else 'not (batch, classes)'} logits per text, so its labels would be "
-            "wrong; the config belongs to another model: re-export the checkpoint with `bertcnn export`. "
-            f"Received: num_labels={config.num_labels}, logits {width if width >= 0 else 'of another shape'}"
+            f"computes {computes}, so its labels would be wrong; the config belongs to another model: re-export the "
+            f"checkpoint with `bertcnn export`. Received: num_labels={config.num_labels}, {computes}"
         )
 
 
