@@ -455,3 +455,16 @@ def fill(disk: Path, leave: int = 0) -> Path:
     with open(filler, "wb") as f, contextlib.suppress(OSError):
         f.write(b"\0" * max(free - leave, 0))
     return filler
+
+
+def saved_model_before_issue_21(model, path) -> None:
+    """The SavedModel export before issue 21: the module tracked the Keras model itself (the session loader
+    fails on it); kept for the tests of the artifact check and of the ops an export may run."""
+    import tensorflow as tf
+
+    from bertcnn_tf.export import serving_function
+
+    module = tf.Module()
+    module.model = model
+    module.serve = serving_function(model)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve.get_concrete_function()})

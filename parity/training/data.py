@@ -160,6 +160,9 @@ def _jsonl(path: Path, text: str, text_key: str, label_key: str) -> tuple[list[R
                        line) from None  # fmt: skip
         except RecursionError:
             raise _bad(path, n, "JSON nested too deeply; expected one flat JSON object per line", line) from None
+        except ValueError:  # an integer over Python's int() digit limit
+            raise _bad(path, n, "a number too long to read; expected one JSON object per line with an integer id "
+                       "or a name as label", line) from None  # fmt: skip
         if not isinstance(obj, dict):
             raise _bad(path, n, f'expected a JSON object {{"{text_key}": ..., "{label_key}": ...}}', obj)
         for key in (text_key, label_key):
