@@ -47,6 +47,7 @@ from parity.commands.train_ui import (
     summarize,
 )
 from parity.io.files import sha256_file
+from parity.io.hub import resolve
 from parity.io.lock import writer_lock
 from parity.io.reader import read_weights
 from parity.stderr import quiet_native_stderr
@@ -55,6 +56,7 @@ from parity.training.data import read_labelled
 from parity.training.loop import Run, evaluator
 from parity.training.recipe import TrainingRecipe
 from parity.training.state import (
+    STATE_NAME,
     Snapshot,
     initial_snapshot,
     load_snapshot,
@@ -116,30 +118,59 @@ class Plan:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Every check of the arguments and inputs comes before the frameworks' imports (seconds).
     refuse_conflicts(args)
+    _check_inputs(args)
     check_environment(args)
     out, interrupts, started = Path(args.out), Interrupts(), []
-    try:
-        with interrupts:  # from here a first SIGINT/SIGTERM stops the run at a complete save; a second aborts
-            return _run(args, out, interrupts, started)
-    except KeyboardInterrupt:  # a second interrupt (or Ctrl-C where no handler could be set): at once
-        if args.framework == "torch" and os.environ.get("RANK", "0") != "0":
-            return EXIT_INTERRUPTED  # rank 0 says it
-        return aborted(args, out, writes=args.resume or any(r.saves for r in started))
-
-
-def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: list) -> int:
-    # torch: join torchrun's group (a no-op in one process); only rank 0 writes DIR, logs and prints.
-    world = builds.runtime("torch").join(out, backend=args.dist_backend, recover=False) if args.framework == "torch" \
-        else None  # fmt: skip
-    writes = world is None or world.is_main
-    if not args.resume and not args.checkpoint:
-        raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
-                         "Received: no --checkpoint")  # fmt: skip
+    writes = args.framework != "torch" or os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 writes
     if writes:
         check_out(args, out)
         if args.tensorboard:
             check_tensorboard(args, out)
+    before = _state_of(out)
+    try:
+        with interrupts:  # the first SIGINT/SIGTERM after start-up stops the run at a complete save; a second aborts
+            return _run(args, out, interrupts, started, writes)
+    except KeyboardInterrupt:  # start-up, or a second interrupt: at once
+        if not writes:
+            return EXIT_INTERRUPTED  # rank 0 says it
+        return aborted(args, out, interrupts, wrote=any(r.saves for r in started) or _state_of(out) != before)
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """What the command line names must be there: refused in a blink, not after the imports."""
+    if not args.resume and not args.checkpoint:
+        raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
+                         "Received: no --checkpoint")  # fmt: skip
+    for flag, path in (("--train", args.train), ("--eval", args.eval)):
+        if path and not Path(path).is_file():
+            what = "is a folder" if Path(path).is_dir() else "not found"
+            raise FileNotFoundError(f"{flag} {path!r}: {what}; expected a labelled .jsonl/.csv/.tsv file. "
+                                    f"Received: {flag} {path!r}")  # fmt: skip
+    if args.checkpoint:
+        src = resolve(args.checkpoint, flag="--checkpoint")  # a hub id of a bertcnn checkpoint, too
+        if not src.exists():
+            raise FileNotFoundError(f"--checkpoint {args.checkpoint!r} not found; expected a checkpoint directory "
+                                    f"or weight file. Received: {args.checkpoint!r}")  # fmt: skip
+    if args.tokenizer and not (Path(args.tokenizer) / "tokenizer.json").is_file():
+        raise UsageError(f"--tokenizer must be a folder with a tokenizer.json (it is copied into DIR). "
+                         f"Received: --tokenizer {args.tokenizer!r}")  # fmt: skip
+
+
+def _state_of(out: Path) -> tuple[int, int] | None:
+    """Which save DIR holds (inode and time of its trainer_state.json): whether this run published one."""
+    try:
+        st = (out / STATE_NAME).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: list, writes: bool) -> int:
+    # torch: join torchrun's group (a no-op in one process); only rank 0 writes DIR, logs and prints.
+    world = builds.runtime("torch").join(out, backend=args.dist_backend, recover=False) if args.framework == "torch" \
+        else None  # fmt: skip
     with writer_lock(out) if writes else contextlib.nullcontext():
         if writes:
             recover(out)  # finish or undo a save a kill interrupted, under the lock
@@ -160,9 +191,6 @@ def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: l
 def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
     """Read and check the start, the data and the tokenizer: the whole plan, nothing written."""
     main = world is None or world.is_main
-    if not Path(args.train).is_file():
-        raise FileNotFoundError(f"Training file not found; expected a labelled .jsonl/.csv/.tsv file. "
-                                f"Received: {args.train!r}")  # fmt: skip
     sha = sha256_file(args.train)
     given = given_recipe(args)
     if args.resume:
@@ -206,11 +234,7 @@ def _check_resume(args: argparse.Namespace, snap: Snapshot, given: dict, sha: st
 
 def _tokenizer_dir(args: argparse.Namespace, w) -> Path:
     if args.tokenizer:
-        d = Path(args.tokenizer)
-        if not (d / "tokenizer.json").is_file():
-            raise UsageError(f"--tokenizer must be a folder with a tokenizer.json (it is copied into DIR). "
-                             f"Received: --tokenizer {args.tokenizer!r}")  # fmt: skip
-        return d
+        return Path(args.tokenizer)  # a folder with a tokenizer.json: `_check_inputs`
     own = w.tokenizer_dir or w.backbone_tokenizer
     if own is None or not (Path(own) / "tokenizer.json").is_file():
         raise UsageError(f"{args.checkpoint} carries no tokenizer.json; pass --tokenizer DIR (a folder with the "
@@ -272,10 +296,11 @@ def execute(plan: Plan, interrupts: Interrupts, started: list | None = None) -> 
     args, main = plan.args, plan.main
     recipe = plan.start.recipe
     total = recipe.total_steps(len(plan.encoded))
-    reporter = Reporter(total, plan.start.state.step, live=main and sys.stderr.isatty() and not args.no_progress)
+    reporter = Reporter(total, plan.start.state.step, live=main and sys.stderr.isatty() and not args.no_progress,
+                        earlier=tuple(plan.start.metrics), epoch=plan.start.state.epoch)  # fmt: skip
     run_ = Run(plan.start, plan.encoded, plan.labels, out=plan.out if main else None, save_every=args.save_every,
                tokenizer_from=plan.tok_dir, evaluate=plan.evaluate, progress=reporter if main else None,
-               save_start=not args.resume, stop=interrupts.requested)  # fmt: skip
+               save_start=not args.resume, stop=interrupts.requested, started=interrupts.arm)  # fmt: skip
     if started is not None:
         started.append(run_)  # what `run` says after an abort: whether this run saved anything
     shown = reporter
@@ -287,14 +312,15 @@ def execute(plan: Plan, interrupts: Interrupts, started: list | None = None) -> 
                 reporter.epoch_end(record["epoch"], record["step"])
 
     board = None
-    if args.tensorboard and main:
-        from parity.training.tensorboard import TensorBoardLog
-
-        board = TensorBoardLog(args.tensorboard, start_step=plan.start.state.step)
 
     def progress(record: dict[str, Any]) -> None:
+        nonlocal board
         shown(record)
-        if board is not None:
+        if args.tensorboard:
+            if board is None:  # opened with the first record: an interrupted start-up leaves no event file
+                from parity.training.tensorboard import TensorBoardLog
+
+                board = TensorBoardLog(args.tensorboard, start_step=plan.start.state.step)
             board(record)
 
     if main:
@@ -342,7 +368,7 @@ def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: i
         if args.resume:
             count += f" in this run ({final.state.step} in all)"
         loss = summary["final_loss"]
-        print(f"trained {count} ({args.framework}, {final.recipe.dtype}) in {seconds:.1f}s; final loss "
+        print(f"trained {count} ({args.framework}, {final.recipe.dtype}) in {seconds:.1f}s; last update's loss "
               f"{shown_loss(loss)}; wrote {out}")  # fmt: skip
         kept = kept_line(final)
         if kept:

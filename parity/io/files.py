@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from parity import interrupt
 from parity.jsonfile import MAX_JSON_BYTES, read_json
 
 __all__ = [
@@ -79,6 +80,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
+        interrupt.raise_if_requested()
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
@@ -95,6 +97,7 @@ def staged_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         honour_umask(tmp)
+        interrupt.raise_if_requested()  # a Ctrl-C swallowed during the work: nothing is published
         _swap_in(tmp, p)
     finally:
         remove(tmp)
@@ -113,6 +116,7 @@ def staged_dir(dest: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         honour_umask_tree(tmp)
+        interrupt.raise_if_requested()  # a Ctrl-C swallowed during the work: nothing is published
         _swap_in(tmp, dest)
     finally:
         remove(tmp)

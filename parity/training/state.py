@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from parity import interrupt
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, copy_tokenizer
 from parity.io.files import fsync_tree, honour_umask, remove, sha256_file
@@ -172,6 +173,7 @@ def save_snapshot(directory: str | os.PathLike, snap: Snapshot, *, tokenizer_fro
         # os.mkdir honours the umask (tempfile.mkdtemp would make the folder 0700).
         staging.mkdir()
         _write_save(staging, dest, snap, tokenizer_from)
+        interrupt.raise_if_requested()  # a Ctrl-C swallowed while writing: the previous save stays
         with held_signals():
             swap_in(staging, dest)
     except BaseException:
