@@ -247,8 +247,8 @@ def test_one_update_one_line_and_a_loss_in_four_decimals(inputs, capsys, request
                "--train", str(train), "--out", str(d / "r"), "--threads", "1", "--no-progress"])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out.strip()
-    assert re.fullmatch(rf"trained 1 update \(torch, float32\) in \d+\.\ds; last update's loss \d\.\d{{4}}; wrote {d / 'r'}",
-                        out), out  # fmt: skip
+    said = rf"trained 1 update \(torch, float32\) in \d+\.\ds; last update's loss \d\.\d{{4}}; wrote {d / 'r'}"
+    assert re.fullmatch(said, out), out
 
 
 # -- 9: quiet ----------------------------------------------------------------------------------------------------
