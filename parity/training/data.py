@@ -27,6 +27,8 @@ Label resolution (`read_labelled(..., num_labels, label_names)`):
   they become the checkpoint's names (`LabelledData.named`). Give the checkpoint names
   up front to fix their order yourself: `bertcnn port CK NEW_CK --labels a,b,c` writes the
   same weights with those names (`bertcnn init --labels` would start a new, untrained head).
+  Data with another number of classes than the head needs a new head: `bertcnn init NEW_CK
+  --backbone CK --labels a,b,c` keeps CK's BERT.
 A held-out file is read with the training file's names (`label_names=train.label_names`)
 so a class missing from it keeps its id.
 """
@@ -263,11 +265,13 @@ def _resolve(
         return ids, tuple(map(str, range(num_labels))), False
     found = sorted({label for _, _, label in rows})
     if len(found) != num_labels:
+        # Naming cannot change a head's size: the advice is a new head on the checkpoint's encoder.
         raise ValueError(
-            f"{path}: the labels are {len(found)} distinct names but the checkpoint has num_labels={num_labels} "
-            f"and no names; expected exactly {num_labels} names, or give the checkpoint its class names in id "
-            f"order with `bertcnn port CK NEW_CK --labels a,b,c` (the same weights, named) and train NEW_CK. "
-            f"Received: {found[:20]!r}"
+            f"{path}: the labels are {len(found)} distinct names but the checkpoint's head has {num_labels} classes "
+            f"(num_labels={num_labels}) and no names; expected exactly {num_labels} names, or start from a new "
+            f"{len(found)}-class head on the checkpoint's encoder: `bertcnn init NEW_CK --backbone CK --labels "
+            f"{','.join(found)}` (CK a checkpoint directory; its BERT kept, the head new and untrained) and train "
+            f"NEW_CK. Received: {found[:20]!r}"
         )
     index = {n: i for i, n in enumerate(found)}
     return [index[label] for _, _, label in rows], tuple(found), True

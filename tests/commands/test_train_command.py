@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -193,13 +194,20 @@ def test_a_weight_file_without_a_tokenizer_asks_for_one(inputs, capsys):
     assert not (d / "r").exists()
 
 
-def test_unnamed_checkpoint_and_too_few_names_points_to_port_labels_not_init(inputs, capsys):
+@pytest.mark.parametrize("names", [("bad", "good"), ("a", "b", "c", "d")])
+def test_another_number_of_classes_than_the_head_gets_advice_that_works(inputs, capsys, names):
+    """The 3-class unnamed head cannot be named into 2 or 4 classes (`port --labels` refuses that): the advice
+    is a new head on its encoder, and following it, then training, works."""
     d, ck, _ = inputs
-    two = d / "two.jsonl"
-    write_jsonl(two, 12, seed=3, names=("bad", "good"))
-    assert main(_train("--checkpoint", str(ck), "--train", str(two), "--out", str(d / "r"))) == 2
-    line = _one_line(capsys, "bertcnn port CK NEW_CK --labels a,b,c")
-    assert "bertcnn init" not in line
+    data = d / "data.jsonl"
+    write_jsonl(data, 17, seed=3, names=names)
+    assert main(_train("--checkpoint", str(ck), "--train", str(data), "--out", str(d / "r"))) == 2
+    line = _one_line(capsys, "the checkpoint's head has 3 classes", f"--labels {','.join(names)}`")
+    advice = shlex.split(re.search(r"`bertcnn (init [^`]*)`", line).group(1))
+    advice = [{"CK": str(ck), "NEW_CK": str(d / "new")}.get(w, w) for w in advice]
+    assert main(advice) == 0
+    assert main(_train("--checkpoint", str(d / "new"), "--train", str(data), "--out", str(d / "r"))) == 0
+    assert json.loads((d / "r" / "config.json").read_text())["id2label"] == {str(i): n for i, n in enumerate(names)}
 
 
 # -- 8: one vocabulary -------------------------------------------------------------------------------------------

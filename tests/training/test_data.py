@@ -91,7 +91,7 @@ BAD = [
         jsonl({"text": "x", "label": "pos"}),
         2,
         None,
-        "a.jsonl: the labels are 1 distinct names but the checkpoint has num_labels=2",
+        "a.jsonl: the labels are 1 distinct names but the checkpoint's head has 2 classes",
     ),
     (
         "a.jsonl",
