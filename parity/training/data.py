@@ -203,6 +203,7 @@ def _table(path: Path, text: str, delimiter: str, text_col: str, label_col: str)
             if header is None:
                 header = record
                 header[0] = header[0].removeprefix("\ufeff")
+                _check_delimiter(path, start, header, delimiter)
                 for col, flag in ((text_col, "--text-column"), (label_col, "--label-column")):
                     if header.count(col) != 1:
                         what = "appears twice" if col in header else "is missing"
@@ -221,6 +222,23 @@ def _table(path: Path, text: str, delimiter: str, text_col: str, label_col: str)
         raise ValueError(f"{path}: the file is empty; expected a header row, then one row per example. Received: "
                          f"{blank} blank line(s)")  # fmt: skip
     return rows, blank
+
+
+_OTHER_DELIMITERS = {";": "semicolons", ",": "commas", "\t": "tabs", "|": "vertical bars"}
+
+
+def _check_delimiter(path: Path, line: int, header: list[str], delimiter: str) -> None:
+    """A header read as one field that another delimiter splits: the file's separator is not the suffix's."""
+    if len(header) != 1:
+        return
+    for other, name in _OTHER_DELIMITERS.items():
+        if other != delimiter and other in header[0]:
+            expected = "a comma-separated .csv" if delimiter == "," else "a tab-separated .tsv"
+            fix = ("re-save it with commas, or with tabs as a .tsv" if delimiter == "," else
+                   "re-save it with tabs, or with commas as a .csv")  # fmt: skip
+            raise _bad(path, line, f"the header is one column: the fields seem separated by {name} ({other!r}), "
+                       f"not {_OTHER_DELIMITERS[delimiter]}; expected {expected} ({fix})",
+                       _Raw(f"header {header[0][:_SHOW]!r}"))  # fmt: skip
 
 
 def _row(path: Path, line: int, text: str, label: str | int, text_col: str) -> Row:
