@@ -134,6 +134,35 @@ def test_conflicting_options_are_refused(inputs, capsys, extra, says):
 
 
 # -- 6: missing packages and misplaced options: refused before anything is written ------------------------------
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize(
+    ("drop", "add", "says"),
+    [
+        ("--checkpoint", [], "--checkpoint CK is required to start training"),
+        (None, ["--train", "nope.jsonl"], "--train 'nope.jsonl': not found"),
+        (None, ["--eval", "nope.jsonl"], "--eval 'nope.jsonl': not found"),
+        (None, ["--checkpoint", "./nope"], "--checkpoint './nope' not found"),
+        (None, ["--tokenizer", "."], "--tokenizer must be a folder with a tokenizer.json"),
+    ],
+)
+def test_every_argument_is_checked_before_the_frameworks_are_imported(inputs, framework, drop, add, says):
+    """A bad argument is refused in a blink: no torch, TensorFlow or Keras imported first (seconds)."""
+    d, ck, train = inputs
+    argv = ["train", "--framework", framework, "--checkpoint", str(ck), "--train", str(train), "--out", str(d / "r")]
+    if drop:
+        i = argv.index(drop)
+        del argv[i : i + 2]
+    argv += add  # given twice: the later one counts, as argparse does
+    code = ("import sys\nfrom parity.commands import main\n"
+            f"code = main({argv!r})\n"
+            "print(code, sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120,
+                          cwd=d)  # fmt: skip
+    assert proc.stdout == "2 []\n", proc.stdout + proc.stderr[-2000:]
+    assert says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (d / "r").exists()
+
+
 def test_a_missing_framework_package_is_named_before_anything_is_written(inputs, capsys, monkeypatch):
     d, ck, train = inputs
     monkeypatch.setattr(common, "installed", lambda module: module not in ("torch", "transformers"))
