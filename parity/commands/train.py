@@ -3,10 +3,12 @@
 The directory is a canonical checkpoint plus the training state (`parity.training.state`);
 `--resume` continues it, in the same or the other framework. A run is three steps:
 `prepare` checks everything that can fail and reads the inputs (nothing is written),
-`execute` trains (saving as it goes), `finish` says what happened. SIGINT/SIGTERM stop
-the run after the current update with a complete save (exit 75: resume it); a second
-one aborts at once, leaving the last complete save. One writer per directory (an OS
-lock, held for the whole run by the process that writes: rank 0 under torchrun).
+`execute` trains (saving as it goes), `finish` says what happened. SIGINT/SIGTERM during
+start-up (before the first update) stop the run at once, nothing written (exit 130); from
+then on they stop it after the current update with a complete save (exit 75: resume it),
+and a second one aborts at once, leaving the last complete save. Every check of the
+arguments runs before the frameworks are imported. One writer per directory (an OS lock,
+held for the whole run by the process that writes: rank 0 under torchrun).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from parity.commands import builds
 from parity.commands.common import (
+    EXIT_ABORTED,
     EXIT_INTERRUPTED,
     UsageError,
     add_checkpoint,
@@ -133,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
         with interrupts:  # the first SIGINT/SIGTERM after start-up stops the run at a complete save; a second aborts
             return _run(args, out, interrupts, started, writes)
     except KeyboardInterrupt:  # start-up, or a second interrupt: at once
-        if not writes:
-            return EXIT_INTERRUPTED  # rank 0 says it
+        if not writes:  # rank 0 says it
+            return EXIT_INTERRUPTED if interrupts.armed else EXIT_ABORTED
         return aborted(args, out, interrupts, wrote=any(r.saves for r in started) or _state_of(out) != before)
 
 
