@@ -2,7 +2,9 @@
 
 Results go to stdout, errors to stderr. Exit codes: 0 ok, 1 parity failure,
 2 bad input (one line saying what was wrong; `--debug` shows the traceback),
-3 a report that could not run every check (a Keras backend crashed).
+3 a report that could not run every check (a Keras backend crashed), 75 train interrupted
+with a save to resume, 130 interrupted (SIGINT/SIGTERM: one line, nothing half-written;
+`parity.interrupt` is the one handler, installed here around every command).
 """
 
 from __future__ import annotations
@@ -140,8 +142,8 @@ def _refuse_unknown_command(parser: argparse.ArgumentParser, argv: list[str]) ->
 def _interrupted(command: str) -> int:
     """The one line for SIGINT/SIGTERM: every write is staged and removed when cut short, so nothing is half-written."""
     print(
-        f"bertcnn {command}: interrupted by {interrupt.signal_name()}: stopped; nothing was left half-written "
-        "(an output is published whole or not at all)",
+        f"bertcnn{' ' + command if command else ''}: interrupted by {interrupt.signal_name()}: stopped; nothing was "
+        "left half-written (an output is published whole or not at all)",
         file=sys.stderr,
     )
     return EXIT_ABORTED

@@ -123,8 +123,8 @@ class Plan:
 def run(args: argparse.Namespace) -> int:
     # Every check of the arguments and inputs comes before the frameworks' imports (seconds).
     refuse_conflicts(args)
-    _check_inputs(args)
     check_environment(args)
+    _check_inputs(args)
     out, interrupts, started = Path(args.out), Interrupts(), []
     writes = args.framework != "torch" or os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 writes
     if writes:
