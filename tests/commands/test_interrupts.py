@@ -25,8 +25,11 @@ def _case(command: str, tmp_path) -> tuple[list[str], str, str]:
     """(argv, where it waits, the output that must not appear) for `command` on a tiny checkpoint."""
     ck, data = files(tmp_path)
     out = str(tmp_path / "out")
-    if command == "port":
-        return ["port", str(ck), out], "parity.commands.port:write_safetensors", out
+    if command == "port":  # a folder, staged beside DST: the weights written, not yet published
+        return ["port", str(ck), out], "parity.commands.port:write_safetensors+", out
+    if command == "port-file":  # one file, staged beside DST, whole, not yet published
+        out = str(tmp_path / "out.safetensors")
+        return ["port", str(ck), out], "parity.commands.port:write_safetensors+", out
     if command == "init":
         tiny_hf_bert(tmp_path / "hf")
         return ["init", out, "--backbone", str(tmp_path / "hf")], "parity.commands.init:write_checkpoint_files", out
@@ -41,12 +44,15 @@ def _case(command: str, tmp_path) -> tuple[list[str], str, str]:
         json_out = str(tmp_path / "report.json")
         at = "parity.commands.report:Report.run_backend"
         return ["report", "--checkpoint", str(ck), "--json-out", json_out], at, json_out
-    if command == "export":
+    if command == "export":  # the model file written in the staging folder
         return (["export", out, "--checkpoint", str(ck), "--format", "onnx", "--framework", "torch"],
                 "parity.commands.export:tensor_specs", out)  # fmt: skip
     assert command == "train"
     return (["train", "--checkpoint", str(ck), "--train", str(data), "--out", out, "--framework", "torch",
              "--epochs", "1", "--batch-size", "4"], "parity.commands.train:read_weights", out)  # fmt: skip
+
+
+STAGED: dict[str, set[str]] = {}  # test id -> what was beside the outputs when the signal came
 
 
 def _interrupt(argv: list[str], at: str, tmp_path, signum: int) -> tuple[subprocess.CompletedProcess, set[str]]:
@@ -56,6 +62,7 @@ def _interrupt(argv: list[str], at: str, tmp_path, signum: int) -> tuple[subproc
     child = start_paused(argv, at, ready)
     try:
         wait_for_file(ready, child)
+        STAGED[str(tmp_path)] = {p.name for p in tmp_path.iterdir()} - before - {"ready"}
         child.send_signal(signum)
         out, err = child.communicate(timeout=60)  # at once: it would sleep 600 s at the pause otherwise
     finally:
@@ -71,6 +78,7 @@ def _interrupt(argv: list[str], at: str, tmp_path, signum: int) -> tuple[subproc
     [
         ("port", signal.SIGINT),
         ("port", signal.SIGTERM),
+        ("port-file", signal.SIGINT),
         ("init", signal.SIGINT),
         ("report", signal.SIGTERM),
         pytest.param("predict", signal.SIGINT, marks=pytest.mark.slow),  # these import torch first: seconds
@@ -81,7 +89,9 @@ def _interrupt(argv: list[str], at: str, tmp_path, signum: int) -> tuple[subproc
 def test_an_interrupt_ends_the_command_with_one_line_130_and_nothing_left(command, signum, tmp_path):
     argv, at, output = _case(command, tmp_path)
     proc, left = _interrupt(argv, at, tmp_path, signum)
-    _ends_with_one_line(proc, f"bertcnn {command}: {LINE.format(signal.Signals(signum).name)}")
+    _ends_with_one_line(proc, f"bertcnn {argv[0]}: {LINE.format(signal.Signals(signum).name)}")
+    if command in ("port", "port-file", "init", "export"):  # the signal came with the output staged
+        assert any(n.startswith(".out") for n in STAGED[str(tmp_path)]), STAGED[str(tmp_path)]
     assert left == set(), left  # no output, no staging folder, no temporary file, no lock
     assert not os.path.exists(output)
 
@@ -106,6 +116,8 @@ def test_an_interrupt_during_train_start_up_stops_at_once_with_130_and_writes_no
     to resume yet, nothing is written."""
     argv, _, output = _case("train", tmp_path)
     proc, left = _interrupt(argv, at, tmp_path, signal.SIGINT)
+    if at == "numpy:savez":
+        assert ".out.staging" in STAGED[str(tmp_path)]  # the step-0 save half staged
     _ends_with_one_line(proc, "bertcnn train: interrupted by SIGINT before the first update: stopped; nothing was "
                               "written")  # fmt: skip
     assert left == set() and not os.path.exists(output), left
