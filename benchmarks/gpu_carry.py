@@ -72,6 +72,7 @@ def make_carry(dest: Path) -> Path:
         "word_sha256": hashlib.sha256(np.ascontiguousarray(full[word_key]).tobytes()).hexdigest(),
     }
     out = dest / "minilm"
+    dest.mkdir(parents=True, exist_ok=True)
     with claim(out, flag="DEST", kind=DIR, force=True) as o, o.staged("checkpoint") as tmp:
         save_file(tensors, str(tmp / CARRY_FILE), metadata=meta)  # staged: the umask's modes, not safetensors' 0600
         _copy_hf_files(src, tmp)

@@ -11,7 +11,9 @@ otherwise keeps them as resource variables that the interpreter never initialise
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -77,8 +79,28 @@ def export_saved_model(model: BertCNN, path: str | os.PathLike) -> dict:
     module.serving_variables = list(concrete.variables)
     # Keras' TFSMLayer calls an endpoint with one positional input: the tokenizer's dict, int64 or int32.
     module.serve = module.serving_default = dict_endpoint(concrete)
-    tf.saved_model.save(module, str(path), signatures={SIGNATURE: concrete, SIGNATURE_INT32: int32})
+    try:
+        tf.saved_model.save(module, str(path), signatures={SIGNATURE: concrete, SIGNATURE_INT32: int32})
+    except tf.errors.OpError as e:
+        raise _os_error(e) or e from None
     return {}
+
+
+_DISK = {code: os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)}
+
+
+def _os_error(e: Exception) -> OSError | None:
+    """TensorFlow's error for a full (or read-only) disk as the OSError it is, so it is reported as one.
+
+    TF raises ResourceExhaustedError (and others) with "<file>; No space left on device" instead of OSError.
+    """
+    message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    for code, text in _DISK.items():
+        if text in message:
+            where = message.split(f"; {text}")[0].strip() if f"; {text}" in message else None
+            where = re.sub(r"\.tmp[0-9a-f]{32}$", "", where) if where else None  # TF's own temporary name
+            return OSError(code, text, where)
+    return None
 
 
 def dict_endpoint(concrete) -> tf.types.experimental.GenericFunction:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from parity import interrupt
 from parity.tokenize import Tokenizer
 
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]  # inputs -> (B, num_labels) logits
@@ -94,6 +95,7 @@ def predict_encoded(
     out: np.ndarray | None = None
     done = 0
     for idx in batches:
+        interrupt.raise_if_requested()  # a swallowed Ctrl-C still stops a long prediction
         rows = [encoded[i] for i in idx]
         width = max(len(ids) for ids, _ in rows)
         pad_to = bucket_width(width, pad_multiple, tokenizer.max_length) if pad_multiple else None
@@ -121,13 +123,24 @@ def windows(
     """Consecutive runs of `texts`, in order: each at most `size` texts or about `chars` characters.
 
     With `ready` (e.g. `parity.io.texts.Texts.ready`), a run also ends when the next text
-    is not there yet, so a pipe's results come out while it is still open.
+    is not there yet, so a pipe's results come out while it is still open. An error from
+    `texts` (a bad line) comes after a last run of the texts before it.
     """
     if size < 1 or chars < 1:
         raise ValueError(f"window size and chars must be >= 1. Received: size={size}, chars={chars}")
     window: list[str] = []
     held = 0
-    for text in texts:
+    stream = iter(texts)
+    while True:
+        try:
+            text = next(stream)
+        except StopIteration:
+            break
+        except Exception:
+            # A bad line (bytes that are not UTF-8): the texts before it are answered first, then the error.
+            if window:
+                yield window
+            raise
         window.append(text)
         held += len(text)
         if len(window) >= size or held >= chars or (ready is not None and not ready()):

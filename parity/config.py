@@ -297,10 +297,13 @@ def _label_names(id2label: Any, label2id: Any) -> tuple[str, ...] | None:
         return None
     if not isinstance(id2label, dict) or not id2label:
         _fail('`id2label` must be a JSON object {"0": name, "1": name, ...}', id2label)
-    ids = sorted(id2label, key=lambda k: int(k) if isinstance(k, str) and k.isdigit() else -1)
+    # An id longer than any count (and than Python's int() digit limit) sorts last: it is never one of 0..n-1.
+    ids = sorted(id2label, key=lambda k: int(k) if isinstance(k, str) and k.isdigit() and len(k) <= 18 else -1)
     if ids != [str(i) for i in range(len(id2label))]:
-        _fail("`id2label` keys must be the ids 0..num_labels-1, as strings", sorted(id2label))
+        _fail("`id2label` keys must be the ids 0..num_labels-1, as strings", [str(k)[:20] for k in id2label][:20])
     names = tuple(id2label[k] for k in ids)
+    if not all(isinstance(n, str) for n in names):
+        _fail("`id2label` values must be label names (strings)", names)
     if label2id is not None and label2id != {n: i for i, n in enumerate(names)}:
         _fail("`label2id` must be the inverse of `id2label`", label2id)
     return names

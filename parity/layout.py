@@ -157,6 +157,42 @@ def rows(config: BertCnnConfig) -> list[Row]:
     return out
 
 
+# Far past any BERT-CNN (BERT-large has 340 million parameters and 24 layers): a config beyond these is a typo
+# or a hostile file, refused before the weight table is built or anything is allocated for it.
+MAX_PARAMETERS = 2_000_000_000
+MAX_TENSORS = 10_000
+
+
+def size_of(config: BertCnnConfig) -> tuple[int, int]:
+    """(tensors, parameters) of the model `config` describes, by arithmetic: `rows` would build every row."""
+    c = config
+    h, inter, layers = c.hidden_size, c.intermediate_size, c.num_hidden_layers
+    embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size + 2) * h
+    layer = 4 * (h * h + h) + 2 * (inter * h) + inter + h + 4 * h
+    convs = sum(c.num_filters * h * k + c.num_filters for k in c.kernel_sizes)
+    fc_in, head, head_tensors = c.pooled_size, 0, 0
+    if c.head_hidden_size is not None:
+        head, head_tensors, fc_in = (fc_in + 1) * c.head_hidden_size, 2, c.head_hidden_size
+    parameters = embeddings + layers * layer + h * h + h + convs + head + (fc_in + 1) * c.num_labels
+    tensors = 5 + 16 * layers + 2 + 2 * len(c.kernel_sizes) + head_tensors + 2
+    return tensors, parameters
+
+
+def check_size(config: BertCnnConfig, where: str, keys: str = "") -> None:
+    """Refuse a model past `MAX_PARAMETERS` / `MAX_TENSORS`, naming `where` (a file, or the command) and `keys`."""
+    tensors, parameters = size_of(config)
+    if parameters > MAX_PARAMETERS or tensors > MAX_TENSORS:
+        keys_shown = ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "kernel_sizes",
+                      "num_filters", "head_hidden_size", "num_labels")  # fmt: skip
+        shown = ", ".join(f"{k}={getattr(config, k)}" for k in keys_shown)
+        raise ValueError(
+            f"{where} describes a model of {parameters:,} parameters in {tensors:,} tensors "
+            f"({4 * parameters / 1e9:,.1f} GB in float32), past the {MAX_PARAMETERS:,} parameters and "
+            f"{MAX_TENSORS:,} tensors bertcnn builds (BERT-large has 340 million in 391); "
+            f"{keys or 'the config holds a wrong size'}. Received: {shown}"
+        )
+
+
 def expected_shapes(config: BertCnnConfig) -> dict[str, tuple[int, ...]]:
     """Canonical name -> shape: what a checkpoint for `config` must hold, exactly."""
     return {r.torch_name: r.torch_shape for r in rows(config)}

@@ -32,7 +32,14 @@ class Tokenizer:
             raise FileNotFoundError(
                 f"No tokenizer.json found; a checkpoint made by `bertcnn init` carries one. Received: {str(p)!r}"
             )
-        self._tok = _Rust.from_file(str(file))
+        try:
+            self._tok = _Rust.from_file(str(file))
+        except Exception as e:  # the tokenizers library raises a bare Exception for a damaged or foreign file
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ValueError(
+                f"{file}: not a readable tokenizer ({why}); expected a tokenizers tokenizer.json (the one the "
+                f"checkpoint was made with: copy it again, or pass --tokenizer DIR). Received: {str(file)!r}"
+            ) from None
         # Padding is ours; truncation is the library's (set by `max_length`), the same for every caller.
         self._tok.no_padding()
         self._tok.no_truncation()

@@ -457,6 +457,48 @@ def start_child(argv: list[str], *, slow_save: float = 0.0, launcher: list[str] 
                             text=True)  # fmt: skip
 
 
+# A child `bertcnn ARGV` that stops at one point of its work (PAUSE_AT=module:attribute, a function the
+# command calls: it is wrapped; "module:attribute+" stops when it has returned), says so by creating the
+# file PAUSE_READY, and waits there for a signal.
+PAUSING = """
+import functools, importlib, os, sys, time
+where = os.environ["PAUSE_AT"]
+module, _, attribute = where.rstrip("+").partition(":")
+owner = importlib.import_module(module)
+*path, name = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+real = getattr(owner, name)
+def pause():
+    open(os.environ["PAUSE_READY"], "w").close()
+    time.sleep(600)
+@functools.wraps(real)
+def paused(*a, **k):
+    if where.endswith("+"):
+        out = real(*a, **k)
+        pause()
+        return out
+    pause()
+    return real(*a, **k)
+setattr(owner, name, paused)
+from parity.commands import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_paused(argv: list[str], at: str, ready: Path) -> subprocess.Popen:
+    """`bertcnn ARGV` in a child that waits at `at` (module:function, + for after it) once `ready` exists."""
+    return subprocess.Popen([sys.executable, "-c", PAUSING, *argv], env=env(PAUSE_AT=at, PAUSE_READY=str(ready)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for_file(path: Path, child: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert child.poll() is None and path.exists(), f"the child never got there: {child.communicate()[1][-2000:]}"
+
+
 def saved_step(out: Path) -> int:
     try:
         return json.loads((out / "trainer_state.json").read_text())["step"]
@@ -496,3 +538,16 @@ def fill(disk: Path, leave: int = 0) -> Path:
     with open(filler, "wb") as f, contextlib.suppress(OSError):
         f.write(b"\0" * max(free - leave, 0))
     return filler
+
+
+def saved_model_before_issue_21(model, path) -> None:
+    """The SavedModel export before issue 21: the module tracked the Keras model itself (the session loader
+    fails on it); kept for the tests of the artifact check and of the ops an export may run."""
+    import tensorflow as tf
+
+    from bertcnn_tf.export import serving_function
+
+    module = tf.Module()
+    module.model = model
+    module.serve = serving_function(model)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve.get_concrete_function()})

@@ -2,7 +2,9 @@
 
 Results go to stdout, errors to stderr. Exit codes: 0 ok, 1 parity failure,
 2 bad input (one line saying what was wrong; `--debug` shows the traceback),
-3 a report that could not run every check (a Keras backend crashed).
+3 a report that could not run every check (a Keras backend crashed), 75 train interrupted
+with a save to resume, 130 interrupted (SIGINT/SIGTERM: one line, nothing half-written;
+`parity.interrupt` is the one handler, installed here around every command).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from parity import interrupt
 from parity.commands.common import (
+    EXIT_ABORTED,
     EXIT_INCOMPLETE,
     EXIT_INPUT,
     EXIT_INTERRUPTED,
@@ -77,8 +81,8 @@ EXIT_CODES = (
     "out of tolerance); 2 bad input, a missing optional package or an unsafe output path (one line on stderr, "
     "nothing written); 3 incomplete (report: fewer checks ran than were asked, e.g. no GPU or a crashed Keras "
     "backend; what ran is still reported); 75 interrupted and resumable (train: SIGINT/SIGTERM, a complete save "
-    "was written; continue with --resume); 130 aborted by a second interrupt before this run saved anything "
-    "(train: nothing was written)."
+    "was written; continue with --resume); 130 interrupted (SIGINT/SIGTERM, any command: one line on stderr, "
+    "nothing left half-written; train: before its first update, or by a second interrupt before it saved)."
 )
 
 
@@ -116,25 +120,77 @@ def _refuse_unknown_options(parser: argparse.ArgumentParser, command: str, argv:
             sub.error(f"unknown option {name}{hint} Received: {token!r}")
 
 
+def _debug_first(argv: list[str]) -> list[str]:
+    """`--debug` is the program's option, accepted anywhere before a `--` (argparse takes it only before COMMAND)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    head = argv[:end]
+    if "--debug" not in head:
+        return argv
+    return ["--debug", *[a for a in head if a != "--debug"], *argv[end:]]
+
+
+def _refuse_unknown_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A mistyped COMMAND is named with the nearest one (argparse only lists the choices)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word is None or word in COMMANDS:
+        return
+    close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "see `bertcnn --help`"
+    parser.error(f"unknown command {word!r}; {hint} Commands: {', '.join(COMMANDS)}. Received: {word!r}")
+
+
+def _interrupted(command: str) -> int:
+    """The one line for SIGINT/SIGTERM: every write is staged and removed when cut short, so nothing is half-written."""
+    print(
+        f"bertcnn{' ' + command if command else ''}: interrupted by {interrupt.signal_name()}: stopped; nothing was "
+        "left half-written (an output is published whole or not at all)",
+        file=sys.stderr,
+    )
+    return EXIT_ABORTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = next((a for a in argv if a in COMMANDS), None)
+    argv = _debug_first(sys.argv[1:] if argv is None else list(argv))
+    with interrupt.handling():  # from here SIGINT/SIGTERM end any command with one line and 130
+        command = next((a for a in argv if a in COMMANDS), None)
+        debug = "--debug" in argv[:1]
+        try:
+            code = _main(argv, command)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            return _interrupted(command or "")
+        except BaseException:
+            # An error raised because of the interrupt (a child process it killed, a cut read) is the interrupt.
+            if interrupt.requested() and not debug:
+                return _interrupted(command or "")
+            raise
+        # A KeyboardInterrupt swallowed on the way (raised inside a callback whose errors are only
+        # reported) is still honoured; train says itself what an interrupt did (75 or 130).
+        if interrupt.requested() and code not in (EXIT_INTERRUPTED, EXIT_ABORTED) and not debug:
+            return _interrupted(command or "")
+        return code
+
+
+def _main(argv: list[str], command: str | None) -> int:
     parser = build_parser(command)
     if not argv:
         parser.print_help(sys.stderr)
         return EXIT_INPUT
-    if command is not None:
+    if command is None:
+        _refuse_unknown_command(parser, argv)
+    else:
         _refuse_unknown_options(parser, command, argv)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
-        if args.debug:
+        if args.debug or interrupt.requested():
             raise
         print(f"bertcnn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as e:
-        if args.debug or e.errno not in DISK_ERRORS:
+        if args.debug or e.errno not in DISK_ERRORS or interrupt.requested():
             raise
         # Every write is staged and removed on failure: what was there before is still there, whole.
         where = e.filename or "the output"

@@ -37,7 +37,9 @@ from parity.training.metrics import softmax
 OUTPUT_HELP = (
     "Output, one line per text in input order (TEXT arguments first, then --file's lines): "
     "LABEL<TAB>LOGITS<TAB>TEXT, where LABEL is the predicted class's name (its id when the checkpoint names "
-    "none) and LOGITS the space-separated logits of every class in id order. With --json, one object per line: "
+    "none) and LOGITS the space-separated logits of every class in id order; in TEXT a backslash, tab, line feed "
+    "and carriage return are written \\\\, \\t, \\n and \\r, so each text is one line of three columns. "
+    "With --json, one object per line: "
     '{"text", "label" (name), "label_id", "logits", "probabilities" (softmax, computed in float64)}. '
     "Lines are printed a few thousand texts at a time, as they are read (--file - works as a filter in a pipe; "
     "a bad line of standard input stops the run there, exit 2, after the results before it). "
@@ -151,11 +153,20 @@ def _save_taps(args: argparse.Namespace, forward, tokenizer) -> None:
     write_file(args.taps, write, flag="--taps", force=args.force and args.taps_existed)
 
 
+# A TEXT column holds one line: the characters that would split it are written as their escapes.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def escaped(text: str) -> str:
+    """`text` with backslash, tab, LF and CR written \\\\, \\t, \\n, \\r: one tab-separated column, one line."""
+    return text.translate(_ESCAPES)
+
+
 def output_line(text: str, logits: np.ndarray, names: tuple[str, ...], *, as_json: bool) -> str:
     """One text's line: LABEL<TAB>LOGITS<TAB>TEXT, or a JSON object with float64 softmax probabilities."""
     label = int(np.argmax(logits))
     if not as_json:
-        return f"{names[label]}\t{' '.join(f'{x:.6f}' for x in logits)}\t{text}\n"
+        return f"{names[label]}\t{' '.join(f'{x:.6f}' for x in logits)}\t{escaped(text)}\n"
     probabilities = softmax(logits[None])[0]
     record = {
         "text": text,

@@ -3,10 +3,12 @@
 The directory is a canonical checkpoint plus the training state (`parity.training.state`);
 `--resume` continues it, in the same or the other framework. A run is three steps:
 `prepare` checks everything that can fail and reads the inputs (nothing is written),
-`execute` trains (saving as it goes), `finish` says what happened. SIGINT/SIGTERM stop
-the run after the current update with a complete save (exit 75: resume it); a second
-one aborts at once, leaving the last complete save. One writer per directory (an OS
-lock, held for the whole run by the process that writes: rank 0 under torchrun).
+`execute` trains (saving as it goes), `finish` says what happened. SIGINT/SIGTERM during
+start-up (before the first update) stop the run at once, nothing written (exit 130); from
+then on they stop it after the current update with a complete save (exit 75: resume it),
+and a second one aborts at once, leaving the last complete save. Every check of the
+arguments runs before the frameworks are imported. One writer per directory (an OS lock,
+held for the whole run by the process that writes: rank 0 under torchrun).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from parity.commands import builds
 from parity.commands.common import (
+    EXIT_ABORTED,
     EXIT_INTERRUPTED,
     FORCE_FOLDER_HELP,
     UsageError,
@@ -48,6 +51,7 @@ from parity.commands.train_ui import (
     summarize,
 )
 from parity.io.files import sha256_file
+from parity.io.hub import resolve
 from parity.io.reader import read_weights
 from parity.stderr import quiet_native_stderr
 from parity.tokenize import Tokenizer
@@ -55,6 +59,7 @@ from parity.training.data import read_labelled
 from parity.training.loop import Run, evaluator
 from parity.training.recipe import TrainingRecipe
 from parity.training.state import (
+    STATE_NAME,
     Snapshot,
     adopt,
     initial_snapshot,
@@ -115,51 +120,77 @@ class Plan:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Every check of the arguments and inputs comes before the frameworks' imports (seconds).
     refuse_conflicts(args)
     check_environment(args)
+    _check_inputs(args)
     out, interrupts, started = Path(args.out), Interrupts(), []
-    try:
-        with interrupts:  # from here a first SIGINT/SIGTERM stops the run at a complete save; a second aborts
-            return _run(args, out, interrupts, started)
-    except KeyboardInterrupt:  # a second interrupt (or Ctrl-C where no handler could be set): at once
-        if args.framework == "torch" and os.environ.get("RANK", "0") != "0":
-            return EXIT_INTERRUPTED  # rank 0 says it
-        return aborted(args, out, writes=args.resume or any(r.saves for r in started))
+    writes = args.framework != "torch" or os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 writes
+    with claim_out(args, out) if writes else contextlib.nullcontext():  # checked, locked, recovered: one writer
+        if writes and args.tensorboard:
+            check_tensorboard(args, out)
+        before = _state_of(out)
+        try:
+            with interrupts:  # the first SIGINT/SIGTERM after start-up stops the run at a complete save; a second
+                return _run(args, out, interrupts, started, writes)  # aborts
+        except KeyboardInterrupt:  # start-up, or a second interrupt: at once
+            if not writes:  # rank 0 says it
+                return EXIT_INTERRUPTED if interrupts.armed else EXIT_ABORTED
+            return aborted(args, out, interrupts, wrote=any(r.saves for r in started) or _state_of(out) != before)
 
 
-def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: list) -> int:
-    # torch: join torchrun's group (a no-op in one process); only rank 0 writes DIR, logs and prints.
-    world = builds.runtime("torch").join(out, backend=args.dist_backend, recover=False) if args.framework == "torch" \
-        else None  # fmt: skip
-    writes = world is None or world.is_main
+def _check_inputs(args: argparse.Namespace) -> None:
+    """What the command line names must be there: refused in a blink, not after the imports."""
     if not args.resume and not args.checkpoint:
         raise UsageError("--checkpoint CK is required to start training (only --resume reads DIR instead). "
                          "Received: no --checkpoint")  # fmt: skip
-    with claim_out(args, out) if writes else contextlib.nullcontext():  # checked, locked and recovered
-        if writes and args.tensorboard:
-            check_tensorboard(args, out)
-        if world is not None:
-            world.barrier()  # the other ranks read DIR only now
-        plan = prepare(args, out, world)
-        if plan.start.state.finished:
-            return nothing_to_do(plan)
-        if writes and args.resume:
-            adopt(out)  # a directory saved before markers existed: its verified files become the listing
-        if writes and plan.start.recipe.mixed_precision == "bf16":
-            builds.bf16_note(args.framework)
-        final, seconds, stopped = execute(plan, interrupts, started)
-        if world is not None:
-            world.close()
-        return finish(plan, final, seconds, stopped, interrupts.signal)
+    for flag, path in (("--train", args.train), ("--eval", args.eval)):
+        if path and not Path(path).is_file():
+            what = "is a folder" if Path(path).is_dir() else "not found"
+            raise FileNotFoundError(f"{flag} {path!r}: {what}; expected a labelled .jsonl/.csv/.tsv file. "
+                                    f"Received: {flag} {path!r}")  # fmt: skip
+    if args.checkpoint:
+        src = resolve(args.checkpoint, flag="--checkpoint")  # a hub id of a bertcnn checkpoint, too
+        if not src.exists():
+            raise FileNotFoundError(f"--checkpoint {args.checkpoint!r} not found; expected a checkpoint directory "
+                                    f"or weight file. Received: {args.checkpoint!r}")  # fmt: skip
+    if args.tokenizer and not (Path(args.tokenizer) / "tokenizer.json").is_file():
+        raise UsageError(f"--tokenizer must be a folder with a tokenizer.json (it is copied into DIR). "
+                         f"Received: --tokenizer {args.tokenizer!r}")  # fmt: skip
+
+
+def _state_of(out: Path) -> tuple[int, int] | None:
+    """Which save DIR holds (inode and time of its trainer_state.json): whether this run published one."""
+    try:
+        st = (out / STATE_NAME).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _run(args: argparse.Namespace, out: Path, interrupts: Interrupts, started: list, writes: bool) -> int:
+    # torch: join torchrun's group (a no-op in one process); only rank 0 writes DIR, logs and prints.
+    world = builds.runtime("torch").join(out, backend=args.dist_backend, recover=False) if args.framework == "torch" \
+        else None  # fmt: skip
+    if world is not None:
+        world.barrier()  # the other ranks read DIR only now (rank 0 recovered it under the lock)
+    plan = prepare(args, out, world)
+    if plan.start.state.finished:
+        return nothing_to_do(plan)
+    if writes and args.resume:
+        adopt(out)  # a directory saved before markers existed: its verified files become the listing
+    if writes and plan.start.recipe.mixed_precision == "bf16":
+        builds.bf16_note(args.framework)
+    final, seconds, stopped = execute(plan, interrupts, started)
+    if world is not None:
+        world.close()
+    return finish(plan, final, seconds, stopped, interrupts.signal)
 
 
 # -- prepare: every check that can fail, and the inputs read; nothing written --------------------------------
 def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
     """Read and check the start, the data and the tokenizer: the whole plan, nothing written."""
     main = world is None or world.is_main
-    if not Path(args.train).is_file():
-        raise FileNotFoundError(f"Training file not found; expected a labelled .jsonl/.csv/.tsv file. "
-                                f"Received: {args.train!r}")  # fmt: skip
     sha = sha256_file(args.train)
     given = given_recipe(args)
     if args.resume:
@@ -205,11 +236,7 @@ def _check_resume(args: argparse.Namespace, snap: Snapshot, given: dict, sha: st
 
 def _tokenizer_dir(args: argparse.Namespace, w) -> Path:
     if args.tokenizer:
-        d = Path(args.tokenizer)
-        if not (d / "tokenizer.json").is_file():
-            raise UsageError(f"--tokenizer must be a folder with a tokenizer.json (it is copied into DIR). "
-                             f"Received: --tokenizer {args.tokenizer!r}")  # fmt: skip
-        return d
+        return Path(args.tokenizer)  # a folder with a tokenizer.json: `_check_inputs`
     own = w.tokenizer_dir or w.backbone_tokenizer
     if own is None or not (Path(own) / "tokenizer.json").is_file():
         raise UsageError(f"{args.checkpoint} carries no tokenizer.json; pass --tokenizer DIR (a folder with the "
@@ -271,10 +298,11 @@ def execute(plan: Plan, interrupts: Interrupts, started: list | None = None) -> 
     args, main = plan.args, plan.main
     recipe = plan.start.recipe
     total = recipe.total_steps(len(plan.encoded))
-    reporter = Reporter(total, plan.start.state.step, live=main and sys.stderr.isatty() and not args.no_progress)
+    reporter = Reporter(total, plan.start.state.step, live=main and sys.stderr.isatty() and not args.no_progress,
+                        earlier=tuple(plan.start.metrics), epoch=plan.start.state.epoch)  # fmt: skip
     run_ = Run(plan.start, plan.encoded, plan.labels, out=plan.out if main else None, save_every=args.save_every,
                tokenizer_from=plan.tok_dir, evaluate=plan.evaluate, progress=reporter if main else None,
-               save_start=not args.resume, stop=interrupts.requested)  # fmt: skip
+               save_start=not args.resume, stop=interrupts.requested, started=interrupts.arm)  # fmt: skip
     if started is not None:
         started.append(run_)  # what `run` says after an abort: whether this run saved anything
     shown = reporter
@@ -286,14 +314,15 @@ def execute(plan: Plan, interrupts: Interrupts, started: list | None = None) -> 
                 reporter.epoch_end(record["epoch"], record["step"])
 
     board = None
-    if args.tensorboard and main:
-        from parity.training.tensorboard import TensorBoardLog
-
-        board = TensorBoardLog(args.tensorboard, start_step=plan.start.state.step)
 
     def progress(record: dict[str, Any]) -> None:
+        nonlocal board
         shown(record)
-        if board is not None:
+        if args.tensorboard:
+            if board is None:  # opened with the first record: an interrupted start-up leaves no event file
+                from parity.training.tensorboard import TensorBoardLog
+
+                board = TensorBoardLog(args.tensorboard, start_step=plan.start.state.step)
             board(record)
 
     if main:
@@ -341,7 +370,7 @@ def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: i
         if args.resume:
             count += f" in this run ({final.state.step} in all)"
         loss = summary["final_loss"]
-        print(f"trained {count} ({args.framework}, {final.recipe.dtype}) in {seconds:.1f}s; final loss "
+        print(f"trained {count} ({args.framework}, {final.recipe.dtype}) in {seconds:.1f}s; last update's loss "
               f"{shown_loss(loss)}; wrote {out}")  # fmt: skip
         kept = kept_line(final)
         if kept:

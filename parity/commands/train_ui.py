@@ -13,12 +13,14 @@ import argparse
 import contextlib
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
 import time
 from typing import Any
 
+from parity import interrupt
 from parity.commands.common import EXIT_ABORTED, EXIT_INTERRUPTED, positive
 from parity.training.recipe import BEST_METRICS, TrainingRecipe
 
@@ -180,12 +182,18 @@ def shown_loss(loss: float | None) -> str:
 
 
 class Reporter:
-    """Progress on stderr: a live line on a terminal (step, loss, rate, eta), else one line per epoch."""
+    """Progress on stderr: a live line on a terminal (step, loss, rate, eta), else one line per epoch.
 
-    def __init__(self, total: int, done: int, *, live: bool):
+    An epoch's train loss is the mean over every update of the epoch: on --resume, the updates
+    before the save (`earlier`, the saved log) count too, so the line is the one an uninterrupted
+    run prints.
+    """
+
+    def __init__(self, total: int, done: int, *, live: bool, earlier: tuple[dict[str, Any], ...] = (),
+                 epoch: int = 0):  # fmt: skip
         self.total, self.start_step, self.live = total, done, live
         self.t0 = time.monotonic()
-        self.epoch_losses: list[float] = []
+        self.epoch_losses: list[float] = [m["loss"] for m in earlier if "loss" in m and m.get("epoch") == epoch]
 
     def __call__(self, record: dict[str, Any]) -> None:
         if "loss" in record:
@@ -226,23 +234,51 @@ def nothing_to_do(plan) -> int:
     return 0
 
 
-def aborted(args: argparse.Namespace, out, writes: bool) -> int:
-    """A second interrupt: say what DIR holds. `writes`: DIR holds a save of this run (or the one resumed)."""
+def aborted(args: argparse.Namespace, out, interrupts: Interrupts, *, wrote: bool) -> int:
+    """Stopped at once (during start-up, or by a second interrupt): say what DIR holds.
+
+    `wrote`: DIR holds a save of this run; with --resume it holds the save resumed from, whole either way.
+    """
     step = None
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         step = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["step"]
-    if not writes or step is None:
-        print("bertcnn train: aborted by a second interrupt before the first save: nothing was written",
-              file=sys.stderr)  # fmt: skip
+    if interrupts.armed:
+        how = "aborted by a second interrupt"
+    else:
+        name = signal.Signals(interrupts.signal).name if interrupts.signal else interrupt.signal_name()
+        how = f"interrupted by {name} before the first update"
+    if not (wrote or args.resume) or step is None:
+        print(f"bertcnn train: {how}: stopped; nothing was written", file=sys.stderr)
         return EXIT_ABORTED
-    print(f"bertcnn train: aborted by a second interrupt: {out} holds the last complete save (update {step}); "
+    print(f"bertcnn train: {how}: {out} holds the last complete save (update {step}); "
           f"continue with `{resume_command(args)}`", file=sys.stderr)  # fmt: skip
     return EXIT_INTERRUPTED
 
 
+# Options that start a run: a resume reads them from DIR, so they are left out of its command.
+_NOT_ON_RESUME = {"--checkpoint", "--config", "--tokenizer", "--force", "--resume", "--help"}
+
+
 def resume_command(args: argparse.Namespace) -> str:
-    extra = f" --eval {args.eval}" if args.eval else ""
-    return f"bertcnn train --resume --out {args.out} --train {args.train} --framework {args.framework}{extra}"
+    """The command that continues this run: every option it was given (from the parser), with --resume."""
+    from parity.commands import build_parser
+
+    parser = build_parser("train")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    given: dict[str, list[str]] = {}
+    for action in sub._actions:
+        flag = next((o for o in action.option_strings if o.startswith("--")), None)
+        if flag is None or flag in _NOT_ON_RESUME:
+            continue
+        value = getattr(args, action.dest, None)
+        if action.nargs == 0:  # a switch: given when the value is the one it stores
+            if value is not None and value == action.const and value != action.default:
+                given[flag] = [flag]
+        elif value is not None and value != action.default:
+            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+            given[flag] = [flag, shlex.quote(shown)]
+    first = [given.pop(f, []) for f in ("--out", "--train", "--framework")]  # where the run is, then the rest
+    return " ".join(["bertcnn", "train", "--resume", *(w for ws in [*first, *given.values()] for w in ws)])
 
 
 def summarize(final, out, seconds: float, truncated: int, framework: str) -> dict[str, Any]:
@@ -286,24 +322,36 @@ def kept_line(final) -> str | None:
 
 # -- interrupts ----------------------------------------------------------------------------------------------------
 class Interrupts:
-    """SIGINT/SIGTERM while training: the first asks the run to stop after the current update with a complete
-    save (`requested`); a second aborts at once (KeyboardInterrupt), the last complete save kept.
+    """SIGINT/SIGTERM while training: until the run is set to train (`arm`, before its first update) the one
+    handler of every command (`parity.interrupt`) stops it at once, nothing written; from then, the first
+    asks the run to stop after the current update with a complete save (`requested`), and a second
+    aborts at once (KeyboardInterrupt), the last complete save kept.
 
     A second signal within DEBOUNCE_S of the first counts as the same one: torchrun forwards the
     terminal's Ctrl-C to workers that already got it from the terminal. Handlers are set only
     in the main thread (Python's rule) and restored on exit.
     """
 
-    DEBOUNCE_S = 1.0
-    STOPS = (signal.SIGINT, signal.SIGTERM)
+    DEBOUNCE_S = interrupt.DEBOUNCE_S
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.armed = False
         self._at = 0.0
         self._old: dict[int, Any] = {}
 
     def requested(self) -> bool:
         return self.signal is not None
+
+    def arm(self) -> None:
+        """From now on the first signal stops the run after an update, saved; called before the first update."""
+        if self.armed:
+            return
+        self.armed = True
+        interrupt.raise_if_requested()  # one that came during start-up (and was swallowed) still stops at once
+        if threading.current_thread() is threading.main_thread():
+            for s in interrupt.STOPS:
+                self._old[s] = signal.signal(s, self._handle)
 
     def _handle(self, signum: int, frame) -> None:
         now = time.monotonic()
@@ -313,12 +361,10 @@ class Interrupts:
                 print(f"\n{signal.Signals(signum).name}: stopping after this update, with a complete save; "
                       "interrupt again to abort at once", file=sys.stderr, flush=True)  # fmt: skip
         elif now - self._at >= self.DEBOUNCE_S:
+            interrupt.request(signum)
             raise KeyboardInterrupt
 
     def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for s in self.STOPS:
-                self._old[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> bool:

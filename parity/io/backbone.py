@@ -18,7 +18,7 @@ from parity.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from parity.io.files import read_json
 from parity.io.hub import resolve
 from parity.io.safetensors import read_safetensors
-from parity.layout import check_tensors, expected_shapes
+from parity.layout import check_size, check_tensors, expected_shapes, size_of
 
 # Buffers older transformers saved in BERT checkpoints; not weights, safe to drop.
 _HF_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -86,10 +86,39 @@ def backbone_checkpoint(
 ) -> tuple[BertCnnConfig, dict[str, np.ndarray], HFBert]:
     """A pretrained HF BERT (a directory or a hub id) + a freshly initialised, seeded CNN head (canonical tensors)."""
     hf = load_hf_bert(backbone_dir, revision=revision)
+    where = hf.directory / CONFIG_NAME
+    try:
+        check_size(BertCnnConfig.from_hf_config(hf.config), str(where))  # the backbone's own values, head aside
+    except (ValueError, TypeError) as e:
+        line = str(e).splitlines()[0]
+        raise ValueError(line if line.startswith(str(where)) else f"{where}: {line}") from None
     config = BertCnnConfig.from_hf_config(hf.config, **head)
+    check_size(config, f"{hf.directory} with this head", f"lower the head's sizes ({HEAD_OPTIONS})")
+    _check_memory(config)
     expected_bert = {k: v for k, v in expected_shapes(config).items() if k.startswith("bert.")}
     check_tensors(hf.tensors, expected_bert, what=f"BERT backbone {str(backbone_dir)!r}")
     return config, {**hf.tensors, **init_head(config, seed)}, hf
+
+
+HEAD_OPTIONS = "--num-filters, --kernel-sizes, --head-hidden-size, --num-labels"
+
+
+def _check_memory(config: BertCnnConfig) -> None:
+    """The new model fits this machine's memory: its float32 weights, and the head's float64 draws on the way."""
+    _, parameters = size_of(config)
+    largest = max(int(np.prod(s)) for n, s in expected_shapes(config).items() if not n.startswith("bert."))
+    need = 4 * parameters + 12 * largest
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - every Linux and macOS answers
+        return
+    if need > have:
+        raise ValueError(
+            f"the new model needs about {need / 1e9:,.1f} GB of memory to initialise ({parameters:,} parameters), "
+            f"more than this machine's {have / 1e9:,.1f} GB; lower the head's sizes ({HEAD_OPTIONS}). "
+            f"Received: num_filters={config.num_filters}, kernel_sizes={list(config.kernel_sizes)}, "
+            f"head_hidden_size={config.head_hidden_size}"
+        )
 
 
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the hub id of the embedded backbone (model cards name it)

@@ -21,7 +21,7 @@ from parity.config import MODEL_TYPE, MODELING_MODULE, BertCnnConfig
 from parity.io.card import CARD_NAME, card_text
 from parity.io.destination import stage
 from parity.io.files import fsync_tree, honour_umask_tree, read_json
-from parity.io.formats import DIR, FORMAT_HELP, Weights, floating_dtype
+from parity.io.formats import DIR, FORMAT_HELP, Weights, config_from, floating_dtype
 from parity.io.lock import writer_lock
 from parity.io.outputs import DIR as FOLDER
 from parity.io.outputs import check_existing, ours
@@ -204,7 +204,7 @@ def read_dir(path: Path, expect_for: Callable[[BertCnnConfig], Callable] | None 
             f"{path}: {WEIGHTS_NAME} is missing; a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME} "
             f"(or Hugging Face's shards and {INDEX_NAME}). Received: {present}"
         )
-    config = _with_run_length(path, BertCnnConfig.from_dict(raw))
+    config = _with_run_length(path, config_from(raw, path / CONFIG_NAME))
     if expect_for is None:
         expect = lambda shapes: strict_check(shapes, config, what=f"Checkpoint {str(path)!r}")  # noqa: E731
     else:

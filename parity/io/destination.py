@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from parity import interrupt
 from parity.io.files import fsync_tree, honour_umask_tree
 from parity.io.lock import writer_lock
 from parity.io.outputs import DIR, FILE, OutputError, check_existing, check_place
@@ -107,6 +108,7 @@ def stage(
         if listing is None or not listing.complete:  # the filler may record them itself, with hashes it has
             write_marker(staging, marker if kind == DIR else "file")
         fsync_tree(staging)
+        interrupt.raise_if_requested()  # a Ctrl-C swallowed during the work (a library callback): nothing published
         with held_signals():
             publish(target, dest, flag=flag, replace=replace, keep_foreign=keep_foreign)
             published = kind == DIR  # the staging path now holds nothing, or what publish could not move back

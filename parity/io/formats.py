@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from parity.config import BertCnnConfig
+from parity.layout import check_size
 
 DIR, SAFETENSORS, TORCH, KERAS, KERAS_WEIGHTS = "checkpoint directory", "safetensors", "torch", "keras", "keras weights"
 FORMAT_HELP = (
@@ -52,12 +53,59 @@ def bad(path: str | os.PathLike, what: str, expected: str) -> FormatError:
     return FormatError(f"{path}: {what}; expected {expected}. Received: {str(path)!r}")
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false",
+               type(None): "null"}  # fmt: skip
+
+
+def config_from(raw: object, where: str | os.PathLike) -> BertCnnConfig:
+    """A model config from parsed JSON; any refusal is one line naming `where` (the file, or the part of it).
+
+    Every reader that takes a config (a checkpoint's config.json, --config, a .safetensors file's metadata,
+    a .keras archive, an export) builds it here, so each refusal says which file holds the wrong key.
+    """
+    fix = "fix it, or write the file again with the bertcnn command that made it"
+    if not isinstance(raw, dict):
+        kind = _JSON_KINDS.get(type(raw), type(raw).__name__)
+        raise ValueError(
+            f'{where}: a model config must be a JSON object ({{"vocab_size": ..., "num_labels": ..., ...}}), not '
+            f"{kind}; {fix}. Received: {kind}"
+        )
+    try:
+        config = BertCnnConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        text = (str(e).splitlines() or [type(e).__name__])[0].removeprefix("Invalid BertCnnConfig: ")
+        what, cut, received = text.rpartition(" Received: ")
+        what, received = (what, received[:200]) if cut else (text, type(e).__name__)
+        raise ValueError(f"{where}: invalid model config: {what.rstrip('. ')}; {fix}. Received: {received}") from None
+    check_size(config, str(where), f"its sizes are wrong: {fix}")  # before any table of its tensors is built
+    return config
+
+
 def is_zip(path: str | os.PathLike) -> bool:
     """`zipfile.is_zipfile`, which itself raises BadZipFile on some damaged end records (a "multi-disk" zip)."""
     try:
         return zipfile.is_zipfile(path)
     except zipfile.BadZipFile:
         return True  # looks like a zip, and a damaged one: opening it says so
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, where: str | os.PathLike) -> bytes:
+    """A zip member's bytes, never more than `cap`: declared sizes checked, then inflated in bounded steps.
+
+    `ZipFile.read` inflates a deflated member in one call bounded only by 2 GiB, whatever the member
+    declares, and bzip2/lzma members in one unbounded call: a small archive could hold gigabytes.
+    """
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise bad(where, f"{info.filename} is compressed with zip method {info.compress_type}",
+                  "stored or deflated members")  # fmt: skip
+    if info.file_size > cap:
+        raise bad(where, f"{info.filename} declares {info.file_size} bytes, more than the {cap} it may hold",
+                  f"a {info.filename} of at most {cap} bytes")  # fmt: skip
+    out = bytearray()
+    with zf.open(info) as member:  # reads stop at the declared size; each step inflates at most 1 MiB
+        while chunk := member.read(min(1 << 20, cap + 1 - len(out))):
+            out += chunk
+    return bytes(out)
 
 
 def np_dtype(name: str) -> np.dtype:

@@ -28,11 +28,14 @@ from parity.io.formats import (
     REGISTERED_NAME,
     Weights,
     bad,
+    config_from,
     dtype_name,
     first_line,
     is_zip,
     np_dtype,
+    read_member,
 )
+from parity.jsonfile import parse_json
 from parity.layout import rows
 
 
@@ -153,14 +156,49 @@ def h5_datasets(config: BertCnnConfig) -> dict[str, str]:
     return {_h5_path(r.keras_path): r.keras_path for r in rows(config)}
 
 
+def _check_storage(found: Mapping[str, object], table: Mapping[str, object], where: Path, size: int) -> None:
+    """Every dataset to be read holds its bytes, in the file: what a dataset declares is allocated before it is read.
+
+    HDF5 returns its fill value for storage that was never written, so a small file can declare gigabytes;
+    chunked (compressed) data can inflate past any bound, and external or virtual storage reads other files.
+    Keras writes each variable as one contiguous, uncompressed dataset, and only that is read.
+    """
+    import h5py
+
+    total = 0
+    for ds in table:
+        d = found[ds]
+        plist = d.id.get_create_plist()
+        layout, external = plist.get_layout(), plist.get_external_count()
+        declared, stored = int(np.prod(d.shape or (), dtype=object)) * d.dtype.itemsize, d.id.get_storage_size()
+        if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT) or external or plist.get_nfilters():
+            kind = "external" if external else {h5py.h5d.CHUNKED: "chunked"}.get(layout, f"layout {layout}")
+            raise bad(where, f"dataset {ds} uses {kind} storage", "contiguous, uncompressed datasets, as Keras writes")
+        if stored != declared:
+            raise bad(
+                where,
+                f"dataset {ds} declares {declared} bytes of data but stores {stored} (never written, or damaged)",
+                "every weight written whole, as Keras writes it",
+            )
+        total += stored
+    if total > size:
+        raise bad(where, f"its datasets claim {total} bytes but the file has {size}", "a complete Keras weights file")
+
+
 def read_keras_h5(
     source,
     config: BertCnnConfig,
     where: Path,
     expect: Callable[[Mapping[str, tuple]], None],
+    size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Strict read: every dataset Keras would write is present, nothing else, shapes checked before reading."""
+    """Strict read: every dataset Keras would write is present, nothing else, shapes and storage checked first.
+
+    `size`: the bytes of `source` (a zip member's); read from the file when `source` is a path.
+    """
     import h5py
+
+    size = Path(source).stat().st_size if size is None else size
 
     by_path = {r.keras_path: r for r in rows(config)}
     table = {ds: by_path[kp] for ds, kp in h5_datasets(config).items()}
@@ -180,6 +218,7 @@ def read_keras_h5(
                 shape = tuple(found[ds].shape) if found[ds].shape is not None else ()
                 shapes[n] = table[ds].op.torch_shape(shape) if ds in table else shape
             expect(shapes)
+            _check_storage(found, table, where, size)
             tensors = {}
             for ds, row in table.items():
                 d = found[ds]
@@ -236,9 +275,7 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
                 if need not in infos:
                     have = sorted(infos)[:6]
                     raise bad(path, f"archive has no {need} (has {have})", "a .keras archive from model.save")
-            ci = infos["config.json"]
-            if ci.file_size > MAX_JSON_BYTES:
-                raise bad(path, "config.json is implausibly large", "a small model config")
+            raw = read_member(zf, infos["config.json"], MAX_JSON_BYTES, path)
             wi = infos["model.weights.h5"]
             if wi.compress_type != zipfile.ZIP_STORED or wi.file_size > size:
                 raise bad(
@@ -246,10 +283,7 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
                     "model.weights.h5 is compressed or larger than the archive",
                     "an uncompressed h5 member, as Keras writes it",
                 )
-            try:
-                cfg = json.loads(zf.read("config.json").decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-                raise bad(path, f"config.json is not valid JSON ({type(e).__name__})", "a Keras model config") from None
+            cfg = parse_json(raw, f"{path} (config.json)", "a Keras model config")
             inner = cfg.get("config") if isinstance(cfg, dict) else None
             if not isinstance(inner, dict) or cfg.get("registered_name") != REGISTERED_NAME:
                 got = cfg.get("registered_name", cfg.get("class_name")) if isinstance(cfg, dict) else type(cfg).__name__
@@ -258,12 +292,12 @@ def read_keras_archive(path: Path, expect_for: Callable[[BertCnnConfig], Callabl
                     f"archive holds {got!r}, not a bertcnn model",
                     f"a model saved from bertcnn_tf.BertCNN ({REGISTERED_NAME})",
                 )
-            config = BertCnnConfig.from_dict(inner.get("config"))
+            config = config_from(inner.get("config"), f"{path} (config.json: config.config)")
             dtype = inner.get("dtype")
             if dtype not in FLOAT_DTYPES:
                 raise bad(path, f"model dtype {dtype!r}", f"one of {FLOAT_DTYPES}")
             with zf.open("model.weights.h5") as member:
-                tensors = read_keras_h5(member, config, path, expect_for(config))
+                tensors = read_keras_h5(member, config, path, expect_for(config), wi.file_size)
             stored = {dtype_name(t) for t in tensors.values()}
             if stored != {dtype}:
                 raise bad(

@@ -27,7 +27,7 @@ from parity.io.hub import resolve
 from parity.io.keras_h5 import read_keras_archive, read_keras_h5
 from parity.io.safetensors import read_safetensors
 from parity.io.torch_pickle import read_torch
-from parity.layout import read_fields, strict_check
+from parity.layout import check_size, read_fields, strict_check
 
 # The seeds' head, as BertCnnConfig fields read off the tensors.
 HEAD_FIELDS = ("kernel_sizes", "num_filters", "num_labels", "head_hidden_size")
@@ -99,7 +99,7 @@ def given_config(config, backbone, mask_padding: bool | None) -> Given:
         if is_hf_config(raw):
             given.hf, given.hf_from = raw, f"--config {config}"
         else:
-            given.config = BertCnnConfig.from_dict(raw)
+            given.config = F.config_from(raw, config)
     elif backbone is not None:
         b = resolve(backbone)
         if not (b / CONFIG_NAME).is_file():
@@ -186,10 +186,14 @@ def _config_from_hf(given: Given, shapes: Mapping[str, tuple], src: Path) -> Ber
         )
     head = {f: read[f][0] for f in HEAD_FIELDS}
     mask = False if given.mask_padding is None else given.mask_padding
+    where = given.hf_from.split(" ", 1)[1]
+    where = f"{where}/{CONFIG_NAME}" if Path(where).is_dir() else where
     try:
-        return BertCnnConfig.from_hf_config(given.hf, **head, mask_padding=mask)
-    except ValueError as e:
-        raise ValueError(f"{given.hf_from}: {str(e).splitlines()[0]}") from None
+        config = BertCnnConfig.from_hf_config(given.hf, **head, mask_padding=mask)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where} ({given.hf_from.split()[0]}): {str(e).splitlines()[0]}") from None
+    check_size(config, f"{where} ({given.hf_from.split()[0]})")
+    return config
 
 
 def _needs_config(src: Path, fmt: str, hf: bool = False) -> ValueError:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.config import BertCnnConfig
 from parity.io.formats import (
     _ST_CODES,
     _ST_DTYPES,
@@ -23,9 +22,11 @@ from parity.io.formats import (
     SAFETENSORS,
     Weights,
     bad,
+    config_from,
     dtype_name,
     np_dtype,
 )
+from parity.jsonfile import parse_json
 
 # Integer tensors are index buffers, never weights: allowed only under names a caller lists.
 _ST_INTS = {"I64": "int64", "I32": "int32"}
@@ -55,10 +56,7 @@ def read_safetensors_header(path: Path, index_buffers: Collection[str] = ()) -> 
                 "a safetensors file (8-byte little-endian header length, JSON header, tensor data)",
             )
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise bad(path, f"header is not valid JSON ({type(e).__name__})", "a safetensors JSON header") from None
+    header = parse_json(raw, path, "a safetensors file (its header is JSON)")
     if not isinstance(header, dict):
         raise bad(path, "header is not a JSON object", "a safetensors JSON header")
     metadata = header.pop("__metadata__", None) or {}
@@ -104,10 +102,8 @@ def read_safetensors(
     metadata, entries, offset = read_safetensors_header(path, index_buffers)
     config = None
     if CONFIG_METADATA_KEY in metadata:
-        try:
-            config = BertCnnConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
-        except (ValueError, TypeError) as e:
-            raise bad(path, f"embedded config is invalid ({str(e).splitlines()[0]})", "a BertCnnConfig") from None
+        where = f"{path} (metadata {CONFIG_METADATA_KEY})"
+        config = config_from(parse_json(metadata[CONFIG_METADATA_KEY], where, "a model config"), where)
     if expect is not None:
         expect({k: tuple(e["shape"]) for k, e in entries.items()})
     data_len = path.stat().st_size - offset

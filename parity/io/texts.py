@@ -42,7 +42,9 @@ class Lines:
             stream: BinaryIO = sys.stdin.buffer
         else:
             if not Path(path).is_file():
-                raise FileNotFoundError(f"--file must be a text file with one text per line. Received: {path!r}")
+                what = "is a folder" if Path(path).is_dir() else "not found"
+                raise FileNotFoundError(f"--file {path!r}: {what}; expected a UTF-8 text file with one text per "
+                                        f"line ('-' for standard input). Received: --file {path!r}")  # fmt: skip
             stream = open(path, "rb")  # noqa: SIM115 - closed at the end of the iteration
         self._stream, self._own = stream, path != "-"
         try:
@@ -110,8 +112,12 @@ class Lines:
                 self._stream.close()
 
 
-def check_argument_texts(args_texts: Sequence[str]) -> None:
-    """TEXT arguments must be UTF-8 (argv bytes that are not arrive as surrogate escapes)."""
+def check_argument_texts(args_texts: Sequence[str], purpose: str = "classify") -> None:
+    """TEXT arguments must be UTF-8 (argv bytes that are not arrive as surrogate escapes) and hold a text.
+
+    An empty or whitespace-only TEXT is refused, as blank lines of a file are skipped and a
+    labelled file's empty text is refused: a label for no text is no answer.
+    """
     for i, text in enumerate(args_texts, start=1):
         try:
             text.encode("utf-8")
@@ -120,6 +126,11 @@ def check_argument_texts(args_texts: Sequence[str]) -> None:
                 f"TEXT argument {i} has bytes that are not UTF-8; expected UTF-8 text (or use --file). "
                 f"Received: {text.encode('utf-8', 'surrogateescape')[:80]!r}"
             ) from None
+        if not text.strip():
+            raise ValueError(
+                f"TEXT argument {i} is {'empty' if not text else 'only whitespace'}; expected a text to {purpose} "
+                f"(drop the empty argument). Received: {text!r}"
+            )
 
 
 def nothing_to(purpose: str, file: str, blank: int) -> ValueError:
@@ -140,7 +151,7 @@ class Texts:
     """
 
     def __init__(self, args_texts: Sequence[str], file: str | None, *, purpose: str):
-        check_argument_texts(args_texts)
+        check_argument_texts(args_texts, purpose)
         self.args, self.file, self.purpose = list(args_texts), file, purpose
         self.total: int | None = len(self.args)
         self.lines: Lines | None = None
@@ -182,7 +193,7 @@ def gather_texts(args_texts: Sequence[str], file: str | None, *, purpose: str) -
     Bad bytes are refused with where they are (argument number, FILE:LINE); an empty file is
     named as such, not mistaken for a missing --file.
     """
-    check_argument_texts(args_texts)
+    check_argument_texts(args_texts, purpose)
     texts = list(args_texts)
     if file:
         from_file, blank = read_texts(file)

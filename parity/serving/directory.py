@@ -12,6 +12,8 @@ from pathlib import Path
 
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, copy_tokenizer
+from parity.io.files import read_json
+from parity.io.formats import config_from
 from parity.serving.manifest import MANIFEST_NAME, Manifest, check_length, read_manifest
 
 
@@ -35,6 +37,6 @@ def load_config(directory: str | os.PathLike) -> BertCnnConfig:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"The export has no {CONFIG_NAME}; re-export the model. Received: {str(directory)!r}")
-    config = BertCnnConfig.from_json_file(path)
+    config = config_from(read_json(path, what="the config.json `bertcnn export` writes"), path)
     check_length(directory, read_manifest(directory), config.max_seq_length)
     return config

@@ -27,6 +27,7 @@ import numpy as np
 
 from parity.inputs import check_inputs
 from parity.serving.directory import load_config
+from parity.serving.graph_check import check_saved_model
 from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32, read_manifest
 from parity.stderr import quiet_native_stderr
 
@@ -77,6 +78,7 @@ class OnnxRunner:
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise _broken(path, "onnx", e) from None
         _check_names(path, [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
+        self.width = _width(self.session.get_outputs()[0].shape)
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.session.run([OUTPUT_NAME], {k: inputs[k] for k in INPUT_NAMES})[0]
@@ -98,6 +100,7 @@ class SavedModelRunner:
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
         _complete_saved_model(path)
+        check_saved_model(path)  # before TensorFlow runs any of it
         try:
             loaded = tf.saved_model.load(str(path))
             self.signature = loaded.signatures[SIGNATURE]
@@ -107,6 +110,7 @@ class SavedModelRunner:
         self._tf = tf
         spec = self.signature.structured_input_signature[1]
         _check_names(path, list(spec), list(self.signature.structured_outputs))
+        self.width = _width(self.signature.structured_outputs[OUTPUT_NAME].shape.as_list())
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         out = self.signature(**{k: self._tf.constant(inputs[k]) for k in INPUT_NAMES})
@@ -131,6 +135,7 @@ class SavedModelSessionRunner:
     def __init__(self, path: Path, threads: int | None = None):
         tf = _need("tensorflow", "saved_model")
         _complete_saved_model(path)
+        check_saved_model(path)  # before TensorFlow runs any of it
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads or 0)
         self.session = tf.compat.v1.Session(graph=tf.Graph(), config=config)
         try:
@@ -172,8 +177,18 @@ class LiteRTRunner:
             self.runner = self.interpreter.get_signature_runner("serving_default")
         except Exception as e:
             raise _broken(path, "litert", e) from None
+        ops = sorted({op["op_name"] for op in self.interpreter._get_ops_details()})
+        foreign = [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
+        if foreign:  # TensorFlow ops (Flex) or custom ones: bertcnn's LiteRT exports are builtin ops only
+            raise ValueError(
+                f"{path} needs ops outside LiteRT's builtins ({', '.join(foreign[:5])}), which `bertcnn export` never "
+                f"writes and this interpreter does not run; re-export the model with `bertcnn export`. "
+                f"Received: {foreign[0]}"
+            )
         sig = self.interpreter.get_signature_list()["serving_default"]
         _check_names(path, sig["inputs"], sig["outputs"])
+        out = self.runner.get_output_details()[OUTPUT_NAME]
+        self.width = _width([int(d) if d >= 0 else None for d in out.get("shape_signature", out["shape"])])
         self._delegated = False
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -197,12 +212,36 @@ def _check_names(path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> N
         )
 
 
+def _width(shape: Sequence) -> int | None:
+    """The logits' width a model declares, (batch, width); None when it leaves it open."""
+    if len(shape) != 2:
+        return -1  # not (batch, labels): never the config's width
+    return shape[1] if isinstance(shape[1], int) and not isinstance(shape[1], bool) else None
+
+
+def check_width(directory: str | os.PathLike, config, width: int | None) -> None:
+    """The export's config.json names one class per logit its model computes, or its labels would be wrong."""
+    if width is not None and width != config.num_labels:
+        names = f" ({', '.join(config.labels)})" if config.label_names else ""
+        computes = f"{width} logits per text" if width >= 0 else "outputs that are not (batch, classes) logits"
+        raise ValueError(
+            f"{Path(directory) / 'config.json'} names {config.num_labels} classes{names} but the export's model "
+            f"computes {computes}, so its labels would be wrong; the config belongs to another model: re-export the "
+            f"checkpoint with `bertcnn export`. Received: num_labels={config.num_labels}, {computes}"
+        )
+
+
 def open_export(directory: str | os.PathLike, *, threads: int | None = None):
-    """(runner, manifest, config) for an export directory; broken or hostile files raise ValueError."""
+    """(runner, manifest, config) for an export directory; broken or hostile files raise ValueError.
+
+    The config must fit the model: as many classes as the model's logits (checked again on each output
+    when the model leaves the width open)."""
     d = Path(directory)
     manifest = read_manifest(d)
     config = load_config(d)
-    return RUNNERS[manifest.format](d / manifest.model_file, threads), manifest, config
+    runner = RUNNERS[manifest.format](d / manifest.model_file, threads)
+    check_width(d, config, runner.width)
+    return runner, manifest, config
 
 
 def full_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -234,7 +273,9 @@ def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
             )
         x = full_inputs(inputs)
         check_inputs(x["input_ids"], x["attention_mask"], x["token_type_ids"], config)
-        return np.asarray(runner(x), dtype=np.float32)
+        logits = np.asarray(runner(x), dtype=np.float32)
+        check_width(directory, config, logits.shape[-1] if logits.ndim == 2 else -1)
+        return logits
 
     return forward, config
 

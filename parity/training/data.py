@@ -27,6 +27,8 @@ Label resolution (`read_labelled(..., num_labels, label_names)`):
   they become the checkpoint's names (`LabelledData.named`). Give the checkpoint names
   up front to fix their order yourself: `bertcnn port CK NEW_CK --labels a,b,c` writes the
   same weights with those names (`bertcnn init --labels` would start a new, untrained head).
+  Data with another number of classes than the head needs a new head: `bertcnn init NEW_CK
+  --backbone CK --labels a,b,c` keeps CK's BERT.
 A held-out file is read with the training file's names (`label_names=train.label_names`)
 so a class missing from it keeps its id.
 """
@@ -160,6 +162,9 @@ def _jsonl(path: Path, text: str, text_key: str, label_key: str) -> tuple[list[R
                        line) from None  # fmt: skip
         except RecursionError:
             raise _bad(path, n, "JSON nested too deeply; expected one flat JSON object per line", line) from None
+        except ValueError:  # an integer over Python's int() digit limit
+            raise _bad(path, n, "a number too long to read; expected one JSON object per line with an integer id "
+                       "or a name as label", line) from None  # fmt: skip
         if not isinstance(obj, dict):
             raise _bad(path, n, f'expected a JSON object {{"{text_key}": ..., "{label_key}": ...}}', obj)
         for key in (text_key, label_key):
@@ -201,6 +206,7 @@ def _table(path: Path, text: str, delimiter: str, text_col: str, label_col: str)
             if header is None:
                 header = record
                 header[0] = header[0].removeprefix("\ufeff")
+                _check_delimiter(path, start, header, delimiter)
                 for col, flag in ((text_col, "--text-column"), (label_col, "--label-column")):
                     if header.count(col) != 1:
                         what = "appears twice" if col in header else "is missing"
@@ -219,6 +225,23 @@ def _table(path: Path, text: str, delimiter: str, text_col: str, label_col: str)
         raise ValueError(f"{path}: the file is empty; expected a header row, then one row per example. Received: "
                          f"{blank} blank line(s)")  # fmt: skip
     return rows, blank
+
+
+_OTHER_DELIMITERS = {";": "semicolons", ",": "commas", "\t": "tabs", "|": "vertical bars"}
+
+
+def _check_delimiter(path: Path, line: int, header: list[str], delimiter: str) -> None:
+    """A header read as one field that another delimiter splits: the file's separator is not the suffix's."""
+    if len(header) != 1:
+        return
+    for other, name in _OTHER_DELIMITERS.items():
+        if other != delimiter and other in header[0]:
+            expected = "a comma-separated .csv" if delimiter == "," else "a tab-separated .tsv"
+            fix = ("re-save it with commas, or with tabs as a .tsv" if delimiter == "," else
+                   "re-save it with tabs, or with commas as a .csv")  # fmt: skip
+            raise _bad(path, line, f"the header is one column: the fields seem separated by {name} ({other!r}), "
+                       f"not {_OTHER_DELIMITERS[delimiter]}; expected {expected} ({fix})",
+                       _Raw(f"header {header[0][:_SHOW]!r}"))  # fmt: skip
 
 
 def _row(path: Path, line: int, text: str, label: str | int, text_col: str) -> Row:
@@ -263,11 +286,13 @@ def _resolve(
         return ids, tuple(map(str, range(num_labels))), False
     found = sorted({label for _, _, label in rows})
     if len(found) != num_labels:
+        # Naming cannot change a head's size: the advice is a new head on the checkpoint's encoder.
         raise ValueError(
-            f"{path}: the labels are {len(found)} distinct names but the checkpoint has num_labels={num_labels} "
-            f"and no names; expected exactly {num_labels} names, or give the checkpoint its class names in id "
-            f"order with `bertcnn port CK NEW_CK --labels a,b,c` (the same weights, named) and train NEW_CK. "
-            f"Received: {found[:20]!r}"
+            f"{path}: the labels are {len(found)} distinct names but the checkpoint's head has {num_labels} classes "
+            f"(num_labels={num_labels}) and no names; expected exactly {num_labels} names, or start from a new "
+            f"{len(found)}-class head on the checkpoint's encoder: `bertcnn init NEW_CK --backbone CK --labels "
+            f"{','.join(found)}` (CK a checkpoint directory; its BERT kept, the head new and untrained) and train "
+            f"NEW_CK. Received: {found[:20]!r}"
         )
     index = {n: i for i, n in enumerate(found)}
     return [index[label] for _, _, label in rows], tuple(found), True

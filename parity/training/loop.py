@@ -37,6 +37,7 @@ class Run:
     progress: Progress | None = None  # called with each log record (updates and epochs)
     save_start: bool = False  # a new run: save the start (step 0) before the first update
     stop: Callable[[], bool] | None = None  # asked after each update: True stops the run there, saved (SIGTERM)
+    started: Callable[[], None] | None = None  # called once the run is set to train (after the step-0 save)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -160,9 +161,15 @@ class Run:
         return replace(snap, state=state, best_tensors=self.best_tensors, metrics=list(self.metrics))
 
     def begin(self) -> bool:
-        """Before the first update: a new run's step-0 save; True when a stop was asked already (DIR is whole)."""
+        """Before the first update: a new run's step-0 save; True when a stop was asked already (DIR is whole).
+
+        Up to here an interrupt stops at once (start-up); `started` says that from now on
+        it stops after an update, with a save.
+        """
         if self.save_start and self.out is not None:
             self.save(self.start)
+        if self.started is not None:
+            self.started()
         self.stopped = self._stop_asked()
         return self.stopped
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from numpy.lib.npyio import NpzFile
 
 from parity.config import BertCnnConfig
 from parity.io.checkpoint import load_checkpoint
@@ -220,13 +219,10 @@ def read_rng(path: Path, framework: str) -> dict[str, np.ndarray]:
         raise damaged(path, f"implausibly large for a few seed states (over {MAX_RNG_BYTES} bytes)",
                       path.stat().st_size)  # fmt: skip
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, NpzFile):
-            raise ValueError(f"a bare {type(z).__name__}, not an archive")
-        with z:
-            rng = {k: np.array(z[k]) for k in z.files}
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as e:
-        raise damaged(path, f"not a readable .npz archive of arrays ({type(e).__name__})", path.name) from None
+        rng = _read_npz(path, MAX_RNG_BYTES)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        why = _reason(path, e) if isinstance(e, ValueError) else type(e).__name__
+        raise damaged(path, f"not a readable .npz archive of arrays ({why})", path.name) from None
     if framework != "keras" and rng:
         raise damaged(path, f"a {framework} save carries no random state (dropout is seeded per update)", sorted(rng))
     order = sorted(rng, key=lambda k: int(m.group(1)) if (m := _SEED.fullmatch(k)) else -1)
@@ -236,6 +232,45 @@ def read_rng(path: Path, framework: str) -> dict[str, np.ndarray]:
         if v.shape != (2,) or not np.issubdtype(v.dtype, np.integer):
             raise damaged(path, f"{k} must be a Keras seed state: 2 integers", f"{v.dtype} {v.shape}")
     return rng
+
+
+def _read_npz(path: Path, cap: int) -> dict[str, np.ndarray]:
+    """An .npz archive as arrays, `cap` bytes at most in all: each .npy header's shape and dtype are checked
+    against the bytes its member really holds before an array is made (`np.load` allocates what a header
+    declares first, then reads: a 1 MB file could ask for terabytes)."""
+    from parity.io.formats import read_member
+
+    out: dict[str, np.ndarray] = {}
+    left = cap
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name == info.filename or name in out:
+                raise ValueError(f"member {info.filename!r} is not one .npy array")
+            raw = read_member(zf, info, left, path)
+            left -= len(raw)
+            out[name] = _npy(info.filename, raw)
+    return out
+
+
+def _npy(member: str, raw: bytes) -> np.ndarray:
+    """One .npy file's array, its header's claims checked against its length first."""
+    import io
+
+    fmt = np.lib.format
+    f = io.BytesIO(raw)
+    version = fmt.read_magic(f)
+    read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f"{member} has .npy format version {version}")
+    shape, fortran, dtype = read_header(f)
+    if dtype.hasobject:
+        raise ValueError(f"{member} holds Python objects")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = len(raw) - f.tell()
+    if declared != held:
+        raise ValueError(f"{member} declares {declared} bytes of data (shape {shape}, {dtype}) but holds {held}")
+    return np.frombuffer(raw, dtype, offset=f.tell()).reshape(shape, order="F" if fortran else "C").copy()
 
 
 def read_metrics(path: Path, step: int) -> list[dict[str, Any]]:

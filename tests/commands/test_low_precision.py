@@ -50,7 +50,7 @@ def test_torch_from_pretrained_keeps_the_dtype_and_saves_it_back(low, tmp_path):
 
 
 def test_torch_commands_read_it(low, tmp_path, capsys):
-    dtype, ck32, ck = low
+    _, ck32, ck = low
     reference = logits_of(["--checkpoint", str(ck32), "--framework", "torch"], capsys)
     got = logits_of(["--checkpoint", str(ck), "--framework", "torch"], capsys)
     assert np.abs(got - reference).max() <= BOUND
@@ -70,7 +70,7 @@ def test_onnx_export_of_it_verifies(low, tmp_path):
 
 
 def test_keras_reads_it_as_torch_does(low, capsys):
-    dtype, _, ck = low
+    _, _, ck = low
     keras = logits_of(["--checkpoint", str(ck), "--framework", "keras"], capsys)
     torch_ = logits_of(["--checkpoint", str(ck), "--framework", "torch"], capsys)
     assert np.abs(keras - torch_).max() <= BOUND

@@ -88,3 +88,31 @@ def test_every_command_help_ends_with_the_one_exit_code_table():
         text = " ".join(out.stdout.split())
         assert out.returncode == 0
         assert "Exit codes: 0 done" in text and "2 bad input" in text and "75 interrupted and resumable" in text
+
+
+def test_debug_is_taken_after_the_command_too(tmp_path, capsys):
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes((2**62).to_bytes(8, "little"))
+    assert main(["port", str(bad), str(tmp_path / "o")]) == 2
+    capsys.readouterr()
+    for argv in (
+        ["port", "--debug", str(bad), str(tmp_path / "o")],
+        ["port", str(bad), str(tmp_path / "o"), "--debug"],
+    ):
+        with pytest.raises(ValueError):  # the traceback, as `bertcnn --debug port ...` shows it
+            main(argv)
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("pridict", "predict"), ("exprot", "export"), ("trian", "train")])
+def test_a_mistyped_command_gets_did_you_mean(typed, meant, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([typed, "--checkpoint", "ck", "hi"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert f"unknown command {typed!r}; did you mean {meant}? " in err and f"Received: {typed!r}" in err
+
+
+def test_a_command_unlike_any_points_to_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["zzz"])
+    assert "unknown command 'zzz'; see `bertcnn --help`" in capsys.readouterr().err

@@ -178,6 +178,28 @@ def test_plain_text_columns_are_name_logits_text_and_ids_without_names(named, un
     assert [row[2] for row in got[named]] == ["Hi", "Bye"]
 
 
+def test_a_tab_newline_or_backslash_in_a_text_is_escaped_so_each_text_is_one_line_of_three_columns(
+    named, capsys, monkeypatch
+):
+    texts = ["tab\there", "two\nlines", "cr\rhere", "back\\slash \\t", "plain"]
+    code, out, _ = predict_outputs(capsys, monkeypatch, "--checkpoint", str(named), "--framework", "torch", *texts)
+    assert code == 0
+    rows = [line.split("\t") for line in out.split("\n")[:-1]]
+    assert [len(row) for row in rows] == [3] * len(texts)
+    assert [row[2] for row in rows] == ["tab\\there", "two\\nlines", "cr\\rhere", "back\\\\slash \\\\t", "plain"]
+    code, out, _ = predict_outputs(capsys, monkeypatch, "--checkpoint", str(named), "--framework", "torch", "--json",
+                                   *texts)  # fmt: skip
+    assert [json.loads(line)["text"] for line in out.splitlines()] == texts  # JSON needs no escape of ours
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_an_empty_text_argument_is_refused_not_labelled(named, text, capsys):
+    code, out, err = predict(capsys, "--checkpoint", str(named), "--framework", "torch", "fine", text)
+    assert (code, out) == (2, "")
+    assert err.startswith("bertcnn predict: error: TEXT argument 2 is ") and err.count("\n") == 1
+    assert err.rstrip().endswith(f"Received: {text!r}")
+
+
 def test_truncation_is_counted_on_stderr(named, capsys, monkeypatch):
     argv = ["--checkpoint", str(named), "--framework", "torch", "--max-length", "6", LONG, "Hi", LONG]
     code, out, err = predict_outputs(capsys, monkeypatch, *argv)

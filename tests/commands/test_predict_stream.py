@@ -147,8 +147,21 @@ def test_a_bad_byte_on_stdin_stops_at_its_line_after_the_results_before_it(ck, c
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     code, out, err = predict(capsys, "--checkpoint", str(ck), "--framework", "torch", "--file", "-")
     assert code == 2
-    assert [line.split("\t")[2] for line in out.splitlines()] == texts[:4096]  # the first window, whole
+    # Every line before the bad one (the TEXT column writes a backslash as two).
+    assert [line.split("\t")[2] for line in out.splitlines()] == [t.replace("\\", "\\\\") for t in texts]
     assert err.startswith("bertcnn predict: error: <stdin>:4201: bytes that are not UTF-8") and err.count("\n") == 1
+
+
+def test_fifty_good_lines_and_a_bad_byte_on_stdin_give_fifty_results_then_the_error(ck, capsys, monkeypatch):
+    """The good lines read in the same window as the bad byte are answered too, as docs/commands.md promises."""
+    texts = sentences(50)
+    data = ("\n".join(texts) + "\n").encode() + b"caf\xe9\nnever read\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, err = predict(capsys, "--checkpoint", str(ck), "--framework", "torch", "--file", "-")
+    assert code == 2
+    assert [line.split("\t")[2] for line in out.splitlines()] == [t.replace("\\", "\\\\") for t in texts]
+    assert err == ("bertcnn predict: error: <stdin>:51: bytes that are not UTF-8; expected a UTF-8 text file "
+                   "(re-save it as UTF-8). Received: byte b'\\xe9' on line 51\n")  # fmt: skip
 
 
 def test_empty_stdin_is_said_as_such(ck, capsys, monkeypatch):
@@ -196,5 +209,5 @@ def test_file_dash_streams_a_redirected_file_too(ck, tmp_path):
     with open(f, "rb") as stdin:
         r = bertcnn("predict", "--checkpoint", str(ck), "--framework", "torch", "--file", "-", stdin=stdin)
     assert r.returncode == 0, r.stderr
-    assert [line.split("\t")[2] for line in r.stdout.splitlines()] == texts
+    assert [line.split("\t")[2] for line in r.stdout.splitlines()] == [t.replace("\\", "\\\\") for t in texts]
     assert [line[:15] for line in r.stderr.splitlines()] == ["note: 4 of 30 t"]  # the truncation note, no chatter

@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,35 @@ def test_conflicting_options_are_refused(inputs, capsys, extra, says):
 
 
 # -- 6: missing packages and misplaced options: refused before anything is written ------------------------------
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize(
+    ("drop", "add", "says"),
+    [
+        ("--checkpoint", [], "--checkpoint CK is required to start training"),
+        (None, ["--train", "nope.jsonl"], "--train 'nope.jsonl': not found"),
+        (None, ["--eval", "nope.jsonl"], "--eval 'nope.jsonl': not found"),
+        (None, ["--checkpoint", "./nope"], "--checkpoint './nope' not found"),
+        (None, ["--tokenizer", "."], "--tokenizer must be a folder with a tokenizer.json"),
+    ],
+)
+def test_every_argument_is_checked_before_the_frameworks_are_imported(inputs, framework, drop, add, says):
+    """A bad argument is refused in a blink: no torch, TensorFlow or Keras imported first (seconds)."""
+    d, ck, train = inputs
+    argv = ["train", "--framework", framework, "--checkpoint", str(ck), "--train", str(train), "--out", str(d / "r")]
+    if drop:
+        i = argv.index(drop)
+        del argv[i : i + 2]
+    argv += add  # given twice: the later one counts, as argparse does
+    code = ("import sys\nfrom parity.commands import main\n"
+            f"code = main({argv!r})\n"
+            "print(code, sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120,
+                          cwd=d)  # fmt: skip
+    assert proc.stdout == "2 []\n", proc.stdout + proc.stderr[-2000:]
+    assert says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (d / "r").exists()
+
+
 def test_a_missing_framework_package_is_named_before_anything_is_written(inputs, capsys, monkeypatch):
     d, ck, train = inputs
     monkeypatch.setattr(common, "installed", lambda module: module not in ("torch", "transformers"))
@@ -197,13 +227,20 @@ def test_a_weight_file_without_a_tokenizer_asks_for_one(inputs, capsys):
     assert not (d / "r").exists()
 
 
-def test_unnamed_checkpoint_and_too_few_names_points_to_port_labels_not_init(inputs, capsys):
+@pytest.mark.parametrize("names", [("bad", "good"), ("a", "b", "c", "d")])
+def test_another_number_of_classes_than_the_head_gets_advice_that_works(inputs, capsys, names):
+    """The 3-class unnamed head cannot be named into 2 or 4 classes (`port --labels` refuses that): the advice
+    is a new head on its encoder, and following it, then training, works."""
     d, ck, _ = inputs
-    two = d / "two.jsonl"
-    write_jsonl(two, 12, seed=3, names=("bad", "good"))
-    assert main(_train("--checkpoint", str(ck), "--train", str(two), "--out", str(d / "r"))) == 2
-    line = _one_line(capsys, "bertcnn port CK NEW_CK --labels a,b,c")
-    assert "bertcnn init" not in line
+    data = d / "data.jsonl"
+    write_jsonl(data, 17, seed=3, names=names)
+    assert main(_train("--checkpoint", str(ck), "--train", str(data), "--out", str(d / "r"))) == 2
+    line = _one_line(capsys, "the checkpoint's head has 3 classes", f"--labels {','.join(names)}`")
+    advice = shlex.split(re.search(r"`bertcnn (init [^`]*)`", line).group(1))
+    advice = [{"CK": str(ck), "NEW_CK": str(d / "new")}.get(w, w) for w in advice]
+    assert main(advice) == 0
+    assert main(_train("--checkpoint", str(d / "new"), "--train", str(data), "--out", str(d / "r"))) == 0
+    assert json.loads((d / "r" / "config.json").read_text())["id2label"] == {str(i): n for i, n in enumerate(names)}
 
 
 # -- 8: one vocabulary -------------------------------------------------------------------------------------------
@@ -251,8 +288,8 @@ def test_one_update_one_line_and_a_loss_in_four_decimals(inputs, capsys, request
                "--train", str(train), "--out", str(d / "r"), "--threads", "1", "--no-progress"])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out.strip()
-    assert re.fullmatch(rf"trained 1 update \(torch, float32\) in \d+\.\ds; final loss \d\.\d{{4}}; wrote {d / 'r'}",
-                        out), out  # fmt: skip
+    said = rf"trained 1 update \(torch, float32\) in \d+\.\ds; last update's loss \d\.\d{{4}}; wrote {d / 'r'}"
+    assert re.fullmatch(said, out), out
 
 
 # -- 9: quiet ----------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 
 from bertcnn_tf.distributed import simulated_devices_flag
 from parity.config import BertCnnConfig
-from tests.helpers import MINILM_VOCAB, tiny_checkpoint
+from tests.helpers import MINILM_VOCAB, files, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "while", "rain", "fell", "over", "quiet", "hills", "and", "towns"]
@@ -209,7 +209,8 @@ def test_misplaced_data_parallel_options_exit_2_with_one_line(argv, fragment, en
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert main(["train", "--train", str(tmp_path / "t.jsonl"), "--out", str(tmp_path / "o"), *argv]) == 2
+    ck, data = files(tmp_path)  # whole inputs: only the option or environment at fault is refused
+    assert main(["train", "--checkpoint", str(ck), "--train", str(data), "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err
     assert fragment in err and "Received" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
+from parity.config import BertCnnConfig
 from parity.layout import PortError, expected_shapes, keras_to_torch, rows, torch_to_keras
-from tests.helpers import configs, random_tensors
+from tests.helpers import TINY, configs, random_tensors
 
 
 @given(configs(max_layers=3))
@@ -63,3 +64,24 @@ def test_never_by_position(tiny_config):
     swapped[a], swapped[b] = tensors[b], tensors[a]
     keras = torch_to_keras(swapped, tiny_config)
     np.testing.assert_array_equal(keras["bert/encoder/layer/0/attention/self/query/kernel"], tensors[b].T)
+
+
+@settings(max_examples=30, deadline=None)
+@given(config=configs(max_layers=4))
+def test_size_by_arithmetic_is_the_weight_tables(config):
+    """`size_of` counts without building the table (a hostile config could ask for billions of rows)."""
+    from parity.layout import size_of
+
+    table = rows(config)
+    assert size_of(config) == (len(table), sum(int(np.prod(r.torch_shape)) for r in table))
+
+
+@pytest.mark.parametrize("changes", [{"num_hidden_layers": 20_000}, {"vocab_size": 10**12},
+                                     {"num_filters": 10**9}, {"kernel_sizes": tuple(range(1, 6000))}])  # fmt: skip
+def test_a_config_past_the_size_bound_is_refused_naming_where(changes):
+    from parity.layout import check_size
+
+    config = BertCnnConfig(**{**TINY, "max_position_embeddings": 6000, **changes})
+    with pytest.raises(ValueError, match=r"^cfg.json describes a model of .* past the 2,000,000,000 parameters"):
+        check_size(config, "cfg.json")
+    check_size(BertCnnConfig(**TINY), "cfg.json")  # the tiny model passes

@@ -84,3 +84,34 @@ def test_windows_cut_by_count_by_characters_and_when_the_next_text_is_not_there(
     assert list(windows("abcd", size=10, ready=lambda: next(arrived))) == [["a", "b"], ["c", "d"]]
     with pytest.raises(ValueError, match="Received: size=0"):
         list(windows("a", size=0))
+
+
+def test_a_window_cut_short_by_a_bad_text_comes_out_before_the_error():
+    def texts():
+        yield from "abcde"
+        raise ValueError("<stdin>:6: bytes that are not UTF-8")
+
+    got = []
+    with pytest.raises(ValueError, match="<stdin>:6"):
+        for run in windows(texts(), size=3):
+            got.append(run)
+    assert got == [["a", "b", "c"], ["d", "e"]]  # every text read before the bad one
+
+
+@pytest.mark.parametrize(("text", "what"), [("", "empty"), ("   ", "only whitespace"), ("\t\n", "only whitespace")])
+def test_an_empty_text_argument_is_refused_by_its_number(text, what):
+    with pytest.raises(ValueError) as e:
+        T.Texts(["fine", text], None, purpose="predict")
+    assert str(e.value) == (
+        f"TEXT argument 2 is {what}; expected a text to predict (drop the empty argument). Received: {text!r}"
+    )
+    with pytest.raises(ValueError, match="TEXT argument 1 is"):
+        T.gather_texts([text], None, purpose="compare on")
+
+
+def test_a_missing_or_folder_file_is_called_so(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        T.Lines(str(tmp_path / "nope.txt"))
+    assert f"--file {str(tmp_path / 'nope.txt')!r}: not found; expected a UTF-8 text file" in str(e.value)
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        T.Texts([], str(tmp_path), purpose="predict")

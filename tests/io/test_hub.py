@@ -78,3 +78,30 @@ def test_a_local_directory_still_wins_and_revision_on_it_is_refused(cached, tmp_
     assert proc.returncode == 2 and "--revision pins a Hugging Face hub id" in proc.stderr
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert config["model_type"] == "bert"
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("runs/ck2", ""),  # runs/ exists: a path, never a hub id
+        ("runs/chekpoint", " (did you mean 'runs/checkpoint'?)"),
+        ("chekpoint", " (did you mean 'checkpoint'?)"),  # not on the hub either: the near miss is named
+    ],
+)
+def test_a_mistyped_local_path_is_not_found_locally_not_a_hub_matter(tmp_path, name, hint):
+    (tmp_path / "runs" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "cache").mkdir()
+    proc = run(tmp_path / "cache", "predict", "--checkpoint", name, "--framework", "torch", "hi")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        f"bertcnn predict: error: --checkpoint {name!r} not found locally{hint}: no such file or folder; expected "
+        f"an existing local path (check it; a Hugging Face hub id has the form org/name). Received: {name!r}\n"
+    )
+    assert "HF_HUB_OFFLINE" not in proc.stderr
+
+
+def test_a_hub_id_is_still_a_hub_id_when_no_local_path_is_meant(cached, tmp_path):
+    (tmp_path / "acme-tiny-bert").mkdir()  # not close enough to shadow the cached id, which resolves
+    proc = run(cached, "init", str(tmp_path / "ck"), "--backbone", "acme/tiny-bert", "--num-filters", "5")
+    assert proc.returncode == 0, proc.stderr

@@ -142,3 +142,22 @@ def test_export_forward_checks_inputs(exported):
     batch = random_batch(CONFIG, [4, 1], seed=2)
     with pytest.raises(ValueError, match="vocab_size"):
         forward({**batch, "input_ids": batch["input_ids"] + CONFIG.vocab_size})
+
+
+@pytest.mark.parametrize("names", [("neg",), ("neg", "pos"), ("neg", "neutral", "pos", "other")])
+def test_a_config_naming_other_classes_than_the_model_has_is_refused(exported, copy, capsys, names):
+    """1 class over 3 logits read past the names (IndexError); 4 printed a label of another model's (exit 0)."""
+    wrong = BertCnnConfig(**{**TINY, "num_labels": len(names)}, label_names=names)
+    (copy / "config.json").write_text(wrong.to_json())
+    code = main(["predict", "--checkpoint", str(copy), "a b c"])
+    captured = capsys.readouterr()
+    err = one_line_error(code, captured.err)
+    assert str(copy / "config.json") in err and f"names {len(names)} classes" in err and "computes 3 logits" in err
+    assert captured.out == ""
+
+
+def test_a_damaged_tokenizer_in_an_export_is_refused(copy, capsys):
+    (copy / "tokenizer.json").write_text('{"model": {"type": "WordPiece"')
+    code = main(["predict", "--checkpoint", str(copy), "a b c"])
+    err = one_line_error(code, capsys.readouterr().err)
+    assert str(copy / "tokenizer.json") in err and "not a readable tokenizer" in err

@@ -166,28 +166,17 @@ def test_artifact_check_runs_the_session_loader(served, capsys, tmp_path):
     assert "PARITY OK" in capsys.readouterr().out
 
 
-def _old_export(model, path) -> None:
-    """The SavedModel export before issue 21, kept here only: the module tracked the Keras model itself."""
-    import tensorflow as tf
-
-    from bertcnn_tf.export import serving_function
-
-    module = tf.Module()
-    module.model = model
-    module.serve = serving_function(model)
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve.get_concrete_function()})
-
-
 def test_artifact_check_fails_on_the_old_export(served, capsys, tmp_path):
     """It ran under `tf.saved_model.load` (the check passed it) but not in a session: now the check says so."""
     from bertcnn_tf import BertCNN
     from parity.commands import main
     from parity.serving.runners import SavedModelRunner
+    from tests.helpers import saved_model_before_issue_21
 
     config, tensors, ck, out, _ = served
     old = shutil.copytree(out, tmp_path / "old")
     shutil.rmtree(old / "saved_model")
-    _old_export(BertCNN._from_tensors(config, tensors, dtype="float32"), old / "saved_model")
+    saved_model_before_issue_21(BertCNN._from_tensors(config, tensors, dtype="float32"), old / "saved_model")
     assert worst_gap(config, tensors, SavedModelRunner(old / "saved_model"), tmp_path) <= BOUND  # eager: fine
     capsys.readouterr()
     assert main(["report", "--checkpoint", str(ck), "--artifact", str(old)]) == 2
@@ -208,3 +197,18 @@ def test_keras_tfsm_layer_calls_the_export(served, endpoint):
     for dtype in (np.int64, np.int32):
         got = np.asarray(layer({k: v.astype(dtype) for k, v in batch.items()}))
         assert got.shape == want.shape and np.abs(got - want).max() <= BOUND
+
+
+@pytest.mark.slow
+def test_saved_model_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs, capsys):
+    """TensorFlow reports a full disk as ResourceExhaustedError (a traceback, exit 1): it is the disk's error."""
+    from parity.commands import main
+    from tests.helpers import fill
+
+    ck = tiny_checkpoint(tmp_path / "ck")
+    fill(tmpfs, leave=60_000)  # the variables fit, the 490 kB saved_model.pb does not
+    rc = main(["export", str(tmpfs / "exp"), "--checkpoint", str(ck), "--format", "saved_model"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err[-3000:]
+    assert "the disk is full while writing" in err and "saved_model" in err
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]

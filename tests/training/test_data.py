@@ -91,7 +91,7 @@ BAD = [
         jsonl({"text": "x", "label": "pos"}),
         2,
         None,
-        "a.jsonl: the labels are 1 distinct names but the checkpoint has num_labels=2",
+        "a.jsonl: the labels are 1 distinct names but the checkpoint's head has 2 classes",
     ),
     (
         "a.jsonl",
@@ -111,6 +111,22 @@ BAD = [
     ("a.csv", "text,label\nx,0\ny,1,extra\n", 2, None, "a.csv:3: ragged row: 3 fields; expected 2"),
     ("a.csv", "text,label\nx\n", 2, None, "a.csv:2: ragged row: 1 fields; expected 2"),
     ("a.csv", "sentence,label\nx,0\n", 2, None, "a.csv:1: the header's column 'text' is missing"),
+    (
+        "a.csv",
+        "text;label\nhello;pos\n",
+        2,
+        None,
+        "a.csv:1: the header is one column: the fields seem separated by semicolons (';'), not commas; expected a "
+        "comma-separated .csv (re-save it with commas, or with tabs as a .tsv). Received: header 'text;label'",
+    ),
+    (
+        "a.tsv",
+        "label,text\npos,hello\n",
+        2,
+        None,
+        "a.tsv:1: the header is one column: the fields seem separated by commas (','), not tabs; expected a "
+        "tab-separated .tsv (re-save it with tabs, or with commas as a .csv)",
+    ),
     ("a.csv", "text,label,text\nx,0,y\n", 2, None, "a.csv:1: the header's column 'text' appears twice"),
     ("a.csv", 'text,label\nx,0\n"open quote,1\n', 2, None, "a.csv:3: malformed CSV row"),
     ("a.csv", "text,label\nx,0\n,1\n", 2, None, "a.csv:3: empty text"),

@@ -6,6 +6,7 @@ Every run here is `bertcnn train` in a child process, signalled for real."""
 from __future__ import annotations
 
 import random
+import shlex
 import signal
 import sys
 import time
@@ -35,6 +36,21 @@ def _base(train, framework: str) -> list[str]:
     return ["train", "--train", str(train), "--framework", framework, *RECIPE]
 
 
+def _printed_resume(line: str, started: list[str]) -> list[str]:
+    """The argv of the resume command `line` shows, checked to repeat every option of the run `started`."""
+    from parity.commands import build_parser
+
+    words = shlex.split(line.rsplit("`", 2)[1])
+    assert words[:3] == ["bertcnn", "train", "--resume"], line
+    parse = build_parser("train").parse_args
+    given, again = vars(parse(started)), vars(parse(words[1:]))
+    start_only = {"checkpoint", "resume", "run"}
+    assert {k: v for k, v in given.items() if k not in start_only} == {
+        k: v for k, v in again.items() if k not in start_only
+    }, line
+    return words[1:]
+
+
 @pytest.mark.parametrize(
     ("framework", "signum"),
     [("torch", signal.SIGTERM), ("torch", signal.SIGINT),
@@ -55,10 +71,11 @@ def test_a_signal_saves_stops_with_75_and_the_resumed_run_is_bit_identical(frame
     step = saved_step(out)
     assert last.startswith(f"bertcnn train: interrupted by {signal.Signals(signum).name} after update {step} of "
                            f"{TOTAL}: {out} holds a complete save there; continue with `bertcnn train --resume "
-                           f"--out {out} --train {train} --framework {framework}`"), last  # fmt: skip
+                           f"--out {out} --train {train} --framework {framework} "), last  # fmt: skip
     assert hidden(tmp_path) == []  # no staging, no lock left
     assert load_snapshot(out).state.step == step < TOTAL
-    resumed = cli([*_base(train, framework), "--out", str(out), "--resume"])
+    # The command it printed, as printed: every option of the run again (--save-every and --threads too).
+    resumed = cli(_printed_resume(last, [*_base(train, framework), "--checkpoint", str(ck), "--out", str(out)]))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     done = TOTAL - step
     assert f"trained {done} update{'s' if done != 1 else ''} in this run ({TOTAL} in all)" in resumed.stdout

@@ -210,3 +210,78 @@ def test_fuzzed_state_files_are_refused_cleanly(saved, tmp_path_factory, capsys,
     assert len(lines) == 1 and "Traceback" not in err, err
     assert name in lines[0] or (name == "trainer_state.json" and "has none" in lines[0]), lines[0]
     assert tree_bytes(run) == before
+
+
+# -- rng.npz bombs: an .npy header's shape is checked against the bytes its member holds before any array is made
+def _npz(path, members) -> None:
+    """An .npz by hand: (name, shape, dtype, data bytes, zip method) per member; the header claims what it is told."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, shape, dtype, data, method in members:
+            f = io.BytesIO()
+            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                     "shape": shape})  # fmt: skip
+            zf.writestr(f"{name}.npy", f.getvalue() + data, compress_type=method)
+
+
+def _peak(call):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+    except Exception as e:  # the test asserts what was raised
+        return e, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return None, 0
+
+
+def test_a_random_state_declaring_terabytes_is_refused(saved, tmp_path, capsys):
+    """8 TB declared in a file of a few hundred bytes: np.load would allocate it (MemoryError) before reading."""
+    import zipfile
+
+    run, train = _copy(saved, tmp_path)
+    _npz(run / "rng.npz", [("keras/seed_generator/0", (10**12,), "<i8", bytes(16), zipfile.ZIP_STORED)])
+    _refused(run, train, "rng.npz", capsys, "declares 8000000000000 bytes of data", "holds 16")
+
+
+def test_a_random_state_inflating_to_hundreds_of_megabytes_is_refused(tmp_path):
+    """A 300 MB array, deflated into ~300 KB: under the file-size cap, refused by its declared size, never inflated."""
+    import zipfile
+
+    from parity.training.statefiles import read_rng
+
+    big = 300 * 1024 * 1024
+    path = tmp_path / "rng.npz"
+    _npz(path, [("keras/seed_generator/0", (big // 8,), "<i8", bytes(big), zipfile.ZIP_DEFLATED)])
+    assert path.stat().st_size < 1024 * 1024
+    raised, peak = _peak(lambda: read_rng(path, "keras"))
+    assert isinstance(raised, ValueError) and str(raised).startswith(f"{path}: "), raised
+    assert peak < 8 * 1024 * 1024, peak
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 2**40), max_size=3).map(tuple),
+    dtype=st.sampled_from(["<i8", "<i4", "<u8", "<f8", "|u1"]),
+    held=st.integers(0, 64),
+    method=st.sampled_from(["stored", "deflated"]),
+)
+def test_any_declared_random_state_shape_is_bounded(tmp_path_factory, shape, dtype, held, method):
+    """Whatever an .npy header declares: read only when it is exactly the bytes held (and then a seed state)."""
+    import zipfile
+
+    from parity.training.statefiles import read_rng
+
+    path = tmp_path_factory.mktemp("rng") / "rng.npz"
+    zmethod = zipfile.ZIP_STORED if method == "stored" else zipfile.ZIP_DEFLATED
+    _npz(path, [("keras/seed_generator/0", shape, dtype, bytes(held), zmethod)])
+    raised, peak = _peak(lambda: read_rng(path, "keras"))
+    exact = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize == held
+    seed_state = exact and shape == (2,) and np.dtype(dtype).kind in "iu"
+    assert (raised is None) == seed_state, raised
+    assert raised is None or (isinstance(raised, ValueError) and str(raised).startswith(f"{path}: ")), raised
+    assert peak < 4 * 1024 * 1024, peak
