@@ -41,7 +41,10 @@ POOLINGS = [True, pytest.param(False, marks=pytest.mark.slow)]  # the seeds' poo
 def model(request):
     from bertcnn_torch import BertCNN
 
-    config = BertCnnConfig(**{**TINY, "max_position_embeddings": 512}, mask_padding=request.param)
+    # Widths 1 and 2 too: with padding-aware pooling, a text shorter than every width has logits = the bias alone.
+    config = BertCnnConfig(
+        **{**TINY, "max_position_embeddings": 512, "kernel_sizes": (1, 2, 5)}, mask_padding=request.param
+    )
     return BertCNN._from_tensors(config, random_tensors(config, seed=5)).eval()
 
 
