@@ -191,7 +191,7 @@ class BertCnnPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         """A fresh head (`from_config`): BERT's own scheme, normal(0, initializer_range) and zero biases."""
-        if isinstance(module, (nn.Linear, nn.Conv1d)) and not isinstance(module, BertModel):
+        if isinstance(module, (nn.Linear, nn.Conv1d)):  # BERT's own embeddings and LayerNorms keep BERT's init
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

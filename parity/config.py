@@ -244,7 +244,7 @@ class BertCnnConfig:
             p = Path(hf)
             hf = _read_json(p / "config.json" if p.is_dir() else p)
         model_type = hf.get("model_type", "bert")
-        if model_type != "bert":
+        if model_type not in ("bert", MODEL_TYPE):  # a bertcnn checkpoint's encoder is a BERT too
             raise ValueError(
                 f"Only BERT backbones are supported (config.json model_type 'bert'). Received: {model_type!r}"
             )
