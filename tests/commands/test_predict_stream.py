@@ -83,6 +83,7 @@ def _peak_rss_mib(ck, lines_file) -> int:
     return int(out.stdout)
 
 
+@pytest.mark.slow  # 12 s: two 20,000- and 200,000-line runs
 def test_peak_memory_does_not_grow_with_the_number_of_lines(ck, tmp_path):
     """3,000 vs 30,000 lines: before streaming, the larger input took ~220 MiB more (all texts and tokens held)."""
     texts = sentences(30_000)

@@ -91,6 +91,7 @@ def test_port_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs, des
     _one_disk_line(err, f"while writing {tmpfs / dest}")
 
 
+@pytest.mark.slow  # 11 s of torch.onnx; init and port on a full disk stay in the default
 def test_export_onnx_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs):
     pytest.importorskip("onnx")
     ck, _ = files(tmp_path)

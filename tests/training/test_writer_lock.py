@@ -121,6 +121,7 @@ def test_the_two_rename_fallback_gives_the_same_whole_saves(tmp_path, monkeypatc
     assert hidden(tmp_path) == []
 
 
+@pytest.mark.slow  # 7 s; the single-reader check of every swap stays in the default
 def test_readers_in_a_loop_see_one_complete_save_while_a_run_saves_every_update(tmp_path):
     ck, train = files(tmp_path)
     out = tmp_path / "run"
