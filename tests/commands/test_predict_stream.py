@@ -203,6 +203,7 @@ def test_a_reader_that_stops_reading_ends_the_run_quietly(ck):
             proc.wait()
 
 
+@pytest.mark.slow  # a child; the pipe test next to it stays in the default
 def test_file_dash_streams_a_redirected_file_too(ck, tmp_path):
     texts = sentences(30)
     f = tmp_path / "in.txt"

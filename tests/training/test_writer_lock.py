@@ -51,6 +51,7 @@ def test_a_second_writer_is_refused_at_once_naming_the_directory_and_holder(tmp_
     assert (tree_bytes(out) if out.exists() else None) == before  # nothing written
 
 
+@pytest.mark.slow  # a child run; the lock refusal itself is in-process in tests/commands/test_ownership.py
 def test_a_running_training_holds_its_directory(tmp_path, capsys):
     ck, train = files(tmp_path)
     out = tmp_path / "run"
