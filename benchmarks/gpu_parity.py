@@ -53,7 +53,7 @@ def run_report(name: str, config, tensors, backbone: Path, device: str, work: Pa
     )
     out = work / f"report-{name}.json"
     argv = ["--debug", "report", "--checkpoint", str(ckpt), "--backend", "jax", "--dtype", "float32"]
-    argv += ["--device", "all" if device == "cuda" else "cpu", "--json", str(out)]
+    argv += ["--device", "all" if device == "cuda" else "cpu", "--json-out", str(out)]
     U.log(f"parity {name}: bertcnn {' '.join(argv[1:])}")
     code = main(argv)
     doc = read_json(out, what="a `bertcnn report --json` result")

@@ -114,8 +114,11 @@ def check_place(path: str | os.PathLike, *, flag: str, inputs: Iterable[str | os
 
 
 def describe(p: Path) -> str:
-    """'a file', 'a folder', 'a symbolic link to a folder', 'a special file (...)' for messages."""
-    mode = os.lstat(p).st_mode
+    """'a file', 'a folder', 'a symbolic link (to a folder)', 'a special file (...)', 'gone' for messages."""
+    try:
+        mode = os.lstat(p).st_mode
+    except OSError:
+        return "gone"
     if stat.S_ISLNK(mode):
         return "a symbolic link to a folder" if p.is_dir() else "a symbolic link"
     if stat.S_ISDIR(mode):

@@ -25,12 +25,11 @@ import errno
 import os
 import shutil
 import signal
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from parity.io.outputs import OutputError
+from parity.io.outputs import OutputError, describe
 from parity.io.owned import discard, foreign, read_marker
 
 AT_FDCWD = -100
@@ -115,18 +114,6 @@ def held_signals() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _describe(p: Path) -> str:
-    try:
-        mode = os.lstat(p).st_mode
-    except OSError:
-        return "gone"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    return "a file" if stat.S_ISREG(mode) else "a special file (pipe, device or socket)"
-
-
 def publish(new: Path, dest: Path, *, flag: str, replace: bool, keep_foreign: bool = False) -> None:
     """Put the staged `new` (a file or a folder) at `dest`, re-checking `dest` in the same step.
 
@@ -143,7 +130,7 @@ def publish(new: Path, dest: Path, *, flag: str, replace: bool, keep_foreign: bo
             _rename_noreplace(new, dest)
         except FileExistsError:
             raise SwapError(
-                f"{flag} {str(dest)!r} appeared while this command ran ({_describe(dest)}); it was left untouched "
+                f"{flag} {str(dest)!r} appeared while this command ran ({describe(dest)}); it was left untouched "
                 f"and nothing was written. Move it away or choose another path, then run again. "
                 f"Received: {flag} {str(dest)!r}"
             ) from None
@@ -165,9 +152,9 @@ def publish(new: Path, dest: Path, *, flag: str, replace: bool, keep_foreign: bo
 def _old_problem(old: Path, new: Path, *, is_dir: bool, keep_foreign: bool) -> tuple[str | None, list[str]]:
     """Why the output that was at the destination (now at `old`) must not be replaced, or None; and its
     foreign entries (what will be moved into the new output `new`)."""
-    kind = _describe(old)
+    kind = describe(old)
     if not is_dir:
-        return (None if kind in ("a file", "a symbolic link") else f"it is now {kind}"), []
+        return (None if kind == "a file" or kind.startswith("a symbolic link") else f"it is now {kind}"), []
     if kind != "a folder":
         return f"it is now {kind}", []
     listing = read_marker(old)
@@ -201,8 +188,8 @@ def _publish_by_two_renames(new: Path, dest: Path, *, flag: str, keep_foreign: b
     """The fallback: dest -> .NAME.previous, new -> dest; `recover` finishes it after a kill in between."""
     is_dir = new.is_dir()
     if not is_dir:
-        kind = _describe(dest)
-        if kind not in ("a file", "a symbolic link"):
+        kind = describe(dest)
+        if kind != "a file" and not kind.startswith("a symbolic link"):
             raise SwapError(f"{flag} {str(dest)!r} changed while this command ran: it is now {kind}; nothing was "
                             f"replaced. Received: {flag} {str(dest)!r}")  # fmt: skip
         os.replace(new, dest)

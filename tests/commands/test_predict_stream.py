@@ -83,6 +83,7 @@ def _peak_rss_mib(ck, lines_file) -> int:
     return int(out.stdout)
 
 
+@pytest.mark.slow  # 12 s: two 20,000- and 200,000-line runs
 def test_peak_memory_does_not_grow_with_the_number_of_lines(ck, tmp_path):
     """3,000 vs 30,000 lines: before streaming, the larger input took ~220 MiB more (all texts and tokens held)."""
     texts = sentences(30_000)
@@ -202,6 +203,7 @@ def test_a_reader_that_stops_reading_ends_the_run_quietly(ck):
             proc.wait()
 
 
+@pytest.mark.slow  # a child; the pipe test next to it stays in the default
 def test_file_dash_streams_a_redirected_file_too(ck, tmp_path):
     texts = sentences(30)
     f = tmp_path / "in.txt"

@@ -89,6 +89,7 @@ def _assert_same_training(ref: Path, got: Path) -> float:
     return max(worst.values())
 
 
+@pytest.mark.slow  # 15 s of torchrun; the DDP arithmetic (tests/torch_build) stays in the default
 def test_torchrun_two_gloo_ranks_equal_one_process(data):
     one = _train(data, "one", *RECIPE, *EXACT, "--framework", "torch")
     two = _train(data, "two", *RECIPE, *EXACT, "--framework", "torch", launcher=TORCHRUN)
@@ -98,6 +99,7 @@ def test_torchrun_two_gloo_ranks_equal_one_process(data):
     print(f"torchrun 2 gloo ranks vs 1 process, {two['steps']} AdamW updates: max weight/moment diff {worst:.1e}")
 
 
+@pytest.mark.slow
 def test_torchrun_with_grad_accum_equals_one_process_with_the_whole_batch(data):
     """2 ranks x micro-batches of 2 x 2 micro-batches = updates of 4; the epoch's last update is 1 row."""
     one = data / "one" if (data / "one" / "metrics.jsonl").is_file() else None

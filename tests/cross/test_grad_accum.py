@@ -81,7 +81,7 @@ def test_the_mean_of_micro_batch_means_is_another_training(setup, big, monkeypat
     assert worst > 1e3 * TOL, worst
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_a_crash_mid_run_resumes_bit_identical(framework, setup, tmp_path):
     r = recipe(batch_size=4, grad_accum=2, dropout=True, shuffle=True, group_by_length=True)
     whole = train_with(framework, make_run(setup, r, framework))

@@ -50,7 +50,7 @@ def test_the_two_trainers_agree_in_bf16(runs):
     assert gap <= TOL.atol, gap
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_a_crashed_bf16_run_resumes_bit_identical(framework, setup, tmp_path):
     r = recipe("float32", dropout=True, mixed_precision="bf16")
     whole = train_with(framework, make_run(setup, r, framework))

@@ -166,6 +166,7 @@ def test_artifact_check_runs_the_session_loader(served, capsys, tmp_path):
     assert "PARITY OK" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 8 s: a second SavedModel export
 def test_artifact_check_fails_on_the_old_export(served, capsys, tmp_path):
     """It ran under `tf.saved_model.load` (the check passed it) but not in a session: now the check says so."""
     from bertcnn_tf import BertCNN

@@ -309,6 +309,7 @@ def _split(arrays):
     return {k: v for k, v in arrays.items() if k not in moments}, moments
 
 
+@pytest.mark.slow  # 7 s; tests/training/test_state.py resumes a torch save in Keras in the default
 def test_state_resumes_across_frameworks():
     """4 updates in one framework, its weights and AdamW state (moments, step) into the other
     for the last 4: both orders end where 8 torch updates end (float64 AdamW tolerance)."""

@@ -81,7 +81,9 @@ def test_init_on_a_full_disk_is_one_line_and_leaves_nothing(tmpfs):
     _one_disk_line(err, str(tmpfs / "ck"))  # the file of DIR, not a hidden staging one nor "the output"
 
 
-@pytest.mark.parametrize("dest", ["ported", "ported.safetensors", "ported.pt", "ported.keras"])
+@pytest.mark.parametrize(
+    "dest", ["ported", "ported.safetensors", "ported.pt", pytest.param("ported.keras", marks=pytest.mark.slow)]
+)
 def test_port_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs, dest):
     ck, _ = files(tmp_path)
     fill(tmpfs, leave=8192)
@@ -91,6 +93,7 @@ def test_port_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs, des
     _one_disk_line(err, f"while writing {tmpfs / dest}")
 
 
+@pytest.mark.slow  # 11 s of torch.onnx; init and port on a full disk stay in the default
 def test_export_onnx_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tmpfs):
     pytest.importorskip("onnx")
     ck, _ = files(tmp_path)

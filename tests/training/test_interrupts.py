@@ -53,9 +53,8 @@ def _printed_resume(line: str, started: list[str]) -> list[str]:
 
 @pytest.mark.parametrize(
     ("framework", "signum"),
-    [("torch", signal.SIGTERM), ("torch", signal.SIGINT),
-     pytest.param("keras", signal.SIGTERM, marks=pytest.mark.slow),
-     pytest.param("keras", signal.SIGINT, marks=pytest.mark.slow)],
+    # 16 s each (children): CI's slow set; tests/commands/test_interrupts.py keeps the 130 path in the default
+    [pytest.param(f, s, marks=pytest.mark.slow) for f in ("torch", "keras") for s in (signal.SIGTERM, signal.SIGINT)],
 )  # fmt: skip
 def test_a_signal_saves_stops_with_75_and_the_resumed_run_is_bit_identical(framework, signum, tmp_path, capsys):
     ck, train = files(tmp_path)
@@ -85,6 +84,7 @@ def test_a_signal_saves_stops_with_75_and_the_resumed_run_is_bit_identical(frame
     assert hidden(tmp_path) == []
 
 
+@pytest.mark.slow  # 27 s of children
 def test_a_second_interrupt_during_the_save_aborts_at_once_and_keeps_the_last_save(tmp_path, capsys):
     ck, train = files(tmp_path)
     out = tmp_path / "aborted"

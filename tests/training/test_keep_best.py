@@ -89,7 +89,7 @@ def test_a_crashed_keep_best_run_resumes_bit_identical(setup, tmp_path):
     assert whole.state.best["epoch"] == 1
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_early_stopping_after_patience_epochs_without_improvement(framework, setup, tmp_path):
     r = recipe(epochs=6, keep_best="macro_f1", early_stopping=2)
     out = tmp_path / "run"

@@ -82,6 +82,7 @@ def test_torch_resume_is_bit_identical_with_dropout_and_shuffling(setup, tmp_pat
     assert disk.tensors["fc.weight"].tobytes() == whole.tensors["fc.weight"].tobytes()
 
 
+@pytest.mark.slow  # 32 s; its torch twin stays in the default suite
 def test_keras_resume_is_bit_identical_with_dropout_and_shuffling(setup, tmp_path):
     from bertcnn_tf.train import train as keras_train
 

@@ -51,6 +51,7 @@ def test_a_second_writer_is_refused_at_once_naming_the_directory_and_holder(tmp_
     assert (tree_bytes(out) if out.exists() else None) == before  # nothing written
 
 
+@pytest.mark.slow  # a child run; the lock refusal itself is in-process in tests/commands/test_ownership.py
 def test_a_running_training_holds_its_directory(tmp_path, capsys):
     ck, train = files(tmp_path)
     out = tmp_path / "run"
@@ -121,6 +122,7 @@ def test_the_two_rename_fallback_gives_the_same_whole_saves(tmp_path, monkeypatc
     assert hidden(tmp_path) == []
 
 
+@pytest.mark.slow  # 7 s; the single-reader check of every swap stays in the default
 def test_readers_in_a_loop_see_one_complete_save_while_a_run_saves_every_update(tmp_path):
     ck, train = files(tmp_path)
     out = tmp_path / "run"
