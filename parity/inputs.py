@@ -39,11 +39,14 @@ def check_inputs(
     config: BertCnnConfig,
 ) -> None:
     ids = np.asarray(input_ids)
-    if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1:
-        raise ValueError(f"`input_ids` must be a non-empty 2-D (batch, seq_len) array. Received: shape {ids.shape}")
+    if ids.ndim not in (2, 3) or 0 in ids.shape:
+        raise ValueError(
+            "`input_ids` must be a non-empty 2-D (batch, seq_len) array, or 3-D (batch, windows, seq_len) for long "
+            f"documents read as windows. Received: shape {ids.shape}"
+        )
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"`input_ids` must hold integer token ids. Received: dtype {ids.dtype}")
-    seq_len = ids.shape[1]
+    seq_len = ids.shape[-1]
     if seq_len > config.max_position_embeddings:
         raise ValueError(
             f"Sequence length {seq_len} exceeds max_position_embeddings={config.max_position_embeddings}; "
@@ -56,11 +59,13 @@ def check_inputs(
             raise ValueError(
                 f"`attention_mask` must hold only 0 (padding) and 1 (token). Received: values {np.unique(mask)[:8]}"
             )
-        empty = np.flatnonzero(mask.sum(axis=1) == 0)
+        # A document's later windows may be all padding (its batch-mates have more); its first one may not.
+        first = mask if mask.ndim == 2 else mask[:, 0]
+        empty = np.flatnonzero(first.sum(axis=1) == 0)
         if empty.size:
             raise ValueError(
-                "Every row needs at least one real token (attention_mask 1); an all-padding row has no "
-                f"defined output. Received: all-padding rows {empty.tolist()[:8]}"
+                "Every row needs at least one real token (attention_mask 1; a document: in its first window); an "
+                f"all-padding row has no defined output. Received: all-padding rows {empty.tolist()[:8]}"
             )
     if token_type_ids is not None:
         tt = _same_shape("token_type_ids", token_type_ids, ids.shape)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from parity.tokenize import row_length
 from parity.training.plan import batch_plan, micro_batches
 from parity.training.recipe import BEST_METRICS
 from parity.training.schedule import linear_warmup_decay
@@ -51,7 +52,7 @@ class Run:
                 f"The training state was saved for {st.num_rows} rows; this data has {len(self.labels)}. "
                 f"Resume with the same training file. Received: {len(self.labels)} rows"
             )
-        self.plan = batch_plan([len(ids) for ids, _ in self.encoded], r)
+        self.plan = batch_plan([row_length(row) for row in self.encoded], r)
         self.steps_per_epoch = r.steps_per_epoch(len(self.labels))
         self.total = r.total_steps(len(self.labels))
         self.warmup = r.warmup(len(self.labels))
