@@ -152,6 +152,47 @@ def add_mixed_precision(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_long_text(p: argparse.ArgumentParser, *, default: str | None = "truncate") -> None:
+    """--long-text / --stride / --max-windows: how a text longer than --max-length is read."""
+    g = p.add_argument_group("long documents")
+    g.add_argument(
+        "--long-text",
+        choices=("truncate", "windows"),
+        default=default,
+        help="a text longer than --max-length tokens: cut there (truncate), or read whole as overlapping windows "
+        "of --max-length tokens, each [CLS] ... [SEP] (Hugging Face's return_overflowing_tokens), the CNN's max "
+        "over time taken over all of them (default: truncate)",
+    )
+    g.add_argument("--stride", type=non_negative, default=None, metavar="N",
+                   help="windows: tokens each window repeats from the one before, Hugging Face's stride (default 0)")
+    g.add_argument("--max-windows", type=positive, default=None, metavar="M",
+                   help="windows: at most M per text; the rest is cut and counted, like truncation (default: all)")
+
+
+def long_text_options(args: argparse.Namespace) -> tuple[int, int | None] | None:
+    """(stride, max_windows) when --long-text windows, else None; --stride/--max-windows alone are refused."""
+    if args.long_text != "windows":
+        given = [f for f, v in (("--stride", args.stride), ("--max-windows", args.max_windows)) if v is not None]
+        if given:
+            verb = "shape" if len(given) > 1 else "shapes"
+            raise UsageError(f"{' and '.join(given)} {verb} the windows of --long-text windows; add it, or drop "
+                             f"{' and '.join(given)}. Received: {' '.join(given)} with --long-text "
+                             f"{args.long_text or 'truncate'}")  # fmt: skip
+        return None
+    return args.stride or 0, args.max_windows
+
+
+def non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
+    return value
+
+
 def source_needs(path: str | None, why: str) -> list[tuple[str, str, str]]:
     """(module, why, extra) that reading or writing weights at `path` needs, by its format."""
     if not path or path == "-":
