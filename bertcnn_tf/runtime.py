@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from bertcnn_tf.dtypes import FLOAT64_NOTE, float64_kept, keep_float64
+from bertcnn_tf.losses import per_row_loss
 from bertcnn_tf.model import BertCNN
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
@@ -92,9 +93,10 @@ def grads(config, tensors, inputs, labels, dtype: str = "float32", device: str =
         model = build(config, tensors, dtype)
         variables = model.trainable_variables
 
+        rows = per_row_loss(config.multi_label, None)  # the model's own loss: softmax CE, or multi-label BCE
+
         def loss_of(logits):
-            y = ops.convert_to_tensor(labels)
-            return ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            return ops.mean(rows(ops.convert_to_tensor(labels), logits))
 
         if backend == "tensorflow":
             import tensorflow as tf

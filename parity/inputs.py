@@ -105,8 +105,11 @@ def random_batch(config: BertCnnConfig, lengths, seed: int = 0, width: int | Non
 
 
 def seeded_labels(config: BertCnnConfig, batch: int, seed: int = 0) -> np.ndarray:
-    """Seeded class ids for the gradient and training checks (seed + 1: not the head's stream)."""
-    return np.random.default_rng(seed + 1).integers(0, config.num_labels, size=batch).astype(np.int64)
+    """Seeded class ids for the gradient and training checks (seed + 1: not the head's stream); a multi-label model:
+    a seeded (batch, num_labels) 0/1 matrix."""
+    size = (batch, config.num_labels) if config.multi_label else batch
+    high = 2 if config.multi_label else config.num_labels
+    return np.random.default_rng(seed + 1).integers(0, high, size=size).astype(np.int64)
 
 
 def sample_inputs(
@@ -116,10 +119,14 @@ def sample_inputs(
     seed: int = 0,
     texts: Sequence[str] | None = None,
     notes: list[str] | None = None,
+    max_length: int | None = None,
+    windows: tuple[int, int | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Tokenised `texts` (default `SENTENCES`); seeded random ids when the checkpoint carries no tokenizer.
 
-    Both at most `config.reading_length` tokens: what the model reads (`max_seq_length` when recorded).
+    Both at most `max_length` tokens (default `config.reading_length`: what the model reads, `max_seq_length`
+    when recorded). `windows` (stride, max_windows): each text read whole as windows of that length, (batch,
+    windows, tokens) inputs.
 
     A truncation note goes to `notes` when given, else to stderr.
     """
@@ -130,15 +137,23 @@ def sample_inputs(
             f"`bertcnn port {tokenizer_dir} NEW_DIR --tokenizer HF_BERT_DIR` and report on NEW_DIR. "
             f"Received: {len(texts)} texts"
         )
+    if windows is not None and not has_tokenizer:
+        raise ValueError(f"--long-text windows reads texts, and {tokenizer_dir} has no tokenizer.json; pass --tokenizer "
+                         "DIR. Received: --long-text windows")  # fmt: skip
     if has_tokenizer:
-        tok = Tokenizer(tokenizer_dir, max_length=config.reading_length, pad_token_id=config.pad_token_id)
+        tok = Tokenizer(tokenizer_dir, max_length=max_length or config.reading_length, pad_token_id=config.pad_token_id)
+        if windows is not None:
+            tok.windows(*windows)
         encoded, truncated = tok.encode_counted(list(texts or SENTENCES))
-        if truncated:
+        if truncated and windows is not None:
+            note = f"note: {truncated} of {len(encoded)} texts were cut to {tok.max_windows} windows (--max-windows)"
+            print(note, file=sys.stderr) if notes is None else notes.append(note.removeprefix("note: "))
+        elif truncated:
             note = truncation_note(truncated, len(encoded), tok.max_length, config)
             if notes is None:
                 print(note, file=sys.stderr)
             else:
                 notes.append(note.removeprefix("note: "))
         return tok.pad(encoded)
-    lengths = [min(n, config.reading_length) for n in (29, 6, 3, 25, 18, 17, 4)]
+    lengths = [min(n, max_length or config.reading_length) for n in (29, 6, 3, 25, 18, 17, 4)]
     return random_batch(config, lengths, seed=seed)
