@@ -111,7 +111,7 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
             float_path.unlink()
         else:
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)
-        inputs, outputs = tensor_specs(cfg.num_labels)
+        inputs, outputs = tensor_specs(cfg.num_labels, multi_label=cfg.multi_label)
         manifest = Manifest(
             format=fmt,
             framework=framework,
@@ -124,6 +124,8 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
             quantize=info.get("quantize"),
             versions=library_versions(),
             max_seq_length=cfg.max_seq_length,
+            problem_type=cfg.problem_type,
+            thresholds=None if cfg.thresholds is None else list(cfg.thresholds),
         )
         write_sidecars(tmp, cfg, manifest, tokenizer_from=tokenizer or source.tokenizer_dir)
     return manifest

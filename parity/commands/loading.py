@@ -156,7 +156,7 @@ class Opened:
     source: str
     forward: Callable[[], Forward]
     export: bool = False
-    windows_ok: bool = True  # takes (batch, windows, tokens) inputs: every checkpoint; an export made for them
+    windows_ok: bool = True  # takes (batch, windows, tokens) inputs: every checkpoint, no export
 
     def tokenizer(self, tokenizer: str | None, max_length: int | None,
                   windows: tuple[int, int | None] | None = None) -> Tokenizer:  # fmt: skip
@@ -166,10 +166,10 @@ class Opened:
             max_length = default_max_length(self.config)
         tok = load_tokenizer(self.config, self.tokenizer_dir, self.source, tokenizer, max_length)
         if windows is not None:
-            if self.export and not self.windows_ok:
-                raise ValueError(f"{self.source} is an export of fixed (batch, tokens) inputs; --long-text windows needs "
-                                 "(batch, windows, tokens) inputs: export with --long-text windows, or predict with the "
-                                 "checkpoint. Received: --long-text windows")  # fmt: skip
+            if not self.windows_ok:
+                raise ValueError(f"{self.source} is an export, whose graph takes (batch, tokens) inputs; --long-text "
+                                 "windows needs (batch, windows, tokens) inputs: run the checkpoint it was exported "
+                                 "from with --framework torch|keras. Received: --long-text windows")  # fmt: skip
             tok.windows(*windows)
         note = longer_than_trained(self.config, max_length)
         if note:
@@ -205,9 +205,7 @@ def open_model(checkpoint: str, framework: str | None, *, config: str | None = N
             print(f"note: {checkpoint} is an export; --framework {framework} ignored", file=sys.stderr)
         with quiet_native_stderr():
             fwd, cfg = export_forward(checkpoint, threads=threads)
-        windows_ok = read_manifest(checkpoint).windows
-        return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True,
-                      windows_ok=windows_ok)  # fmt: skip
+        return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True, windows_ok=False)
     check_source(command, checkpoint, framework)
     w = read_weights(checkpoint, config=config)  # Keras files too: parity.io reads them without Keras
     if mixed_precision == "bf16":

@@ -51,16 +51,23 @@ class Manifest:
     # Tokens per text the model was trained to read ([CLS] and [SEP] included): a server cuts texts there, as
     # the export's tokenizer files do. None: not recorded (the model reads up to its position table).
     max_seq_length: int | None = None
+    # A multi-label model's outputs are read through a sigmoid per label, each compared with its threshold
+    # (`outputs[0]["activation"]` says which function turns logits into probabilities); as in config.json.
+    problem_type: str = "single_label_classification"
+    thresholds: list[float] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 
 
-def tensor_specs(num_labels: int, input_dtypes: tuple[str, ...] = ("int64",)) -> tuple[list[dict], list[dict]]:
-    """The interface every export has: three (batch, sequence) int inputs, (batch, num_labels) float32 logits."""
+def tensor_specs(num_labels: int, input_dtypes: tuple[str, ...] = ("int64",), *,
+                 multi_label: bool = False) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """The interface every export has: three (batch, sequence) int inputs, (batch, num_labels) float32 logits,
+    whose probabilities are their softmax (one label per text) or a sigmoid per label (multi-label)."""
     dtypes = "|".join(input_dtypes)
     inputs = [{"name": n, "dtype": dtypes, "shape": ["batch", "sequence"]} for n in INPUT_NAMES]
-    return inputs, [{"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", num_labels]}]
+    activation = "sigmoid" if multi_label else "softmax"
+    return inputs, [{"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", num_labels], "activation": activation}]
 
 
 def library_versions() -> dict[str, str]:
@@ -127,6 +134,17 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
         raise ValueError(f"{path}: max_seq_length must be null or a positive integer; re-export the model. "
                          f"Received: max_seq_length={n!r}")  # fmt: skip
     return m
+
+
+def check_decision(directory: str | os.PathLike, manifest: Manifest, config) -> None:
+    """The manifest and the export's config.json name one problem type and the same thresholds."""
+    thresholds = None if config.thresholds is None else list(config.thresholds)
+    if (manifest.problem_type, manifest.thresholds) != (config.problem_type, thresholds):
+        raise ValueError(
+            f"{Path(directory) / MANIFEST_NAME}: problem_type and thresholds disagree with config.json's; both record "
+            "how the model's outputs are read. Re-export the model. Received: manifest "
+            f"{(manifest.problem_type, manifest.thresholds)!r}, config.json {(config.problem_type, thresholds)!r}"
+        )
 
 
 def check_length(directory: str | os.PathLike, manifest: Manifest, max_seq_length: int | None) -> None:
