@@ -188,8 +188,9 @@ def predictor(model: BertCNN, *, compiled: bool = True, jit_compile: bool = Fals
             import tensorflow as tf
 
             spec = {k: tf.TensorSpec((None,) * rank, tf.int64) for k in names}
-            graphs[rank] = tf.function(lambda x: model(**x, training=False),
-                                       input_signature=None if jit_compile else [spec], jit_compile=jit_compile)  # fmt: skip
+            signature = None if jit_compile else [spec]
+            graphs[rank] = tf.function(lambda x: model(**x, training=False), input_signature=signature,
+                                       jit_compile=jit_compile)  # fmt: skip
         return graphs[rank](x)
 
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False):

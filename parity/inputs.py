@@ -138,8 +138,8 @@ def sample_inputs(
             f"Received: {len(texts)} texts"
         )
     if windows is not None and not has_tokenizer:
-        raise ValueError(f"--long-text windows reads texts, and {tokenizer_dir} has no tokenizer.json; pass --tokenizer "
-                         "DIR. Received: --long-text windows")  # fmt: skip
+        raise ValueError(f"--long-text windows reads texts, and {tokenizer_dir} has no tokenizer.json; pass "
+                         "--tokenizer DIR. Received: --long-text windows")  # fmt: skip
     if has_tokenizer:
         tok = Tokenizer(tokenizer_dir, max_length=max_length or config.reading_length, pad_token_id=config.pad_token_id)
         if windows is not None:

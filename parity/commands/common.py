@@ -163,10 +163,20 @@ def add_long_text(p: argparse.ArgumentParser, *, default: str | None = "truncate
         "of --max-length tokens, each [CLS] ... [SEP] (Hugging Face's return_overflowing_tokens), the CNN's max "
         "over time taken over all of them (default: truncate)",
     )
-    g.add_argument("--stride", type=non_negative, default=None, metavar="N",
-                   help="windows: tokens each window repeats from the one before, Hugging Face's stride (default 0)")
-    g.add_argument("--max-windows", type=positive, default=None, metavar="M",
-                   help="windows: at most M per text; the rest is cut and counted, like truncation (default: all)")
+    g.add_argument(
+        "--stride",
+        type=non_negative,
+        default=None,
+        metavar="N",
+        help="windows: tokens each window repeats from the one before, Hugging Face's stride (default 0)",
+    )
+    g.add_argument(
+        "--max-windows",
+        type=positive,
+        default=None,
+        metavar="M",
+        help="windows: at most M per text; the rest is cut and counted, like truncation (default: all)",
+    )
 
 
 def long_text_options(args: argparse.Namespace) -> tuple[int, int | None] | None:

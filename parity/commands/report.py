@@ -46,6 +46,7 @@ from parity.suite import (
     backend_error,
     compare_task,
     cross_device_checks,
+    describe_inputs,
     describe_weight_differences,
     judge,
     plan_tasks,
@@ -252,21 +253,6 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def describe_inputs(w: Subject, *, yours: bool) -> str:
-    """What the runs compare on, said as it is: real tokenised texts, or seeded random ids."""
-    if w.inputs["input_ids"].ndim == 3:
-        n, m, t = w.inputs["input_ids"].shape
-        windows = (w.inputs["attention_mask"].sum(-1) > 0).sum(1).tolist()
-        return (f"inputs: {n} texts{' (yours)' if yours else ''} read as windows of up to {t} tokens, {m} windows "
-                f"at most (windows per text {windows})")  # fmt: skip
-    n, t = w.inputs["input_ids"].shape
-    lengths = w.inputs["attention_mask"].sum(1).tolist()
-    if not w.tokenized:
-        return (f"inputs: {n} rows of seeded random token ids ({w.source} has no tokenizer; pass --tokenizer DIR "
-                f"to compare on real text), padded to {t} (real lengths {lengths})")  # fmt: skip
-    return f"inputs: {n} texts{' (yours)' if yours else ''}, padded to {t} tokens (real lengths {lengths})"
-
-
 class Report:
     """One report's state while it runs: the reference cache, the runs, what was skipped or crashed."""
 
@@ -332,7 +318,9 @@ class Report:
                            mixed=self.args.mixed_precision == "bf16")  # fmt: skip
         for task in tasks:
             if task["task"] == "train":
-                task.update(recipe=parity_recipe(self.train_bs, task["dtype"], class_weights=self.class_weights).to_dict())
+                task.update(
+                    recipe=parity_recipe(self.train_bs, task["dtype"], class_weights=self.class_weights).to_dict()
+                )
         # Tasks share one child per backend; train takes other inputs, so it gets its own call.
         groups = (
             ([t for t in tasks if t["task"] != "train"], self.labels, self.w.inputs),

@@ -37,14 +37,7 @@ from parity.commands.common import (
     positive,
 )
 from parity.commands.train_checks import check_environment, check_tensorboard, claim_out, refuse_conflicts
-from parity.commands.train_tasks import (
-    add_task_arguments,
-    check_problem,
-    class_weights,
-    cut_word,
-    label_column,
-    read_note,
-)
+from parity.commands.train_tasks import add_task_arguments, check_problem, class_weights, read_data, read_labels
 from parity.commands.train_ui import (
     Interrupts,
     Reporter,
@@ -62,9 +55,7 @@ from parity.io.files import sha256_file
 from parity.io.hub import resolve
 from parity.io.reader import read_weights
 from parity.stderr import quiet_native_stderr
-from parity.tokenize import Tokenizer
-from parity.training.data import read_labelled
-from parity.training.loop import Run, evaluator
+from parity.training.loop import Run
 from parity.training.recipe import TrainingRecipe
 from parity.training.state import (
     STATE_NAME,
@@ -210,13 +201,13 @@ def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
         check_problem(args, start.config)
         data = None
         if args.class_weights is not None:  # resolved against the data, then held to the saved numbers
-            data = _read_labels(args, start.config)
+            data = read_labels(args, start.config)
             given["class_weights"] = class_weights(args, data)
         _check_resume(args, start, given, sha, main)
         plan = Plan(args, out, world, start, out)
         _check_backend_dtype(args, start.recipe)
         if not start.state.finished:
-            _read_data(plan, start.config, start.recipe, data)
+            read_data(plan, start.config, start.recipe, data)
         return plan
     w = read_weights(args.checkpoint, config=args.config)  # every source; Keras files need no Keras
     check_problem(args, w.config)
@@ -225,10 +216,10 @@ def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
     recipe = TrainingRecipe(**given)
     _check_backend_dtype(args, recipe)
     plan = Plan(args, out, world, None, _tokenizer_dir(args, w))
-    data = _read_labels(args, w.config)
+    data = read_labels(args, w.config)
     if args.class_weights is not None:
         recipe = recipe.replace(class_weights=class_weights(args, data))
-    data = _read_data(plan, w.config, recipe, data)
+    data = read_data(plan, w.config, recipe, data)
     plan.start = initial_snapshot(w.config, w.tensors, recipe, framework=args.framework, data_sha256=sha,
                                   num_rows=len(plan.encoded))  # fmt: skip
     if w.config.label_names is None and data.named:
@@ -279,47 +270,6 @@ def _check_backend_dtype(args: argparse.Namespace, recipe: TrainingRecipe) -> No
         raise UsageError("float64 training on Keras' JAX backend needs JAX_ENABLE_X64=1 in the environment (JAX "
                          "silently truncates float64 to float32 otherwise). "
                          "Received: JAX_ENABLE_X64 unset")  # fmt: skip
-
-
-def _read_labels(args: argparse.Namespace, config, names=None, file: str | None = None):
-    """A labelled file (`--train`, or `file`), read by the model's problem type: every bad row refused by line."""
-    return read_labelled(file or args.train, num_labels=config.num_labels, label_names=names or config.label_names,
-                         text_column=args.text_column, label_column=label_column(args, config),
-                         multi_label=config.multi_label, label_separator=args.label_separator)  # fmt: skip
-
-
-def _read_data(plan: Plan, config, recipe: TrainingRecipe, data=None):
-    """The training (and held-out) rows, tokenized, into `plan`; returns the training file as read."""
-    args, main = plan.args, plan.main
-    data = data or _read_labels(args, config)
-    held = _read_labels(args, config, data.label_names, args.eval) if args.eval else None
-    max_length = min(recipe.max_length, config.max_position_embeddings)
-    tok = _tokenizer(plan.tok_dir, max_length, config.pad_token_id)
-    if recipe.long_text == "windows":
-        tok.windows(recipe.stride, recipe.max_windows)
-    plan.encoded, plan.truncated = tok.encode_counted(list(data.texts))
-    plan.labels = data.labels
-    if main:
-        print(f"train: {plural(len(plan.encoded), 'row')} from {args.train}; {read_note(tok, plan)}", file=sys.stderr)
-    if held is not None:
-        held_enc, held_cut = tok.encode_counted(list(held.texts))
-        if main:
-            print(f"eval: {plural(len(held_enc), 'row')} from {args.eval}; {held_cut} {cut_word(tok)}",
-                  file=sys.stderr)  # fmt: skip
-            plan.evaluate = evaluator(held_enc, held.labels, data.label_names, batch_size=recipe.batch_size,
-                                      pad_token_id=config.pad_token_id, multi_label=config.multi_label,
-                                      tune=recipe.tune_thresholds, thresholds=config.thresholds)  # fmt: skip
-    return data
-
-
-def _tokenizer(directory: Path, max_length: int, pad_token_id: int) -> Tokenizer:
-    try:
-        return Tokenizer(directory, max_length=max_length, pad_token_id=pad_token_id)
-    except (ValueError, FileNotFoundError):
-        raise
-    except Exception as e:  # the tokenizers library raises a bare Exception for a damaged file
-        raise ValueError(f"{Path(directory) / 'tokenizer.json'}: not a readable tokenizer ({str(e)[:120]}); expected "
-                         "a tokenizers tokenizer.json. Received: a damaged file") from None  # fmt: skip
 
 
 # -- execute: train, saving as it goes -------------------------------------------------------------------------
@@ -405,6 +355,7 @@ def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: i
         if kept:
             print(kept)
         if final.recipe.tune_thresholds and final.config.thresholds:
-            chosen = ", ".join(f"{n} {t:.4f}" for n, t in zip(final.config.labels, final.config.thresholds, strict=True))
+            pairs = zip(final.config.labels, final.config.thresholds, strict=True)
+            chosen = ", ".join(f"{n} {t:.4f}" for n, t in pairs)
             print(f"thresholds chosen on {args.eval} (saved in {out / 'config.json'}): {chosen}")
     return 0

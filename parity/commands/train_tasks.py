@@ -11,12 +11,18 @@ cannot apply.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from parity.commands.common import UsageError, add_long_text, long_text_options
+from parity.commands.train_ui import plural
+from parity.tokenize import Tokenizer
+from parity.training.data import read_labelled
+from parity.training.loop import evaluator
 from parity.training.objective import resolve_class_weights
+from parity.training.recipe import TrainingRecipe
 
-__all__ = ["add_task_arguments", "check_problem", "class_weights", "cut_word", "label_column", "read_note"]
+__all__ = ["add_task_arguments", "check_problem", "class_weights", "label_column", "read_data", "read_labels"]
 
 
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,3 +86,45 @@ def read_note(tok, plan) -> str:
     if tok.max_windows is not None:
         line += f"; {plan.truncated} cut to {tok.max_windows} windows"
     return line
+
+
+# -- the data: read by the model's problem type, tokenised (truncated or as windows) ---------------------------
+def read_labels(args: argparse.Namespace, config, names=None, file: str | None = None):
+    """A labelled file (`--train`, or `file`), read by the model's problem type: every bad row refused by line."""
+    return read_labelled(file or args.train, num_labels=config.num_labels, label_names=names or config.label_names,
+                         text_column=args.text_column, label_column=label_column(args, config),
+                         multi_label=config.multi_label, label_separator=args.label_separator)  # fmt: skip
+
+
+def read_data(plan, config, recipe: TrainingRecipe, data=None):
+    """The training (and held-out) rows, tokenized, into `plan` (`train.Plan`); returns the training file as read."""
+    args, main = plan.args, plan.main
+    data = data or read_labels(args, config)
+    held = read_labels(args, config, data.label_names, args.eval) if args.eval else None
+    max_length = min(recipe.max_length, config.max_position_embeddings)
+    tok = tokenizer_at(plan.tok_dir, max_length, config.pad_token_id)
+    if recipe.long_text == "windows":
+        tok.windows(recipe.stride, recipe.max_windows)
+    plan.encoded, plan.truncated = tok.encode_counted(list(data.texts))
+    plan.labels = data.labels
+    if main:
+        print(f"train: {plural(len(plan.encoded), 'row')} from {args.train}; {read_note(tok, plan)}", file=sys.stderr)
+    if held is not None:
+        held_enc, held_cut = tok.encode_counted(list(held.texts))
+        if main:
+            print(f"eval: {plural(len(held_enc), 'row')} from {args.eval}; {held_cut} {cut_word(tok)}",
+                  file=sys.stderr)  # fmt: skip
+            plan.evaluate = evaluator(held_enc, held.labels, data.label_names, batch_size=recipe.batch_size,
+                                      pad_token_id=config.pad_token_id, multi_label=config.multi_label,
+                                      tune=recipe.tune_thresholds, thresholds=config.thresholds)  # fmt: skip
+    return data
+
+
+def tokenizer_at(directory: Path, max_length: int, pad_token_id: int) -> Tokenizer:
+    try:
+        return Tokenizer(directory, max_length=max_length, pad_token_id=pad_token_id)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as e:  # the tokenizers library raises a bare Exception for a damaged file
+        raise ValueError(f"{Path(directory) / 'tokenizer.json'}: not a readable tokenizer ({str(e)[:120]}); expected "
+                         "a tokenizers tokenizer.json. Received: a damaged file") from None  # fmt: skip

@@ -46,18 +46,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from parity.training.labels import SHOW as _SHOW
+from parity.training.labels import Raw as _Raw
+from parity.training.labels import bad as _bad
+from parity.training.labels import label_set, resolve, split_cell
+
 __all__ = ["FORMATS", "LabelledData", "read_labelled"]
 
+Row = tuple[int, str, object]  # (line, text, raw label: str from CSV, str or int from JSON, or a list of them)
+
 FORMATS = (".jsonl", ".csv", ".tsv")
-_INT = re.compile(r"[0-9]+")  # an id as written in a file: decimal digits, no sign
-_SHOW = 80  # characters of a bad value quoted in an error
 
 
 @dataclass(frozen=True)
@@ -113,18 +117,20 @@ def read_labelled(
     else:
         delimiter = "\t" if suffix == ".tsv" else ","
         if multi_label and label_separator == delimiter:
-            raise ValueError(f"{p}: the label separator {label_separator!r} is the file's own field delimiter; "
-                             f"expected another character (the default is '|'). Received: {label_separator!r}")
+            raise ValueError(
+                f"{p}: the label separator {label_separator!r} is the file's own field delimiter; "
+                f"expected another character (the default is '|'). Received: {label_separator!r}"
+            )
         raw, blank = _table(p, text, delimiter, text_column, label_column)
         if multi_label:
-            raw = [(line, t, _split(p, line, label, label_separator)) for line, t, label in raw]
+            raw = [(line, t, split_cell(p, line, label, label_separator)) for line, t, label in raw]
     if not raw:
         raise ValueError(
             f"{p}: the file has no rows; expected at least one labelled example. "
             f"Received: {blank} blank line(s) and no data"
         )
-    raw = [(line, t, _label_set(p, line, label, multi_label, label_column)) for line, t, label in raw]
-    sets, out_names, named = _resolve(p, raw, num_labels, names)
+    raw = [(line, t, label_set(p, line, label, multi_label, label_column)) for line, t, label in raw]
+    sets, out_names, named = resolve(p, raw, num_labels, names)
     if multi_label:
         labels = np.zeros((len(sets), len(out_names)), dtype=np.int64)
         for row, ids in enumerate(sets):
@@ -147,18 +153,6 @@ def read_labelled(
 
 
 # -- reading -------------------------------------------------------------------------------------
-Row = tuple[int, str, object]  # (line, text, raw label: str from CSV, str or int from JSON)
-
-
-def _bad(path: Path, line: int, what: str, received: object) -> ValueError:
-    if isinstance(received, str) and len(received) > _SHOW:
-        received = received[:_SHOW] + "..."
-    shown = received if isinstance(received, _Raw) else repr(received)
-    return ValueError(f"{path}:{line}: {what}. Received: {shown}")
-
-
-class _Raw(str):
-    """Already formatted for `Received:` (a description, not a value to quote)."""
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -206,8 +200,13 @@ def _jsonl(path: Path, text: str, text_key: str, label_key: str) -> tuple[list[R
             raise _bad(path, n, f"{text_key!r} must be a string", t)
         for item in label if isinstance(label, list) else [label]:
             if isinstance(item, bool) or not isinstance(item, (str, int)):
-                raise _bad(path, n, f"label of wrong type; expected a string name or an integer id in {label_key!r} "
-                           "(a list of them for a multi-label model)", _Raw(f"{type(item).__name__} {item!r}"[:_SHOW]))
+                raise _bad(
+                    path,
+                    n,
+                    f"label of wrong type; expected a string name or an integer id in {label_key!r} "
+                    "(a list of them for a multi-label model)",
+                    _Raw(f"{type(item).__name__} {item!r}"[:_SHOW]),
+                )
         rows.append(_row(path, n, t, label, text_key))
     return rows, blank
 
@@ -289,110 +288,9 @@ def _row(path: Path, line: int, text: str, label: str | int, text_col: str) -> R
     return line, text, label
 
 
-def _split(path: Path, line: int, cell: str, separator: str) -> list[str]:
-    """A CSV/TSV multi-label cell: labels separated by `separator`; an empty cell is the empty set."""
-    if not cell:
-        return []
-    items = [x.strip() for x in cell.split(separator)]
-    if not all(items):
-        raise _bad(path, line, f"an empty label between separators; expected labels separated by {separator!r} "
-                   f"(an empty cell for no label)", cell)  # fmt: skip
-    return items
-
-
-def _label_set(path: Path, line: int, label, multi_label: bool, column: str) -> list:
-    """The row's labels as a list: one in single-label mode (a list refused), any number in multi-label mode."""
-    if not multi_label:
-        if isinstance(label, list):
-            what = "an empty label list" if not label else "a label list"
-            raise _bad(path, line, f"{what} where one label is expected: this checkpoint is single-label (one class "
-                       "per text); give one name or id, or train a multi-label head (`bertcnn init NEW_CK --backbone "
-                       "CK --multi-label --labels a,b,c`)", _Raw(json.dumps(label)[:_SHOW]))  # fmt: skip
-        if label == "":
-            raise _bad(path, line, "empty label; expected a label name or an integer id", label)
-        return [label]
-    if not isinstance(label, list):
-        raise _bad(path, line, f"one label where a list is expected: this checkpoint is multi-label; give {column!r} "
-                   'as a JSON list of names or ids (["a", "b"], [] for none)', label)  # fmt: skip
-    seen = set()
-    for item in label:
-        if item in seen:
-            raise _bad(path, line, "a label named twice in one row; expected each label at most once",
-                       _Raw(json.dumps(label)[:_SHOW]))  # fmt: skip
-        seen.add(item)
-    return label
-
-
-# -- labels --------------------------------------------------------------------------------------
-def _resolve(
-    path: Path, rows: list[Row], num_labels: int, names: tuple[str, ...] | None
-) -> tuple[list[list[int]], tuple[str, ...], bool]:
-    """Each row's labels (a list; one in single-label mode) -> ids, by the rules of the module docstring."""
-    items = [(line, label) for line, _, labels in rows for label in labels]
-    if names is not None:
-        index = {n: i for i, n in enumerate(names)}
-        ids_allowed = not any(_INT.fullmatch(n) for n in names)
-
-        def one(line: int, label) -> int:
-            if isinstance(label, str) and label in index:
-                return index[label]
-            if isinstance(label, int) or (ids_allowed and _INT.fullmatch(label)):
-                return _id(path, line, label, num_labels)
-            how = "one of" if not ids_allowed else f"an id below {num_labels} or one of"
-            raise _bad(path, line, f"unknown label; expected {how} the checkpoint's names {list(names)!r}", label)
-
-        return _sets(path, rows, one), names, True
-    if not items:
-        raise ValueError(f"{path}: no row has a label, so there are no names to give the classes; expected at least "
-                         f"one labelled row (or a checkpoint that names its labels). Received: {len(rows)} rows, "
-                         "each with an empty label list")  # fmt: skip
-    first_line, first = items[0]
-    by_id = isinstance(first, int) or bool(_INT.fullmatch(first))
-    for line, label in items:
-        if (isinstance(label, int) or bool(_INT.fullmatch(label))) != by_id:
-            kind = "integer ids" if by_id else "names"
-            raise _bad(path, line, f"labels mix names and integer ids; expected {kind} throughout, as on line "
-                       f"{first_line} ({first!r})", label)  # fmt: skip
-    if by_id:
-        return _sets(path, rows, lambda line, label: _id(path, line, label, num_labels)), \
-            tuple(map(str, range(num_labels))), False  # fmt: skip
-    found = sorted({label for _, label in items})
-    if len(found) != num_labels:
-        # Naming cannot change a head's size: the advice is a new head on the checkpoint's encoder.
-        raise ValueError(
-            f"{path}: the labels are {len(found)} distinct names but the checkpoint's head has {num_labels} classes "
-            f"(num_labels={num_labels}) and no names; expected exactly {num_labels} names, or start from a new "
-            f"{len(found)}-class head on the checkpoint's encoder: `bertcnn init NEW_CK --backbone CK --labels "
-            f"{','.join(found)}` (CK a checkpoint directory; its BERT kept, the head new and untrained) and train "
-            f"NEW_CK. Received: {found[:20]!r}"
-        )
-    index = {n: i for i, n in enumerate(found)}
-    return _sets(path, rows, lambda line, label: index[label]), tuple(found), True
-
-
-def _sets(path: Path, rows: list[Row], one) -> list[list[int]]:
-    """Each row's labels as ids; a row naming one label twice (by name and by id) is refused."""
-    out = []
-    for line, _, labels in rows:
-        ids = [one(line, label) for label in labels]
-        if len(set(ids)) != len(ids):
-            raise _bad(path, line, "a label named twice in one row (by name and by id); expected each label at "
-                       "most once", _Raw(json.dumps(labels)[:_SHOW]))  # fmt: skip
-        out.append(ids)
-    return out
-
-
 def _encodable(s: str) -> bool:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _id(path: Path, line: int, label: str | int, num_labels: int) -> int:
-    # Python refuses int() of very long digit strings; anything that long is out of range anyway.
-    value = int(label) if isinstance(label, int) or len(label) <= 18 else num_labels
-    if not 0 <= value < num_labels:
-        raise _bad(path, line, f"unknown label id; expected an integer id in [0, {num_labels})", label)
-    return value

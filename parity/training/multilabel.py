@@ -102,8 +102,13 @@ def multilabel_report(targets, predictions, label_names: Sequence[str]) -> dict:
         "macro_f1": float(f1.mean()),
         "weighted_f1": weighted,
         "per_label": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                   "support": int(support[i]), "predicted": int(p[:, i].sum())}  # fmt: skip
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+                "predicted": int(p[:, i].sum()),
+            }
             for i, name in enumerate(names)
         },
         "labels": names,

@@ -52,10 +52,12 @@ def balanced_weights(labels: np.ndarray, num_labels: int, names: Sequence[str], 
     positives = y.sum(axis=0)
     never = [names[i] for i in np.flatnonzero((positives == 0) | (positives == n))]
     if never:
-        raise ValueError(f"{source}: --class-weights balanced gives label j the pos_weight rows without j / rows with "
-                         f"j, and {len(never)} label(s) are on no row or on every row: {never[:10]!r}; expected each "
-                         "label on some rows and not others, or give the weights yourself (--class-weights "
-                         f"FILE.json). Received: rows per label {dict(zip(names, positives.tolist(), strict=True))}")
+        raise ValueError(
+            f"{source}: --class-weights balanced gives label j the pos_weight rows without j / rows with "
+            f"j, and {len(never)} label(s) are on no row or on every row: {never[:10]!r}; expected each "
+            "label on some rows and not others, or give the weights yourself (--class-weights "
+            f"FILE.json). Received: rows per label {dict(zip(names, positives.tolist(), strict=True))}"
+        )
     return tuple(float((n - p) / p) for p in positives)
 
 

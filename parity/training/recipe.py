@@ -17,8 +17,17 @@ DTYPES = ("float32", "float64")
 # keep_best metric -> True when larger is better (Keras' ModelCheckpoint mode, HF's greater_is_better)
 BEST_METRICS = {"accuracy": True, "macro_f1": True, "loss": False}
 # Fields added after the first saves: a recipe.json without them takes these defaults.
-LATER_FIELDS = ("grad_accum", "keep_best", "early_stopping", "mixed_precision", "class_weights", "tune_thresholds",
-                "long_text", "stride", "max_windows")
+LATER_FIELDS = (
+    "grad_accum",
+    "keep_best",
+    "early_stopping",
+    "mixed_precision",
+    "class_weights",
+    "tune_thresholds",
+    "long_text",
+    "stride",
+    "max_windows",
+)
 # How a text longer than `max_length` is read: cut there (the tokenizer's truncation), or as overlapping windows
 # of `max_length` tokens whose pooled features are max-pooled over the whole document (`parity.windows`).
 LONG_TEXT = ("truncate", "windows")
@@ -116,7 +125,9 @@ class TrainingRecipe:
         if self.max_windows is not None and (not _is_int(self.max_windows) or self.max_windows < 1):
             _fail("`max_windows` must be None or a positive integer", self.max_windows)
         if self.long_text == "truncate" and (self.stride or self.max_windows is not None):
-            _fail('`stride` and `max_windows` shape the windows of long_text="windows"', (self.stride, self.max_windows))
+            _fail(
+                '`stride` and `max_windows` shape the windows of long_text="windows"', (self.stride, self.max_windows)
+            )
         if self.long_text == "windows" and self.stride > self.max_length - 3:
             _fail(f"`stride` must leave each window new tokens: at most max_length - 3 = {self.max_length - 3} "
                   "([CLS], [SEP] and one new token)", self.stride)  # fmt: skip
