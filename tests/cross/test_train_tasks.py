@@ -62,7 +62,7 @@ def test_keras_fit_lands_on_the_torch_weights_and_moments(kind, setups, torch_ru
 def test_the_first_logged_loss_is_the_objective_on_the_start_weights(kind, setups, torch_runs):
     """Update 1's loss is computed on the start weights: torch's own weighted mean / BCE, as defined once."""
     setup, weights = setups[kind]
-    config, tensors = setup[0], setup[1]
+    config = setup[0]
     run = make_run(setup, _recipe(kind, weights))
     inputs, labels = run.batch(0, 0)
     trainer = TorchTrainer(run)
@@ -149,8 +149,10 @@ def test_softmax_for_a_multi_label_model_is_another_training(setups, torch_runs,
     import torch.nn.functional as F
 
     setup, weights = setups["multi"]
-    monkeypatch.setattr(TorchTrainer, "loss",
-                        lambda self, z, y: F.cross_entropy(z, y.to(z.dtype) / y.sum(1, keepdim=True).clamp(min=1)))  # fmt: skip
+    def softmax_loss(self, z, y):  # the label set as a target distribution over one softmax
+        return F.cross_entropy(z, y.to(z.dtype) / y.sum(1, keepdim=True).clamp(min=1))
+
+    monkeypatch.setattr(TorchTrainer, "loss", softmax_loss)
     wrong = torch_train(make_run(setup, _recipe("multi", weights)))
     worst, _ = max_diff(flat(torch_runs["multi"]), flat(wrong))
     assert worst > 1e3 * TOL, worst
