@@ -149,6 +149,7 @@ def test_softmax_for_a_multi_label_model_is_another_training(setups, torch_runs,
     import torch.nn.functional as F
 
     setup, weights = setups["multi"]
+
     def softmax_loss(self, z, y):  # the label set as a target distribution over one softmax
         return F.cross_entropy(z, y.to(z.dtype) / y.sum(1, keepdim=True).clamp(min=1))
 
