@@ -176,7 +176,8 @@ def test_a_killed_multi_label_windows_run_resumes_bit_identical(data, tmp_path):
 
     base = ["train", "--checkpoint", str(data / "ml"), "--train", str(data / "train.jsonl"), "--framework", "torch",
             "--epochs", "3", "--batch-size", "2", "--lr", "1e-2", "--seed", "7", "--save-every", "1", "--threads", "1",
-            "--class-weights", str(data / "w.json"), "--long-text", "windows", "--stride", "3", "--max-length", "10"]  # fmt: skip
+            "--class-weights", str(data / "w.json"), "--long-text", "windows", "--stride", "3",
+            "--max-length", "10"]  # fmt: skip
     killed = tmp_path / "killed"
     _kill_after_a_save(base, killed)
     resumed = cli([*_without_checkpoint(base), "--out", str(killed), "--resume"])
