@@ -127,9 +127,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--class-weights",
-        metavar="balanced|FILE.json",
-        help="with --train-steps: train with these class weights (multi-label: pos_weight per label), as `bertcnn "
-        "train --class-weights` (balanced: from the report's seeded labels)",
+        metavar="WEIGHTS",
+        help="balanced or FILE.json, with --train-steps: train with these class weights (multi-label: pos_weight "
+        "per label), as `bertcnn train --class-weights` (balanced: from the report's seeded labels)",
     )
     p.add_argument("--max-length", type=positive, default=None, metavar="N",
                    help="tokens per text compared (default: the length the model reads); with --long-text windows, "

@@ -29,10 +29,11 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("multi-label, imbalanced classes")
     g.add_argument(
         "--class-weights",
-        metavar="balanced|FILE.json",
-        help="weigh the loss per class, as torch's CrossEntropyLoss(weight=) (a mean weighted by each row's class "
-        "weight) or, multi-label, BCEWithLogitsLoss(pos_weight=) per label; balanced: n_rows / (n_classes x rows "
-        'of the class) (multi-label: rows without / rows with the label); FILE.json: {"name": weight, ...}',
+        metavar="WEIGHTS",
+        help="balanced or FILE.json: weigh the loss per class, as torch's CrossEntropyLoss(weight=) (a mean "
+        "weighted by each row's class weight) or, multi-label, BCEWithLogitsLoss(pos_weight=) per label; balanced: "
+        "n_rows / (n_classes x rows of the class) (multi-label: rows without / rows with the label); FILE.json: "
+        '{"name": weight, ...}',
     )
     g.add_argument(
         "--tune-thresholds",
