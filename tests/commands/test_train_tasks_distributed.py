@@ -19,8 +19,9 @@ from tests.commands.test_train_distributed import EXACT, RECIPE, TORCHRUN, WORDS
 from tests.helpers import MINILM_VOCAB, tiny_checkpoint
 
 CASES = {
+    # Norms 0.99..1.87 here: clipping at 1.5 clips some updates, not all (the vacuity check).
     "weighted-windows": ["--class-weights", "{d}/w.json", "--long-text", "windows", "--stride", "2",
-                         "--max-length", "8"],
+                         "--max-length", "8", "--max-grad-norm", "1.5"],
     "multi-label": ["--class-weights", "{d}/w.json", "--label-column", "labels"],
 }  # fmt: skip
 
