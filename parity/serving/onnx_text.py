@@ -116,13 +116,50 @@ def tokenizer_nodes(g: _Graph, text: str, spec: TextSpec) -> dict[str, str]:
         pieces, words = x, _normalize(g, x, spec)
         splits = g.op("Range", [g.const(0), g.op("Add", [g.op("Squeeze", [g.op("Shape", [x])]), g.const(1)]),
                                 g.const(1)])  # fmt: skip
+    # One row per word: the extensions' WordPiece keeps the pieces it matched before a word turns out
+    # unknown and appends [UNK] ("in👈" -> in, [UNK]), where WordPiece makes the whole word [UNK].
+    words, _, _, word_splits = g.op("StringRegexSplitWithOffsets", [words, g.const(["( )"]), g.const([""])], 4,
+                                    domain=CONTRIB)  # fmt: skip
+    text_words = g.op("Gather", [word_splits, splits], axis=0)  # (batch + 1,) word bounds of each text
+    n_words = g.op("Shape", [words])
+    rows = g.op("Range", [g.const(np.int64(0)), g.op("Add", [g.op("Squeeze", [n_words]), g.const(np.int64(1))]),
+                          g.const(np.int64(1))])  # fmt: skip
     vocab = json.dumps({t: i for i, t in enumerate(spec.vocab)}, ensure_ascii=False)
-    tokens, _, begins, limits = g.op("WordpieceTokenizer", [words, splits], 4, domain=CONTRIB, vocab=vocab,
+    tokens, _, begins, limits = g.op("WordpieceTokenizer", [words, rows], 4, domain=CONTRIB, vocab=vocab,
                                      suffix_indicator=spec.prefix, unknown_token=spec.unk_token,
                                      max_input_chars_per_word=spec.max_chars)  # fmt: skip
     ids = g.op("LabelEncoder", [tokens], domain=ML, keys_strings=list(spec.vocab),
                values_int64s=list(range(len(spec.vocab))), default_int64=spec.unk_id)  # fmt: skip
-    return _wrap(g, ids, begins, limits, spec)
+    ids, text_begins, text_limits = _whole_word_unknown(g, ids, begins, limits, text_words, spec)
+    return _wrap(g, ids, text_begins, text_limits, spec)
+
+
+def _whole_word_unknown(g: _Graph, ids: str, begins: str, limits: str, text_words: str, spec: TextSpec):
+    """A word whose pieces end in [UNK] becomes that one [UNK]; returns (ids, text begins, text limits)."""
+    n = g.op("Shape", [ids])
+    marks = g.op("ScatterElements", [g.op("ConstantOfShape", [n], value=_int64_tensor(0)), begins,
+                                     g.op("Expand", [g.const(np.int64(1)), g.op("Shape", [begins])])])  # fmt: skip
+    word_of = g.op("Sub", [g.op("CumSum", [marks, g.const(np.int64(0))]), g.const(np.int64(1))])
+    unknown = g.op("Cast", [g.op("Equal", [ids, g.const(np.int64(spec.unk_id))])], to=7)
+    bad = g.op("ScatterElements", [g.op("ConstantOfShape", [g.op("Shape", [begins])], value=_int64_tensor(0)),
+                                   word_of, unknown], reduction="max")  # fmt: skip
+    bad_bool = g.op("Cast", [bad], to=9)
+    position = g.op("Range", [g.const(np.int64(0)), g.op("Squeeze", [n]), g.const(np.int64(1))])
+    last = g.op("Equal", [position, g.op("Sub", [g.op("Gather", [limits, word_of], axis=0), g.const(np.int64(1))])])
+    keep = g.op("Or", [g.op("Not", [g.op("Gather", [bad_bool, word_of], axis=0)]), last])
+    kept = g.op("Compress", [ids, keep], axis=0)
+    per_word = g.op("Where", [bad_bool, g.const(np.int64(1)), g.op("Sub", [limits, begins])])
+    cum = g.op("Concat", [g.const([np.int64(0)]), g.op("CumSum", [per_word, g.const(np.int64(0))])], axis=0)
+    bounds = g.op("Gather", [cum, text_words], axis=0)
+    text_begins = g.op("Slice", [bounds, g.const([0]), g.const([-1])])
+    text_limits = g.op("Slice", [bounds, g.const([1]), g.const([np.iinfo(np.int64).max])])
+    return kept, text_begins, text_limits
+
+
+def _int64_tensor(value: int):
+    from onnx import helper
+
+    return helper.make_tensor("value", 7, [1], [value])
 
 
 def _wrap(g: _Graph, ids: str, begins: str, limits: str, spec: TextSpec) -> dict[str, str]:
