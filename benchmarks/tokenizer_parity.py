@@ -114,11 +114,11 @@ def reference_ids(tokenizer_dir: Path, texts: list[str], max_length: int) -> lis
 def runtimes(spec):
     """name -> (batch of strings -> list of id lists)."""
     import onnxruntime as ort
-    import onnxruntime_extensions
     import tensorflow as tf
 
     from bertcnn_tf.text import TextTokenizer
     from parity.serving.onnx_text import tokenizer_model
+    from parity.serving.runners import extensions_library
 
     graph = TextTokenizer(spec)
 
@@ -127,7 +127,7 @@ def runtimes(spec):
         return _rows(out["input_ids"].numpy(), out["attention_mask"].numpy())
 
     options = ort.SessionOptions()
-    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+    options.register_custom_ops_library(extensions_library())
     session = ort.InferenceSession(tokenizer_model(spec).SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def onnx_ids(batch):

@@ -110,3 +110,48 @@ class TextTokenizer(tf.Module):
             "attention_mask": attention_mask,
             "token_type_ids": tf.zeros_like(input_ids),
         }
+
+
+def text_outputs(logits_fn, tokenizer: TextTokenizer, labels) -> tf.types.experimental.GenericFunction:
+    """A tf.function (batch,) strings -> logits, probabilities (softmax), label (class name) and the in-graph ids.
+
+    `logits_fn(input_ids=, attention_mask=, token_type_ids=)` -> (batch, num_labels) logits.
+    """
+    names = tf.constant(list(labels), tf.string)
+
+    def serve_text(text):
+        inputs = tokenizer(text)
+        logits = logits_fn(**inputs)
+        return {
+            "logits": logits,
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+            "label": tf.gather(names, tf.argmax(logits, axis=-1)),
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+        }
+
+    return tf.function(serve_text, input_signature=[tf.TensorSpec((None,), tf.string, name="text")])
+
+
+class TextBertCNN(tf.Module):
+    """A Keras `BertCNN` behind the in-graph tokenizer: strings in (`BertCNN.text_model`).
+
+    `model(["some text", ...])` -> {"logits", "probabilities", "label", "input_ids", "attention_mask"}, all
+    in one TensorFlow graph; the same function `bertcnn export --format saved_model --text` saves as its
+    `serving_text` signature.
+    """
+
+    def __init__(self, model, spec: TextSpec):
+        super().__init__(name="text_bert_cnn")
+        self.model = model
+        self.tokenizer = TextTokenizer(spec)
+
+        def logits(input_ids, attention_mask, token_type_ids):
+            return model(input_ids, attention_mask, token_type_ids, training=False)
+
+        self._serve = text_outputs(logits, self.tokenizer, model.config.labels)
+
+    def __call__(self, texts) -> dict[str, tf.Tensor]:
+        if isinstance(texts, str):
+            raise ValueError(f"texts must be a list of strings, not one string. Received: {texts[:40]!r}")
+        return self._serve(tf.constant(texts, tf.string) if not isinstance(texts, tf.Tensor) else texts)

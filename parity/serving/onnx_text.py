@@ -202,3 +202,55 @@ def tokenizer_model(spec: TextSpec, opset: int = OPSET):
         g.inits,
     )
     return helper.make_model(graph, opset_imports=opset_imports(opset), ir_version=9)
+
+
+def add_text(path, spec: TextSpec, labels: tuple[str, ...]) -> dict:
+    """Rewrite the ids-in ONNX model at `path` to take strings: the tokenizer in front, label names after.
+
+    Inputs: `text` (batch,) string. Outputs: `logits`, `probabilities` (softmax), `label` (class name),
+    `input_ids` and `attention_mask` (the in-graph ids). The model's opset is raised to 20 when lower
+    (StringConcat/StringSplit). Returns {"opset": the model's opset}.
+    """
+    import onnx
+    from onnx import TensorProto, helper, version_converter
+
+    model = onnx.load(str(path))
+    opset = next(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < OPSET:
+        model = version_converter.convert_version(model, OPSET)
+        opset = OPSET
+    graph = model.graph
+    ids_in = [i.name for i in graph.input]
+    if sorted(ids_in) != sorted(TOKEN_OUTPUTS) or [o.name for o in graph.output] != ["logits"]:
+        raise ValueError(f"{path}: not a bertcnn ids-in ONNX model. Received: inputs {ids_in}")
+    g = _Graph("text/")
+    out = tokenizer_nodes(g, "text", spec)
+    feeds = [helper.make_node("Identity", [out[k]], [k]) for k in TOKEN_OUTPUTS]
+    probs = helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)
+    names = g.const(list(labels), "label_names")
+    top = g.op("ArgMax", ["logits"], axis=-1, keepdims=0)
+    label = helper.make_node("Gather", [names, top], ["label"], axis=0)
+    nodes = [*g.nodes, *feeds, *graph.node, probs, label]
+    width = graph.output[0].type.tensor_type.shape.dim[1]
+    outputs = [
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", width.dim_value or "labels"]),
+        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", width.dim_value or "labels"]),
+        helper.make_tensor_value_info("label", TensorProto.STRING, ["batch"]),
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+    ]
+    new_graph = helper.make_graph(
+        nodes,
+        graph.name,
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        outputs,
+        [*graph.initializer, *g.inits],
+    )
+    imports = {(o.domain or ""): o.version for o in model.opset_import}
+    imports.update({(o.domain or ""): o.version for o in opset_imports(opset)})
+    combined = helper.make_model(
+        new_graph, opset_imports=[helper.make_opsetid(d, v) for d, v in imports.items()], ir_version=model.ir_version
+    )
+    combined.functions.extend(model.functions)
+    onnx.save(combined, str(path))
+    return {"opset": opset}
