@@ -93,17 +93,28 @@ def _text_outputs(path: Path, outputs: Sequence[str]) -> None:
         )
 
 
+_LOADED: list = []  # the extensions' library, loaded once and kept
+
+
 def extensions_library() -> str:
     """onnxruntime-extensions' custom-op library, found without importing the package (whose import loads
-    torch and transformers when they are installed): the file `get_library_path()` returns."""
+    torch and transformers when they are installed): the file `get_library_path()` returns.
+
+    Loaded here first, bound now to its own symbols (RTLD_DEEPBIND): it carries its own RE2, and when
+    TensorFlow (Text) is in the same process, lazily bound calls reached TensorFlow's RE2 instead and
+    the regexes silently misbehaved ("world," became world ##,). onnxruntime then reuses this handle.
+    """
+    import ctypes
     import importlib.util
 
     spec = importlib.util.find_spec("onnxruntime_extensions")
     found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_extensions_pydll*")) if spec else []
     found = [p for p in found if p.suffix in (".so", ".pyd", ".dylib")]
-    if not found:
-        return _need("onnxruntime_extensions", "onnx", text=True).get_library_path()
-    return str(found[0])
+    path = str(found[0]) if found else _need("onnxruntime_extensions", "onnx", text=True).get_library_path()
+    if not _LOADED and os.name == "posix":
+        mode = os.RTLD_NOW | os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0)
+        _LOADED.append(ctypes.CDLL(path, mode=mode))
+    return path
 
 
 class OnnxRunner:
