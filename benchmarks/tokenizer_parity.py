@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _util import environment, log, table, write_json  # noqa: E402
+from _util import environment, log, table, write_json
 
 ORANGE = {
     "20newsgroups": (("20newsgroups-train.tab", "20newsgroups-test.tab"), "Text"),
@@ -130,7 +130,9 @@ def runtimes(spec, baseline: bool = False):
 
     options = ort.SessionOptions()
     options.register_custom_ops_library(extensions_library())
-    session = ort.InferenceSession(tokenizer_model(spec).SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        tokenizer_model(spec).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
 
     def onnx_ids(batch):
         ids, mask, _ = session.run(None, {"text": np.array(batch, dtype=object)})

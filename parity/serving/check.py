@@ -176,10 +176,7 @@ def _ids_tap(name: str, ref: dict, out: dict, bound: float) -> TapResult:
     """Texts whose ids (or mask) differ from the reference's: the tap's value, held to `bound` (0)."""
     a, m = np.asarray(ref["input_ids"]), np.asarray(ref["attention_mask"])
     b, n = np.asarray(out["input_ids"]), np.asarray(out["attention_mask"])
-    if a.shape != b.shape:
-        rows = len(a)
-    else:
-        rows = int(np.sum(np.any((a != b) | (m != n), axis=1)))
+    rows = len(a) if a.shape != b.shape else int(np.sum(np.any((a != b) | (m != n), axis=1)))
     return TapResult(name, list(b.shape), float(rows), float(rows) / max(len(a), 1), bound, rows <= bound)
 
 

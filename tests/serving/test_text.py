@@ -27,7 +27,9 @@ from tests.helpers import REPO, child_env, minilm_vocab_checkpoint
 
 HAS_TF_TEXT = importlib.util.find_spec("tensorflow_text") is not None
 HAS_ORT_EXT = importlib.util.find_spec("onnxruntime_extensions") is not None
-needs_tf_text = pytest.mark.skipif(not HAS_TF_TEXT, reason="tensorflow-text not installed: pip install 'bertcnn[serving]'")
+needs_tf_text = pytest.mark.skipif(
+    not HAS_TF_TEXT, reason="tensorflow-text not installed: pip install 'bertcnn[serving]'"
+)
 needs_ort_ext = pytest.mark.skipif(
     not HAS_ORT_EXT, reason="onnxruntime-extensions not installed: pip install 'bertcnn[serving]'"
 )
@@ -95,7 +97,9 @@ def onnx_graph(spec):
 
     options = ort.SessionOptions()
     options.register_custom_ops_library(extensions_library())
-    session = ort.InferenceSession(tokenizer_model(spec).SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        tokenizer_model(spec).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
 
     def ids(texts):
         input_ids, mask, _ = session.run(None, {"text": np.array(list(texts), dtype=object)})
@@ -123,6 +127,7 @@ def test_graph_ids_are_the_tokenizers_ids_on_any_text(runtime, reference, reques
     check()
 
 
+@pytest.mark.slow  # in-process twin: the onnx_graph tests run after the tf_graph ones in this module
 @needs_ort_ext
 @needs_tf_text
 def test_onnx_tokenizer_is_right_after_tensorflow_text_loaded(tmp_path):
@@ -209,7 +214,8 @@ def _export(text_exports, fmt) -> Path:
     return text_exports[1][fmt]
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "onnx"])
+# The SavedModel's run (both loaders, ~20 s) is slow; its serving_text is also run by the predict test below.
+@pytest.mark.parametrize("fmt", [pytest.param("saved_model", marks=pytest.mark.slow), "onnx"])
 def test_report_checks_ids_and_logits_from_strings(text_exports, fmt, capsys):
     ex = _export(text_exports, fmt)
     capsys.readouterr()
