@@ -76,11 +76,14 @@ class BertCNN(PretrainedMixin, keras.Model):
         `max_length` tokens (default: the length the model was trained to read). The ids are those of the
         `tokenizers` library (docs/serving.md, "Strings in"); TensorFlow backend and TensorFlow Text needed.
         """
-        from bertcnn_tf.export import _require_tensorflow_backend
         from bertcnn_tf.text import TextBertCNN
         from parity.serving.text_spec import read_text_spec
 
-        _require_tensorflow_backend()
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "the tokenizer in the graph is TensorFlow's (TF Text); unset KERAS_BACKEND or set it to tensorflow. "
+                f"Received: KERAS_BACKEND={keras.backend.backend()}"
+            )
         spec = read_text_spec(tokenizer_dir, max_length or self.config.reading_length, self.config.pad_token_id)
         return TextBertCNN(self, spec)
 
