@@ -27,9 +27,10 @@ from parity.config import BertCnnConfig
 from parity.inputs import SENTENCES, random_batch, sample_inputs
 from parity.io.files import sha256_file
 from parity.io.formats import Weights
+from parity.serving.child import run_in_child
 from parity.serving.directory import load_config
 from parity.serving.manifest import read_manifest
-from parity.serving.runners import RUNTIMES, run_in_child
+from parity.serving.runners import RUNTIMES
 from parity.tokenize import Tokenizer
 from parity.tolerance import tolerance_for
 
