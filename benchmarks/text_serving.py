@@ -28,13 +28,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import _util as U  # noqa: E402
-import corpus  # noqa: E402
+import _util as U
+import corpus
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-EXPORTS = {"onnx": ["--format", "onnx"], "onnx --text": ["--format", "onnx", "--text"],
-           "saved_model": ["--format", "saved_model"], "saved_model --text": ["--format", "saved_model", "--text"]}  # fmt: skip
+EXPORTS = {
+    "onnx": ["--format", "onnx"],
+    "onnx --text": ["--format", "onnx", "--text"],
+    "saved_model": ["--format", "saved_model"],
+    "saved_model --text": ["--format", "saved_model", "--text"],
+}
 
 
 def bertcnn(*argv: str, **kw) -> subprocess.CompletedProcess:
