@@ -161,8 +161,8 @@ def open_model(checkpoint: str, framework: str | None, *, config: str | None = N
             print(f"note: {checkpoint} is an export; --framework {framework} ignored", file=sys.stderr)
         with quiet_native_stderr():
             if read_manifest(checkpoint).text:
-                text_fwd, cfg = export_text_forward(checkpoint, threads=threads)
-                return Opened(cfg, Path(checkpoint), checkpoint, lambda: None, export=True,
+                text_fwd, fwd, cfg = export_text_forward(checkpoint, threads=threads)
+                return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True,
                               text_forward=lambda: quiet_first_call(text_fwd))  # fmt: skip
             fwd, cfg = export_forward(checkpoint, threads=threads)
         return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True)

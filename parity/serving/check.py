@@ -129,7 +129,9 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
     if texts:
         _text_taps(run, source, texts, meta["text"], reference)
     if manifest.text and not candidates:
-        run.notes.append("the ONNX model takes strings only: its logits were checked from texts (rows text/...)")
+        run.notes.append(
+            "the ONNX model takes strings only: it was checked from texts (rows tokens/... and text-logits/...)"
+        )
     for loader, candidate in candidates.items():
         suffix = f" ({loader})" if loader else ""
         for (name, _), ref, cand in zip(cases, expected, candidate, strict=True):

@@ -135,7 +135,11 @@ class OnnxRunner:
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         if not self.takes_ids:
-            raise ValueError("this --text ONNX export takes strings only; send texts. Received: token ids")
+            raise ValueError(
+                "this --text ONNX export takes strings only, and this run sends token ids (evaluate, for one): "
+                "run the checkpoint, or an export made without --text (`bertcnn predict` sends it strings). "
+                "Received: token ids"
+            )
         return self.session.run([OUTPUT_NAME], {k: inputs[k] for k in INPUT_NAMES})[0]
 
     def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -344,7 +348,10 @@ def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
     the runtimes do not check values, and an out-of-range id would read garbage.
     """
     runner, _, config = open_export(directory, threads=threads)
+    return _ids_forward(runner, config, directory), config
 
+
+def _ids_forward(runner, config, directory):
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False) -> np.ndarray:
         if return_taps:
             raise ValueError(
@@ -358,11 +365,12 @@ def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
         check_width(directory, config, logits.shape[-1] if logits.ndim == 2 else -1)
         return logits
 
-    return forward, config
+    return forward
 
 
 def export_text_forward(directory: str | os.PathLike, *, threads: int | None = None):
-    """(texts -> logits, config) for a `--text` export: strings go into the artifact, which tokenizes them."""
+    """(texts -> logits, ids forward, config) for a `--text` export: strings go into the artifact, which tokenizes
+    them. The ids forward is `export_forward`'s (a --text ONNX model refuses ids: it takes strings only)."""
     runner, manifest, config = open_export(directory, threads=threads)
     if not manifest.text:
         raise ValueError(f"{directory} takes token ids, not strings: export it with --text. Received: {directory!r}")
@@ -372,4 +380,4 @@ def export_text_forward(directory: str | os.PathLike, *, threads: int | None = N
         check_width(directory, config, logits.shape[-1] if logits.ndim == 2 else -1)
         return logits
 
-    return forward, config
+    return forward, _ids_forward(runner, config, directory), config
