@@ -295,3 +295,15 @@ def test_keras_build_predicts_from_strings_in_graph(text_exports, embedded_dir):
     assert [x.decode() for x in out["label"].numpy()] == [w.config.labels[i] for i in want.argmax(-1)]
     with pytest.raises(ValueError, match="list of strings"):
         model("one string")
+
+
+@pytest.mark.parametrize(("fmt", "text"), [("onnx", "yes"), ("litert", True)], ids=["not-a-bool", "litert-text"])
+def test_a_manifest_claiming_text_it_cannot_be_is_refused(tmp_path, fmt, text):
+    from parity.serving.manifest import MODEL_FILES, read_manifest
+
+    (tmp_path / MODEL_FILES[fmt]).write_bytes(b"x")
+    manifest = {"format": fmt, "framework": "keras", "model_file": MODEL_FILES[fmt], "source_sha256": "0" * 64,
+                "source": "elsewhere", "text": text}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="text must be true or false"):
+        read_manifest(tmp_path)
