@@ -20,7 +20,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from bertcnn_tf.model import BertCNN
-from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32
+from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32, TEXT_SIGNATURE
+from parity.serving.text_spec import TextSpec
 
 
 def _require_tensorflow_backend() -> None:
@@ -49,8 +50,11 @@ def serving_function(model: BertCNN) -> tf.types.experimental.GenericFunction:
     return tf.function(serve, input_signature=_specs())
 
 
-def export_saved_model(model: BertCNN, path: str | os.PathLike) -> dict:
+def export_saved_model(model: BertCNN, path: str | os.PathLike, *, text: TextSpec | None = None) -> dict:
     """A SavedModel with signatures `serving_default` (int64) and `serving_int32`, loadable by both loaders.
+
+    With `text` (a `--text` export), also `serving_text`: (batch,) strings -> logits, probabilities, label
+    and the in-graph ids, the tokenizer in the graph (`bertcnn_tf.text`; TF Text ops, which TF Serving links).
 
     The module tracks the `tf.Variable`s the serving graph reads, not the Keras model. Tracking
     the model saves each Keras variable through `keras.Variable._export_to_saved_model_graph`,
@@ -79,8 +83,21 @@ def export_saved_model(model: BertCNN, path: str | os.PathLike) -> dict:
     module.serving_variables = list(concrete.variables)
     # Keras' TFSMLayer calls an endpoint with one positional input: the tokenizer's dict, int64 or int32.
     module.serve = module.serving_default = dict_endpoint(concrete)
+    signatures = {SIGNATURE: concrete, SIGNATURE_INT32: int32}
+    if text is not None:
+        from bertcnn_tf.text import TextTokenizer, text_outputs
+
+        module.text_tokenizer = TextTokenizer(text)  # tracked: its tables are saved with the model
+
+        def logits(input_ids, attention_mask, token_type_ids):
+            return concrete(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[
+                OUTPUT_NAME
+            ]
+
+        serve_text = text_outputs(logits, module.text_tokenizer, model.config.labels)
+        signatures[TEXT_SIGNATURE] = serve_text.get_concrete_function()
     try:
-        tf.saved_model.save(module, str(path), signatures={SIGNATURE: concrete, SIGNATURE_INT32: int32})
+        tf.saved_model.save(module, str(path), signatures=signatures)
     except tf.errors.OpError as e:
         raise _os_error(e) or e from None
     return {}

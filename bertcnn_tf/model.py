@@ -69,6 +69,24 @@ class BertCNN(PretrainedMixin, keras.Model):
             input_signature = self.input_signature()
         return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
 
+    def text_model(self, tokenizer_dir, *, max_length: int | None = None):
+        """This model with the tokenizer in the graph: `text_model(dir)(["a text", ...])["logits"]`.
+
+        `tokenizer_dir` holds the checkpoint's tokenizer.json (a BERT WordPiece tokenizer); texts are cut at
+        `max_length` tokens (default: the length the model was trained to read). The ids are those of the
+        `tokenizers` library (docs/serving.md, "Strings in"); TensorFlow backend and TensorFlow Text needed.
+        """
+        from bertcnn_tf.text import TextBertCNN
+        from parity.serving.text_spec import read_text_spec
+
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "the tokenizer in the graph is TensorFlow's (TF Text); unset KERAS_BACKEND or set it to tensorflow. "
+                f"Received: KERAS_BACKEND={keras.backend.backend()}"
+            )
+        spec = read_text_spec(tokenizer_dir, max_length or self.config.reading_length, self.config.pad_token_id)
+        return TextBertCNN(self, spec)
+
     @staticmethod
     def input_signature() -> list:
         """The inputs as `keras.InputSpec`s: int64 (batch, sequence), named as every exporter names them."""

@@ -229,15 +229,17 @@ def forward(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], *, compile
 
 
 def export(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], fmt: str, path: Path, *,
-           opset: int | None) -> dict:  # fmt: skip
-    """`fmt` (onnx via tf2onnx, saved_model, litert) from the float32 Keras build holding `tensors`."""
+           opset: int | None, text=None) -> dict:  # fmt: skip
+    """`fmt` (onnx via tf2onnx, saved_model, litert) from the float32 Keras build holding `tensors`.
+
+    `text` (a `parity.serving.text_spec.TextSpec`): a SavedModel also takes strings (`serving_text`)."""
     from bertcnn_tf import export as tf_export
 
     model = BertCNN._from_tensors(config, dict(tensors), dtype="float32")
     if fmt == "onnx":
         return tf_export.export_onnx(model, path, opset=opset)
     if fmt == "saved_model":
-        return tf_export.export_saved_model(model, path)
+        return tf_export.export_saved_model(model, path, text=text)
     return tf_export.export_litert(model, path)
 
 

@@ -4,6 +4,9 @@ OUT holds the model file(s), config.json (label names included), the tokenizer f
 and manifest.json (format, framework, sha256 of CK's weights, library versions,
 input/output names and dtypes). Written atomically; an existing OUT needs --force.
 `--verify` runs the artifact check of `bertcnn report --artifact` right after.
+`--text` puts the tokenizer in the graph (SavedModel: a `serving_text` signature; ONNX: the model
+takes strings), normalising exactly as the checkpoint's `tokenizers` tokenizer
+(`parity.serving.text_spec`); LiteRT cannot run those ops and is refused.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ from parity.io.owned import MARKER
 from parity.io.reader import read_weights
 from parity.serving.check import check_artifact
 from parity.serving.directory import write_sidecars
-from parity.serving.manifest import FORMATS, MODEL_FILES, Manifest, library_versions, read_manifest, tensor_specs
+from parity.serving.manifest import (
+    FORMATS,
+    MODEL_FILES,
+    Manifest,
+    library_versions,
+    read_manifest,
+    tensor_specs,
+    text_specs,
+)
 from parity.serving.quantize import MODES, quantize_onnx
 
 # format -> builds it can come from (the first is the default).
@@ -65,6 +76,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "have it); int8-ffn-out-fp32 keeps the feed-forward output matmuls float32 (closer to float32, slower); "
         "checked by the int8 tolerance tier (default: float32)",
     )
+    p.add_argument(
+        "--text",
+        action="store_true",
+        help="the tokenizer in the graph: the artifact takes strings (saved_model: signature serving_text; onnx: "
+        "input text), tokenizing exactly as the checkpoint's tokenizer.json (BERT WordPiece); needs TF Text / "
+        "onnxruntime-extensions (the serving extra); not for litert",
+    )
     p.add_argument("--verify", action="store_true", help="check the written artifact like `report --artifact`")
     p.add_argument("--force", action="store_true", help=FORCE_FOLDER_HELP.format(what="an existing OUT"))
 
@@ -80,6 +98,7 @@ def export(
     config: str | None = None,
     tokenizer: str | None = None,
     quantize: str | None = None,
+    text: bool = False,
 ) -> Manifest:
     """Write the export directory `out` (atomically) from the `framework` build of `checkpoint`."""
     framework = framework or SOURCES[fmt][0]
@@ -93,17 +112,56 @@ def export(
         raise ValueError(f"--quantize applies to --format onnx only. Received: --format {fmt} --quantize {quantize}")
     if opset is not None and not 7 <= opset <= 30:
         raise ValueError(f"--opset must be an ONNX opset number (e.g. 17 or 18). Received: {opset}")
+    if text and fmt == "litert":
+        raise ValueError(LITERT_TEXT)
+    if text and quantize:
+        raise ValueError(
+            f"--text and --quantize together are not supported: quantize the ids-in export, or export --text in "
+            f"float32. Received: --text --quantize {quantize}"
+        )
     with claim(out, flag="OUT", kind=DIR, inputs=[checkpoint, config, tokenizer], force=force) as dest:
-        return _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize)
+        return _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize, text)
 
 
-def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize) -> Manifest:
+# LiteRT has no kernels for the tokenizer's string ops (only TF Text's FastWordpieceTokenizer has one); what
+# TensorFlow's converter says when it is asked for builtin ops plus custom ops (TF 2.21, docs/serving.md).
+LITERT_TEXT = (
+    "--text cannot be exported to --format litert: LiteRT has builtin kernels for none of the tokenizer's string "
+    "ops (TF Text ships a LiteRT kernel only for FastWordpieceTokenizer; the converter asks for TF Select ops "
+    "HashTableV2, LookupTableFindV2, RegexSplitWithOffsets, StaticRegexReplace, UnicodeDecode, UnsortedSegmentJoin, "
+    "...); export litert without --text and tokenize in the app, or use --format saved_model|onnx --text. "
+    "Received: --format litert --text"
+)
+
+
+def _text_spec(source, cfg, tokenizer):
+    from parity.serving.text_spec import read_text_spec
+
+    if cfg.multi_label:  # the graph's `probabilities` are a softmax and its `label` one argmax class
+        raise ValueError(
+            "--text computes a softmax and one label in its graph; this model is multi-label (a sigmoid per label, "
+            "labels over their thresholds): export it without --text, whose manifest says `activation: sigmoid` and "
+            "carries the thresholds. Received: --text on a multi_label_classification model"
+        )
+    where = tokenizer or source.tokenizer_dir
+    if where is None:
+        raise ValueError(
+            "--text puts the checkpoint's tokenizer in the graph, and this checkpoint carries none; pass --tokenizer "
+            "DIR (a folder with the tokenizer.json it was trained with). Received: no tokenizer.json"
+        )
+    return read_text_spec(where, cfg.reading_length, cfg.pad_token_id)
+
+
+def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize, text=False) -> Manifest:
     source = read_weights(checkpoint, config=config)
     cfg = source.config
     digest = sha256_file(source.weights_file)
+    spec = _text_spec(source, cfg, tokenizer) if text else None  # refused before anything is written
     with dest.staged("export") as tmp:
         model_path = tmp / MODEL_FILES[fmt]
-        if quantize:  # the float32 export first, then its int8 quantization in its place
+        if spec is not None:
+            info = _export_text(framework, cfg, source.tensors, fmt, model_path, opset, spec)
+        elif quantize:  # the float32 export first, then its int8 quantization in its place
             float_path = tmp / "float32.onnx"
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, float_path, opset=opset)
             info |= quantize_onnx(float_path, model_path, quantize, intermediate_size=cfg.intermediate_size,
@@ -111,7 +169,10 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
             float_path.unlink()
         else:
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)
-        inputs, outputs = tensor_specs(cfg.num_labels, multi_label=cfg.multi_label)
+        if spec and fmt == "onnx":
+            inputs, outputs = text_specs(cfg.num_labels)
+        else:
+            inputs, outputs = tensor_specs(cfg.num_labels, multi_label=cfg.multi_label)
         manifest = Manifest(
             format=fmt,
             framework=framework,
@@ -126,14 +187,25 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
             max_seq_length=cfg.max_seq_length,
             problem_type=cfg.problem_type,
             thresholds=None if cfg.thresholds is None else list(cfg.thresholds),
+            text=spec is not None,
         )
         write_sidecars(tmp, cfg, manifest, tokenizer_from=tokenizer or source.tokenizer_dir)
     return manifest
 
 
+def _export_text(framework, cfg, tensors, fmt, model_path, opset, spec) -> dict:
+    """The export with the tokenizer in its graph: the SavedModel's serving_text, or ONNX taking strings."""
+    if fmt == "saved_model":
+        return builds.runtime(framework).export(cfg, tensors, fmt, model_path, opset=opset, text=spec)
+    from parity.serving.onnx_text import add_text
+
+    info = builds.runtime(framework).export(cfg, tensors, fmt, model_path, opset=opset)
+    return info | add_text(model_path, spec, cfg.labels)
+
+
 def run(args: argparse.Namespace) -> int:
     framework = args.framework or SOURCES[args.format][0]
-    needs = export_needs(args.format, framework, args.verify, args.quantize)
+    needs = export_needs(args.format, framework, args.verify, args.quantize, text=args.text)
     require("export", [*needs, *source_needs(args.checkpoint, "reading --checkpoint")])
     manifest = export(
         args.checkpoint,
@@ -145,11 +217,13 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         tokenizer=args.tokenizer,
         quantize=args.quantize,
+        text=args.text,
     )
     files = sorted(p.name for p in Path(args.out).iterdir() if p.name != MARKER)
     opset = f", opset {manifest.opset}" if manifest.opset else ""
     opset += f", {manifest.quantize} weights" if manifest.quantize else ""
     opset += f", max_seq_length {manifest.max_seq_length}" if manifest.max_seq_length else ""
+    opset += ", strings in (tokenizer in the graph)" if manifest.text else ""
     print(f"wrote {args.out}: {manifest.format} from the {manifest.framework} build{opset}; {', '.join(files)}")
     if not args.verify:
         return 0
@@ -166,7 +240,8 @@ def verify(checkpoint: str | None, export_dir: str, *, write_json=None, as_json:
             "--artifact needs --checkpoint CK, the checkpoint the export was made from. Received: no --checkpoint"
         )
     manifest = read_manifest(export_dir)  # a broken or hostile export is refused (exit 2) before anything is printed
-    require("report --artifact", [*builds.needs("torch", "the PyTorch reference"), *runtime_needs(manifest.format)])
+    require("report --artifact", [*builds.needs("torch", "the PyTorch reference"),
+                                  *runtime_needs(manifest.format, manifest.text)])  # fmt: skip
     source = read_weights(checkpoint)
     stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr if as_json else stdout):
@@ -193,19 +268,29 @@ def verify(checkpoint: str | None, export_dir: str, *, write_json=None, as_json:
     return EXIT_OK if run.passed else EXIT_PARITY
 
 
-def runtime_needs(fmt: str) -> list[tuple[str, str, str]]:
-    """What running a `fmt` export needs installed."""
-    return {
+def runtime_needs(fmt: str, text: bool = False) -> list[tuple[str, str, str]]:
+    """What running a `fmt` export (`text`: a --text one) needs installed."""
+    needs = {
         "onnx": [("onnxruntime", "running an ONNX export", "onnx")],
         "saved_model": [("tensorflow", "running a SavedModel", "tf")],
         "litert": [("ai_edge_litert", "running a LiteRT export", "litert")],
     }[fmt]
+    if text and fmt in TEXT_MODULES:
+        needs.append((TEXT_MODULES[fmt], f"running a --text {fmt} export (its graph tokenizes)", "serving"))
+    return needs
 
 
-def export_needs(fmt: str, framework: str, verify_too: bool, quantize: str | None = None) -> list:
-    """What `bertcnn export --format fmt --framework framework [--verify]` imports."""
+TEXT_MODULES = {"onnx": "onnxruntime_extensions", "saved_model": "tensorflow_text"}
+
+
+def export_needs(fmt: str, framework: str, verify_too: bool, quantize: str | None = None, text: bool = False) -> list:
+    """What `bertcnn export --format fmt --framework framework [--verify] [--text]` imports."""
     why = f"--format {fmt}"
     needs = builds.needs(framework, f"exporting from the {framework} build")
+    if text and fmt in TEXT_MODULES:
+        needs.append((TEXT_MODULES[fmt], "--text (the tokenizer in the graph)", "serving"))
+        if fmt == "onnx":
+            needs.append(("onnx", "--text", "onnx"))
     if framework == "keras":
         needs.append(("tensorflow", why, "tf"))  # every Keras export is written by TensorFlow
     if fmt == "onnx" and quantize:
@@ -217,5 +302,5 @@ def export_needs(fmt: str, framework: str, verify_too: bool, quantize: str | Non
     elif fmt == "litert":
         needs.append(("ai_edge_litert", why + " (the builtin-ops check)", "litert"))
     if verify_too:
-        needs += [*builds.needs("torch", "--verify (the PyTorch reference)"), *runtime_needs(fmt)]
+        needs += [*builds.needs("torch", "--verify (the PyTorch reference)"), *runtime_needs(fmt, text)]
     return needs

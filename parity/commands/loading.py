@@ -31,7 +31,7 @@ from parity.config import BertCnnConfig
 from parity.io.reader import read_weights
 from parity.serving import export_forward, is_export
 from parity.serving.manifest import read_manifest
-from parity.serving.runners import EXTRAS, RUNTIMES
+from parity.serving.runners import EXTRAS, RUNTIMES, TEXT_RUNTIMES, export_text_forward
 from parity.stderr import quiet_native_stderr
 from parity.tokenize import Tokenizer, load_tokenizer
 
@@ -111,9 +111,13 @@ def longer_than_trained(config: BertCnnConfig, max_length: int) -> str | None:
 
 
 def _runtime_needs(checkpoint: str, why: str) -> list[tuple[str, str, str]]:
-    fmt = read_manifest(checkpoint).format
+    manifest = read_manifest(checkpoint)
+    fmt = manifest.format
     module = RUNTIMES[fmt].replace("-", "_")  # the distribution's import name: ai-edge-litert -> ai_edge_litert
-    return [(module, why or f"running a {fmt} export", EXTRAS[fmt].removeprefix("bertcnn[").removesuffix("]"))]
+    needs = [(module, why or f"running a {fmt} export", EXTRAS[fmt].removeprefix("bertcnn[").removesuffix("]"))]
+    if manifest.text and fmt in TEXT_RUNTIMES:
+        needs.append((TEXT_RUNTIMES[fmt][0], f"the tokenizer in the --text {fmt} export's graph", "serving"))
+    return needs
 
 
 def check_source(command: str, checkpoint: str, framework: str | None) -> None:
@@ -157,6 +161,8 @@ class Opened:
     forward: Callable[[], Forward]
     export: bool = False
     windows_ok: bool = True  # takes (batch, windows, tokens) inputs: every checkpoint, no export
+    # A `--text` export: texts go in as strings and its own graph tokenizes them (list[str] -> logits).
+    text_forward: Callable[[], Callable] | None = None
 
     def tokenizer(self, tokenizer: str | None, max_length: int | None,
                   windows: tuple[int, int | None] | None = None) -> Tokenizer:  # fmt: skip
@@ -204,6 +210,10 @@ def open_model(checkpoint: str, framework: str | None, *, config: str | None = N
         if framework:
             print(f"note: {checkpoint} is an export; --framework {framework} ignored", file=sys.stderr)
         with quiet_native_stderr():
+            if read_manifest(checkpoint).text:
+                text_fwd, fwd, cfg = export_text_forward(checkpoint, threads=threads)
+                return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True,
+                              windows_ok=False, text_forward=lambda: quiet_first_call(text_fwd))  # fmt: skip
             fwd, cfg = export_forward(checkpoint, threads=threads)
         return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True, windows_ok=False)
     check_source(command, checkpoint, framework)

@@ -121,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     model = open_model(args.checkpoint, args.framework, config=args.config, threads=args.threads, taps=bool(args.taps),
                        mixed_precision=args.mixed_precision)  # fmt: skip
-    tokenizer = model.tokenizer(args.tokenizer, args.max_length, long_text_options(args))
     thresholds = decision_thresholds(model.config, args.threshold)
+    if model.text_forward is not None:
+        return _predict_strings(args, texts, model, thresholds)
+    tokenizer = model.tokenizer(args.tokenizer, args.max_length, long_text_options(args))
     runs = windows(texts, size=max(WINDOW, 8 * args.batch_size), ready=texts.ready)
     first = next(runs)  # standard input: its first texts (or its end, refused if empty) before the model is built
     forward = model.forward()
@@ -154,6 +156,41 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
     if args.taps:
         _save_taps(args, forward, tokenizer)
+    return 0
+
+
+def _predict_strings(args: argparse.Namespace, texts: Texts, model, thresholds=None) -> int:
+    """A `--text` export: each batch of texts goes in as strings; the artifact's own graph tokenizes them."""
+    given = [flag for flag, value in (("--tokenizer", args.tokenizer), ("--max-length", args.max_length),
+                                      ("--max-tokens", args.max_tokens), ("--stride", args.stride),
+                                      ("--max-windows", args.max_windows)) if value is not None]  # fmt: skip
+    if args.long_text == "windows":
+        given.append("--long-text windows")
+    if given:
+        raise ValueError(
+            f"{args.checkpoint} is a --text export: it tokenizes in its own graph, with the tokenizer and length it "
+            f"was exported with, so {', '.join(given)} cannot apply; leave {'them' if len(given) > 1 else 'it'} out "
+            f"(or predict from the checkpoint). Received: {' '.join(given)}"
+        )
+    forward = model.text_forward()
+    names = model.config.labels
+    shown = bool(args.file) and not args.no_progress and watching()
+    try:
+        with bar(texts.total, unit="text", enabled=shown) as progress:
+            for run in windows(texts, size=max(WINDOW, 8 * args.batch_size), ready=texts.ready):
+                # Similar lengths batched together (less padding), printed back in input order.
+                order = sorted(range(len(run)), key=lambda i: len(run[i]))
+                logits = np.empty((len(run), len(names)), dtype=np.float32)
+                for start in range(0, len(run), args.batch_size):
+                    rows = order[start : start + args.batch_size]
+                    logits[rows] = forward([run[i] for i in rows])
+                    progress.update(len(rows))
+                lines = (output_line(t, z, names, as_json=args.json, thresholds=thresholds)
+                         for t, z in zip(run, logits, strict=True))  # fmt: skip
+                sys.stdout.write("".join(lines))
+                sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
     return 0
 
 

@@ -24,13 +24,32 @@ import numpy as np
 
 from parity.compare import RunResult, TapResult
 from parity.config import BertCnnConfig
-from parity.inputs import random_batch, sample_inputs
+from parity.inputs import SENTENCES, random_batch, sample_inputs
 from parity.io.files import sha256_file
 from parity.io.formats import Weights
+from parity.serving.child import run_in_child
 from parity.serving.directory import load_config
 from parity.serving.manifest import read_manifest
-from parity.serving.runners import RUNTIMES, run_in_child
+from parity.serving.runners import RUNTIMES
+from parity.tokenize import Tokenizer
 from parity.tolerance import tolerance_for
+
+# Texts where BERT tokenizers are known to disagree (normalisation, splitting, limits), for `--text` exports:
+# each is turned into ids inside the artifact and by the checkpoint's `tokenizers` tokenizer, which must agree.
+HARD_TEXTS = (
+    "wait… what?! ‘quotes’ “double” — dash",  # U+2026 is one token, not three dots (NFKC would split it)
+    "ｆｕｌｌｗｉｄｔｈ：１２３，ＯＫ！",  # fullwidth forms stay themselves (no NFKC)
+    "你好，世界。東京タワー 한국어 텍스트",  # CJK spaced apart, Hangul decomposed, kana kept
+    "Ünïcödé ÇAFÉ naïve İstanbul ΣΊΣΥΦΟΣ ﬁne ﬂow",  # accents stripped after NFD, lower case per character
+    "zero\u200bwidth\u200d joiner\ufeffbom soft\xadhyphen ctrl\x07bell\x00nul",  # deleted characters
+    "tab\tnew\nline\r\n\u3000ideographic\xa0nbsp\u2028sep",  # whitespace of every kind
+    "",  # empty
+    "   \t ",  # whitespace only
+    "x" * 101 + " " + "é" * 60,  # a word over 100 characters is [UNK]; 60 two-byte characters are not
+    "literal [SEP] and [UNK] and [cls] tokens",  # special tokens written in the text are themselves
+    "emoji 😀👍🏽 🇺🇸 in👈 #MAGA🇺🇸",  # unknown characters: the whole word is [UNK]
+    "don't stop-believing (really) $5.00 50% a/b c\\d",
+)
 
 
 @dataclass
@@ -104,8 +123,15 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
         return run
     cases = check_cases(ck_config, source.tokenizer_dir, notes=run.notes)
     batches = [b for _, b in cases]
-    candidates, meta = run_in_child(export, batches)
+    texts = text_cases(ck_config) if manifest.text else []
+    candidates, meta = run_in_child(export, batches, texts=[t for _, t in texts])
     expected = reference(ck_config, tensors, batches)
+    if texts:
+        _text_taps(run, source, texts, meta["text"], reference)
+    if manifest.text and not candidates:
+        run.notes.append(
+            "the ONNX model takes strings only: it was checked from texts (rows tokens/... and text-logits/...)"
+        )
     for loader, candidate in candidates.items():
         suffix = f" ({loader})" if loader else ""
         for (name, _), ref, cand in zip(cases, expected, candidate, strict=True):
@@ -116,6 +142,45 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
     why = " (`import tensorflow` loads Keras itself)" if "keras" in loaded and manifest.format == "saved_model" else ""
     run.notes.append(f"the runtime's process loaded {', '.join(loaded) or 'no deep-learning framework'}{why}")
     return run
+
+
+def text_cases(config: BertCnnConfig, seed: int = 0) -> list[tuple[str, list[str]]]:
+    """(name, texts) for a `--text` export: real sentences, the hard texts, batch 1, one longer than the model
+    reads (cut), 17 texts of every length."""
+    rng = np.random.default_rng(seed)
+    words = " ".join(SENTENCES).split()
+    long = " ".join(words[i % len(words)] for i in range(2 * config.reading_length))
+    seventeen = [" ".join(rng.choice(words, size=int(rng.integers(0, 30)))) for _ in range(17)]
+    return [
+        ("sentences", list(SENTENCES)),
+        ("hard-texts", list(HARD_TEXTS)),
+        ("batch-1", [SENTENCES[1]]),
+        ("longer-than-read", [long, "Hi"]),
+        ("batch-17", seventeen),
+    ]
+
+
+def _text_taps(run, source: Weights, texts, got: dict, reference: Reference) -> None:
+    """Tokenization parity (the ids inside the artifact == the checkpoint's `tokenizers` ids, exactly) and the
+    logits from strings against the PyTorch build fed by the `tokenizers` ids, per loader and case."""
+    config = source.config
+    tok = Tokenizer(source.tokenizer_dir, max_length=config.reading_length, pad_token_id=config.pad_token_id)
+    ids = [tok(t) for _, t in texts]
+    expected = reference(config, source.tensors, ids)
+    ids_tol, logits_tol = tolerance_for("int64", "cpu", "tokens"), tolerance_for("float32", "cpu", "text")
+    for loader, outs in got.items():
+        suffix = f" ({loader})" if loader else ""
+        for (name, _), ref_ids, ref_logits, out in zip(texts, ids, expected, outs, strict=True):
+            run.taps.append(_ids_tap(f"tokens/{name}{suffix}", ref_ids, out, ids_tol.atol))
+            run.taps.append(_logits_tap(f"text-logits/{name}{suffix}", ref_logits, out["logits"], logits_tol.atol))
+
+
+def _ids_tap(name: str, ref: dict, out: dict, bound: float) -> TapResult:
+    """Texts whose ids (or mask) differ from the reference's: the tap's value, held to `bound` (0)."""
+    a, m = np.asarray(ref["input_ids"]), np.asarray(ref["attention_mask"])
+    b, n = np.asarray(out["input_ids"]), np.asarray(out["attention_mask"])
+    rows = len(a) if a.shape != b.shape else int(np.sum(np.any((a != b) | (m != n), axis=1)))
+    return TapResult(name, list(b.shape), float(rows), float(rows) / max(len(a), 1), bound, rows <= bound)
 
 
 def confident_argmax_tap(name: str, ref: np.ndarray, cand: np.ndarray, tol) -> TapResult:

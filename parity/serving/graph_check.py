@@ -102,13 +102,17 @@ def saved_model_ops(path: str | os.PathLike) -> dict[str, set[str]]:
     return out
 
 
-def check_saved_model(path: str | os.PathLike) -> None:
-    """Refuse (ValueError, naming the op and where it is) a SavedModel holding an op `bertcnn export` never writes."""
+def check_saved_model(path: str | os.PathLike, *, text: bool = False) -> None:
+    """Refuse (ValueError, naming the op and where it is) a SavedModel holding an op `bertcnn export` never writes.
+
+    `text`: the export's manifest says `--text`, whose graph also holds the tokenizer's ops (TF Text's
+    among them); an export without it may not hold them.
+    """
     from parity.serving.allowed_ops import TENSORFLOW, allowed
 
     for meta_graph in read_saved_model(path).meta_graphs:
         for role, ops in graph_ops(meta_graph).items():
-            foreign = sorted(set(ops) - allowed(role))
+            foreign = sorted(set(ops) - allowed(role, text=text))
             if foreign:
                 op = foreign[0]
                 where = sorted(ops[op])[0]

@@ -30,9 +30,13 @@ OUTPUT_NAME = "logits"
 # SavedModel signatures: the interface (int64, as every format) and the same function for int32 inputs.
 SIGNATURE = "serving_default"
 SIGNATURE_INT32 = "serving_int32"
+# `--text` exports: strings in, the tokenizer in the graph (SavedModel: this signature; ONNX: the model's input).
+TEXT_SIGNATURE = "serving_text"
+TEXT_INPUT = "text"
+TEXT_OUTPUTS = ("logits", "probabilities", "label", "input_ids", "attention_mask")
 # Distributions whose versions are worth knowing when an artifact misbehaves.
 _LIBRARIES = ("numpy", "torch", "onnx", "onnxscript", "onnxruntime", "tensorflow-cpu", "tensorflow", "keras")
-_LIBRARIES += ("tf2onnx", "ai-edge-litert")
+_LIBRARIES += ("tf2onnx", "ai-edge-litert", "tokenizers", "tensorflow-text", "onnxruntime-extensions")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Manifest:
     # (`outputs[0]["activation"]` says which function turns logits into probabilities); as in config.json.
     problem_type: str = "single_label_classification"
     thresholds: list[float] | None = None
+    # `--text`: the artifact takes strings and tokenizes in its graph (TF Text / onnxruntime-extensions).
+    text: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -133,6 +139,9 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"{path}: max_seq_length must be null or a positive integer; re-export the model. "
                          f"Received: max_seq_length={n!r}")  # fmt: skip
+    if not isinstance(m.text, bool) or (m.text and m.format == "litert"):
+        raise ValueError(f"{path}: text must be true or false (and false for litert); re-export the model. "
+                         f"Received: text={m.text!r}")  # fmt: skip
     return m
 
 
@@ -145,6 +154,19 @@ def check_decision(directory: str | os.PathLike, manifest: Manifest, config) -> 
             "how the model's outputs are read. Re-export the model. Received: manifest "
             f"{(manifest.problem_type, manifest.thresholds)!r}, config.json {(config.problem_type, thresholds)!r}"
         )
+
+
+def text_specs(num_labels: int) -> tuple[list[dict], list[dict]]:
+    """The strings interface of a `--text` export: (batch,) strings in; logits, probabilities, label, ids out."""
+    inputs = [{"name": TEXT_INPUT, "dtype": "string", "shape": ["batch"]}]
+    outputs = [
+        {"name": "logits", "dtype": "float32", "shape": ["batch", num_labels]},
+        {"name": "probabilities", "dtype": "float32", "shape": ["batch", num_labels]},
+        {"name": "label", "dtype": "string", "shape": ["batch"]},
+        {"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]},
+        {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "sequence"]},
+    ]
+    return inputs, outputs
 
 
 def check_length(directory: str | os.PathLike, manifest: Manifest, max_seq_length: int | None) -> None:

@@ -2,10 +2,8 @@
 
 A runner imports only its runtime (never torch, never Keras), so what is checked is
 what a server would run. `export_forward` gives `bertcnn predict` an in-process
-forward; `run_in_child` runs batches in a fresh process (`python -m
-parity.serving.runners EXPORT JOB`) for the parity check, exchanging JSON and `.npz`
-(`allow_pickle=False`) only, so the check cannot be helped by anything the parent
-process has loaded. A SavedModel is run there twice over: by `tf.saved_model.load`,
+forward; `parity.serving.child.run_in_child` runs batches in a fresh process for the
+parity check. A SavedModel is run there twice over: by `tf.saved_model.load`,
 and by the session loader TF Serving and `saved_model_cli` use (through both of its
 signatures), because the two restore variables differently and one can work where
 the other does not.
@@ -13,14 +11,8 @@ the other does not.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import subprocess
-import sys
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +20,23 @@ import numpy as np
 from parity.inputs import check_inputs
 from parity.serving.directory import load_config
 from parity.serving.graph_check import check_saved_model
-from parity.serving.manifest import INPUT_NAMES, OUTPUT_NAME, SIGNATURE, SIGNATURE_INT32, read_manifest
+from parity.serving.manifest import (
+    INPUT_NAMES,
+    OUTPUT_NAME,
+    SIGNATURE,
+    TEXT_INPUT,
+    TEXT_OUTPUTS,
+    TEXT_SIGNATURE,
+    read_manifest,
+)
 from parity.stderr import quiet_native_stderr
 
 RUNTIMES = {"onnx": "onnxruntime", "saved_model": "tensorflow", "litert": "ai-edge-litert"}
 # What to install for each runtime (the pyproject extras).
 EXTRAS = {"onnx": "bertcnn[onnx]", "saved_model": "bertcnn[tf]", "litert": "bertcnn[litert]"}
+# What a `--text` export's runtime needs beyond that: the tokenizer ops in its graph.
+TEXT_RUNTIMES = {"onnx": ("onnxruntime_extensions", "onnxruntime-extensions"), "saved_model": ("tensorflow_text",
+                 "tensorflow-text")}  # fmt: skip
 
 
 def _one_line(e: BaseException) -> str:
@@ -51,37 +54,98 @@ def _broken(path: Path, fmt: str, e: BaseException) -> ValueError:
     )
 
 
-def _need(module: str, fmt: str):
+def _need(module: str, fmt: str, text: bool = False):
     import importlib
 
     try:
         with quiet_native_stderr():  # TensorFlow's start-up lines
             return importlib.import_module(module)
     except ImportError:
+        what = f"{RUNTIMES[fmt]} and {TEXT_RUNTIMES[fmt][1]} (its graph tokenizes)" if text else RUNTIMES[fmt]
+        extra = "bertcnn[serving]" if text else EXTRAS[fmt]
         raise ValueError(
-            f"running a {fmt} export needs {RUNTIMES[fmt]}: pip install '{EXTRAS[fmt]}'. "
+            f"running a {'--text ' if text else ''}{fmt} export needs {what}: pip install '{extra}'. "
             f"Received: {module} not installed"
         ) from None
+
+
+def _decoded(out: dict) -> dict[str, np.ndarray]:
+    """Class names as str (TensorFlow gives bytes)."""
+    out = dict(out)
+    out["label"] = np.array([x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in out["label"]], object)
+    return out
+
+
+def _text_outputs(path: Path, outputs: Sequence[str]) -> None:
+    if sorted(outputs) != sorted(TEXT_OUTPUTS):
+        raise ValueError(
+            f"{path} does not have the --text interface: outputs {list(TEXT_OUTPUTS)}; re-export it with "
+            f"`bertcnn export --text`. Received: outputs {sorted(outputs)}"
+        )
+
+
+_LOADED: list = []  # the extensions' library, loaded once and kept
+
+
+def extensions_library() -> str:
+    """onnxruntime-extensions' custom-op library, found without importing the package (whose import loads
+    torch and transformers when they are installed): the file `get_library_path()` returns.
+
+    Loaded here first, bound now to its own symbols (RTLD_DEEPBIND): it carries its own RE2, and when
+    TensorFlow (Text) is in the same process, lazily bound calls reached TensorFlow's RE2 instead and
+    the regexes silently misbehaved ("world," became world ##,). onnxruntime then reuses this handle.
+    """
+    import ctypes
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_extensions_pydll*")) if spec else []
+    found = [p for p in found if p.suffix in (".so", ".pyd", ".dylib")]
+    path = str(found[0]) if found else _need("onnxruntime_extensions", "onnx", text=True).get_library_path()
+    if not _LOADED and os.name == "posix":
+        mode = os.RTLD_NOW | os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0)
+        _LOADED.append(ctypes.CDLL(path, mode=mode))
+    return path
 
 
 class OnnxRunner:
     """onnxruntime, CPU. Inputs are fed by name: onnxruntime lists them alphabetically."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, text: bool = False):
         ort = _need("onnxruntime", "onnx")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are not ours to show
         if threads:
             options.intra_op_num_threads = threads
+        if text:  # the tokenizer's string ops: onnxruntime-extensions' custom-op library, nothing else
+            options.register_custom_ops_library(extensions_library())
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise _broken(path, "onnx", e) from None
-        _check_names(path, [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
-        self.width = _width(self.session.get_outputs()[0].shape)
+        inputs, outputs = [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
+        self.takes_ids = not text
+        if text:
+            if inputs != [TEXT_INPUT]:
+                _text_outputs(path, [])
+            _text_outputs(path, outputs)
+        else:
+            _check_names(path, inputs, outputs)
+        self.width = _width(self.session.get_outputs()[outputs.index(OUTPUT_NAME)].shape)
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        if not self.takes_ids:
+            raise ValueError(
+                "this --text ONNX export takes strings only, and this run sends token ids (evaluate, for one): "
+                "run the checkpoint, or an export made without --text (`bertcnn predict` sends it strings). "
+                "Received: token ids"
+            )
         return self.session.run([OUTPUT_NAME], {k: inputs[k] for k in INPUT_NAMES})[0]
+
+    def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """(batch,) strings -> every output of the --text interface."""
+        values = self.session.run(list(TEXT_OUTPUTS), {TEXT_INPUT: np.array(list(texts), dtype=object)})
+        return _decoded(dict(zip(TEXT_OUTPUTS, values, strict=True)))
 
 
 def _complete_saved_model(path: Path) -> None:
@@ -95,15 +159,18 @@ def _complete_saved_model(path: Path) -> None:
 class SavedModelRunner:
     """`tf.saved_model.load` and its `serving_default` signature, in eager TensorFlow."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, text: bool = False):
         tf = _need("tensorflow", "saved_model")
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
         _complete_saved_model(path)
-        check_saved_model(path)  # before TensorFlow runs any of it
+        check_saved_model(path, text=text)  # before TensorFlow runs any of it
+        if text:
+            _need("tensorflow_text", "saved_model", text=True)  # registers the TF Text ops the graph uses
         try:
             loaded = tf.saved_model.load(str(path))
             self.signature = loaded.signatures[SIGNATURE]
+            self.text_signature = loaded.signatures[TEXT_SIGNATURE] if text else None
         except Exception as e:  # TF raises many types for broken protos and checkpoints
             raise _broken(path, "saved_model", e) from None
         self._keep = loaded  # the signature holds weak references to the loaded object's variables
@@ -115,6 +182,11 @@ class SavedModelRunner:
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         out = self.signature(**{k: self._tf.constant(inputs[k]) for k in INPUT_NAMES})
         return out[OUTPUT_NAME].numpy()
+
+    def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The `serving_text` signature: (batch,) strings -> every output of the --text interface."""
+        out = self.text_signature(text=self._tf.constant(list(texts), self._tf.string))
+        return _decoded({k: out[k].numpy() for k in TEXT_OUTPUTS})
 
 
 SESSION_LOADER = (
@@ -132,10 +204,12 @@ class SavedModelSessionRunner:
     Inputs are cast to each signature's declared dtype, as TF Serving does with JSON numbers.
     """
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, text: bool = False):
         tf = _need("tensorflow", "saved_model")
         _complete_saved_model(path)
-        check_saved_model(path)  # before TensorFlow runs any of it
+        check_saved_model(path, text=text)  # before TensorFlow runs any of it
+        if text:
+            _need("tensorflow_text", "saved_model", text=True)
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads or 0)
         self.session = tf.compat.v1.Session(graph=tf.Graph(), config=config)
         try:
@@ -166,11 +240,22 @@ class SavedModelSessionRunner:
         feeds, fetch = self._signature(signature)
         return self.session.run(fetch, {name: np.asarray(inputs[k], dtype) for k, (name, dtype) in feeds.items()})
 
+    def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """`serving_text` as TF Serving runs it: the signature_def's tensor names, strings fed as bytes."""
+        if TEXT_SIGNATURE not in self._meta.signature_def:
+            raise ValueError(f"{self._path} lacks the {TEXT_SIGNATURE!r} signature of a --text export; re-export it. "
+                             f"Received: {sorted(self._meta.signature_def)}")  # fmt: skip
+        sig = self._meta.signature_def[TEXT_SIGNATURE]
+        _text_outputs(self._path, list(sig.outputs))
+        fetch = {k: sig.outputs[k].name for k in TEXT_OUTPUTS}
+        data = np.array([t.encode("utf-8") for t in texts], dtype=object)
+        return _decoded(self.session.run(fetch, {sig.inputs[TEXT_INPUT].name: data}))
+
 
 class LiteRTRunner:
     """The LiteRT interpreter (ai-edge-litert) through its `serving_default` signature."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, text: bool = False):
         interpreter = _need("ai_edge_litert.interpreter", "litert")
         try:
             self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
@@ -239,7 +324,7 @@ def open_export(directory: str | os.PathLike, *, threads: int | None = None):
     d = Path(directory)
     manifest = read_manifest(d)
     config = load_config(d)
-    runner = RUNNERS[manifest.format](d / manifest.model_file, threads)
+    runner = RUNNERS[manifest.format](d / manifest.model_file, threads, text=manifest.text)
     check_width(d, config, runner.width)
     return runner, manifest, config
 
@@ -263,7 +348,10 @@ def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
     the runtimes do not check values, and an out-of-range id would read garbage.
     """
     runner, _, config = open_export(directory, threads=threads)
+    return _ids_forward(runner, config, directory), config
 
+
+def _ids_forward(runner, config, directory):
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False) -> np.ndarray:
         if return_taps:
             raise ValueError(
@@ -277,99 +365,19 @@ def export_forward(directory: str | os.PathLike, *, threads: int | None = None):
         check_width(directory, config, logits.shape[-1] if logits.ndim == 2 else -1)
         return logits
 
-    return forward, config
+    return forward
 
 
-# -- the child process ---------------------------------------------------------------------
-FRAMEWORK_MODULES = ("torch", "keras", "transformers", "tensorflow", "jax")
+def export_text_forward(directory: str | os.PathLike, *, threads: int | None = None):
+    """(texts -> logits, ids forward, config) for a `--text` export: strings go into the artifact, which tokenizes
+    them. The ids forward is `export_forward`'s (a --text ONNX model refuses ids: it takes strings only)."""
+    runner, manifest, config = open_export(directory, threads=threads)
+    if not manifest.text:
+        raise ValueError(f"{directory} takes token ids, not strings: export it with --text. Received: {directory!r}")
 
+    def forward(texts: Sequence[str]) -> np.ndarray:
+        logits = np.asarray(runner.text(texts)[OUTPUT_NAME], dtype=np.float32)
+        check_width(directory, config, logits.shape[-1] if logits.ndim == 2 else -1)
+        return logits
 
-def run_in_child(
-    directory: str | os.PathLike, batches: Sequence[Mapping[str, np.ndarray]], *, timeout: float = 900
-) -> tuple[dict[str, list[np.ndarray]], dict]:
-    """Logits for each batch from the export, computed in a fresh process; plus what that process loaded.
-
-    Keyed by loader: "" for the format's runner, and for a SavedModel also "session" (the
-    session loader on `serving_default`) and "session, serving_int32" (int32 inputs).
-    """
-    with tempfile.TemporaryDirectory(prefix="bertcnn-artifact-") as tmp:
-        job = Path(tmp)
-        np.savez(job / "inputs.npz", **{f"{i}.{k}": v for i, b in enumerate(batches) for k, v in b.items()})
-        (job / "job.json").write_text(json.dumps({"batches": len(batches)}), encoding="utf-8")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        proc = subprocess.run(
-            [sys.executable, "-m", "parity.serving.runners", str(Path(directory).resolve()), str(job)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        error = job / "error.txt"
-        if error.is_file():
-            raise ValueError(error.read_text(encoding="utf-8").strip())
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise ValueError(
-                f"the {str(directory)!r} export crashed its runtime (exit {proc.returncode}); re-export it. "
-                f"Received: {tail[:300]}"
-            )
-        meta = json.loads((job / "meta.json").read_text(encoding="utf-8"))
-        with np.load(job / "out.npz", allow_pickle=False) as z:
-            logits = {label: [z[f"{j}.{i}"] for i in range(len(batches))] for j, label in enumerate(meta["loaders"])}
-        return logits, meta
-
-
-def _second_loaders(fmt: str, path: Path) -> list[tuple[str, Callable]]:
-    """(label, forward) for the other ways the check runs this export: a SavedModel as TF Serving loads it."""
-    if fmt != "saved_model":
-        return []
-    session = SavedModelSessionRunner(path)
-    return [("session", session), (f"session, {SIGNATURE_INT32}", partial(session, signature=SIGNATURE_INT32))]
-
-
-def _child(directory: str, job_dir: str) -> int:
-    job = Path(job_dir)
-    where = None  # which loader a run failed in, once it is not the format's own runner
-    try:
-        runner, manifest, config = open_export(directory)
-        n = json.loads((job / "job.json").read_text(encoding="utf-8"))["batches"]
-        with np.load(job / "inputs.npz", allow_pickle=False) as z:
-            batches = [{k: z[f"{i}.{k}"] for k in INPUT_NAMES} for i in range(n)]
-        out = {f"0.{i}": np.asarray(runner(b)) for i, b in enumerate(batches)}
-        loaders = [("", runner)]
-        where = SESSION_LOADER
-        loaders += _second_loaders(manifest.format, Path(directory) / manifest.model_file)
-        for j, (_, forward) in enumerate(loaders[1:], start=1):
-            out.update({f"{j}.{i}": np.asarray(forward(b)) for i, b in enumerate(batches)})
-    except (ValueError, FileNotFoundError) as e:
-        (job / "error.txt").write_text(str(e).splitlines()[0] if str(e) else type(e).__name__, encoding="utf-8")
-        return 3
-    except Exception as e:  # a runtime error while running (e.g. a graph that cannot take this shape)
-        where = f"under {where}" if where else f"in {RUNTIMES.get(_format(directory), 'its runtime')}"
-        (job / "error.txt").write_text(
-            f"the export failed {where}: {_one_line(e)}; re-export it with `bertcnn export`. Received: {directory!r}",
-            encoding="utf-8",
-        )
-        return 3
-    np.savez(job / "out.npz", **out)
-    meta = {
-        "runtime": RUNTIMES[manifest.format],
-        "loaders": [label for label, _ in loaders],
-        "frameworks_loaded": sorted(m for m in FRAMEWORK_MODULES if m in sys.modules),
-        "num_labels": config.num_labels,
-    }
-    (job / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    return 0
-
-
-def _format(directory: str) -> str | None:
-    try:
-        return read_manifest(directory).format
-    except (ValueError, FileNotFoundError):
-        return None
-
-
-if __name__ == "__main__":
-    with contextlib.redirect_stdout(sys.stderr):
-        sys.exit(_child(sys.argv[1], sys.argv[2]))
+    return forward, _ids_forward(runner, config, directory), config

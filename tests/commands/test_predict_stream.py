@@ -175,6 +175,7 @@ def test_empty_stdin_is_said_as_such(ck, capsys, monkeypatch):
     )
 
 
+@pytest.mark.slow  # a child; the pipe test stays in the default
 def test_a_reader_that_stops_reading_ends_the_run_quietly(ck):
     """`bertcnn predict --file - | head -1`: no BrokenPipeError traceback when the reader goes away."""
     argv = ["--checkpoint", str(ck), "--framework", "torch", "--file", "-", "--threads", "1"]

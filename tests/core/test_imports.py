@@ -31,6 +31,7 @@ def test_serving_imports_no_framework():
     code = (
         "import sys\n"
         "import parity.serving, parity.serving.check, parity.serving.directory, parity.serving.runners\n"
+        "import parity.serving.child, parity.serving.text_spec, parity.serving.onnx_text\n"
         "heavy = ('torch', 'tensorflow', 'keras', 'jax', 'transformers', 'onnxruntime', 'onnx', 'ai_edge_litert')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

@@ -49,7 +49,7 @@ def big(setup):
     return torch_train(make_run(setup, recipe(batch_size=8)))
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_two_micro_batches_of_4_train_as_one_batch_of_8(framework, setup, big):
     got = train_with(framework, make_run(setup, recipe(batch_size=4, grad_accum=2), framework))
     assert got.state.step == big.state.step == 8 and got.state.finished  # the schedule counts updates
@@ -58,7 +58,7 @@ def test_two_micro_batches_of_4_train_as_one_batch_of_8(framework, setup, big):
     _assert_same(big, got)
 
 
-@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_a_last_update_shorter_than_one_micro_batch(framework, setup):
     """29 rows in updates of 9 = 3 x 3: each epoch's last update has 2 rows, one micro-batch of 3 missing 2."""
     ref = torch_train(make_run(setup, recipe(batch_size=9)))

