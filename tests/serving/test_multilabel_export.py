@@ -55,3 +55,13 @@ def test_an_onnx_export_predicts_label_sets_at_the_saved_thresholds(tmp_path, ca
         assert np.abs(np.array(a["probabilities"]) - b["probabilities"]).max() <= 1e-5
     assert main(["predict", "--checkpoint", str(tmp_path / "x"), "--long-text", "windows", "w4"]) == 2
     assert "is an export, whose graph takes (batch, tokens) inputs" in capsys.readouterr().err
+
+
+def test_a_text_export_of_a_multi_label_model_is_refused(tmp_path, capsys):
+    """`--text` puts a softmax and one argmax label into the graph: not what a multi-label model means."""
+    tiny_checkpoint(tmp_path / "ck", CONFIG, tokenizer="words")
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--format", "saved_model", "--text",
+                 str(tmp_path / "x")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--text computes a softmax and one label in its graph; this model is multi-label" in err
+    assert err.count("\n") == 1 and not (tmp_path / "x").exists()
