@@ -21,6 +21,9 @@ NOISE = (
     re.compile(r"[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"),  # absl/glog INFO and WARNING lines (E and F pass)
     re.compile(r"To enable the following instructions: .* in other operations, rebuild TensorFlow .*"),
     re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."),
+    # The `tensorflow` wheel (GPU-capable; TF Text requires it) on a machine without a usable GPU logs this one
+    # E line at import and then runs on the CPU, as `tensorflow-cpu` does silently. Only this line of this file.
+    re.compile(r"E\d{4} [\d:.]+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit: .*"),
 )
 
 

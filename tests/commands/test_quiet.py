@@ -46,6 +46,12 @@ def test_a_litert_export_says_nothing_on_stderr(ck, tmp_path):
         ("W0000 00:00:1796232638.728308    1736 cpu_feature_guard.cc:1] something\n", True),
         ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n", True),
         ("E0000 00:00:1796232638.728308    1736 op.cc:9] a real error\n", False),  # errors are passed on
+        (  # the GPU-capable `tensorflow` wheel on a machine with no GPU: it goes on on the CPU
+            "E0000 00:00:1796634612.552476   31698 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+            "Failed call to cuInit: UNKNOWN ERROR (303)\n",
+            True,
+        ),
+        ("E0000 00:00:1796634612.552476   31698 cuda_platform.cc:52] some other CUDA error\n", False),
         ("note: 3 of 9 texts were longer than 8 tokens\n", False),
         ("Fatal Python error: Segmentation fault\n", False),
     ],
