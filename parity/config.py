@@ -106,6 +106,11 @@ class BertCnnConfig:
     problem_type: str = SINGLE_LABEL
     # Multi-label: per-label probability thresholds (`train --tune-thresholds`); None: DEFAULT_THRESHOLD for all.
     thresholds: tuple[float, ...] | None = None
+    # How the model reads a text longer than max_seq_length, like the length itself part of the model (decision 19):
+    # None: cut there; an integer: whole, as windows repeating that many tokens (`train --long-text windows`),
+    # at most `max_windows` of them (None: all).
+    window_stride: int | None = None
+    max_windows: int | None = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; the dataclass is frozen and hashable, so store a tuple.
@@ -187,6 +192,15 @@ class BertCnnConfig:
                 _fail(f"`thresholds` must be null or one number per label (num_labels={self.num_labels})", t)
             if not all(_is_number(x) and 0.0 <= x <= 1.0 for x in t):
                 _fail("`thresholds` must be probabilities in [0, 1]", t)
+        self._check_windows()
+
+    def _check_windows(self) -> None:
+        stride, cap = self.window_stride, self.max_windows
+        if stride is not None and (not _is_int(stride) or not 0 <= stride <= self.reading_length - 3):
+            _fail(f"`window_stride` must be null (long texts cut) or an integer from 0 to max_seq_length - 3 = "
+                  f"{self.reading_length - 3} ([CLS], [SEP] and one new token per window)", stride)  # fmt: skip
+        if cap is not None and (stride is None or not _is_int(cap) or cap < 1):
+            _fail("`max_windows` must be null or, with `window_stride`, a positive integer", cap)
 
     # -- derived sizes -------------------------------------------------------
     @property
@@ -218,6 +232,11 @@ class BertCnnConfig:
         return self.thresholds or (DEFAULT_THRESHOLD,) * self.num_labels
 
     @property
+    def windows(self) -> tuple[int, int | None] | None:
+        """(stride, max_windows) when the model reads long texts as windows, else None (cut at its length)."""
+        return None if self.window_stride is None else (self.window_stride, self.max_windows)
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Class names by id; the ids themselves ("0", "1", ...) when the checkpoint names none."""
         return self.label_names or tuple(str(i) for i in range(self.num_labels))
@@ -228,7 +247,8 @@ class BertCnnConfig:
         d = dataclasses.asdict(self)
         d["kernel_sizes"] = list(self.kernel_sizes)
         names = d.pop("label_names")
-        for key, default in (("max_seq_length", None), ("problem_type", SINGLE_LABEL), ("thresholds", None)):
+        for key, default in (("max_seq_length", None), ("problem_type", SINGLE_LABEL), ("thresholds", None),
+                             ("window_stride", None), ("max_windows", None)):  # fmt: skip
             if d[key] == default:  # the default stays out of the file, as in every config written before the key
                 del d[key]
         if "thresholds" in d:

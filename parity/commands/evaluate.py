@@ -25,8 +25,8 @@ from parity.commands.common import (
     add_mixed_precision,
     add_run_options,
     add_source_options,
-    long_text_options,
     positive,
+    resolve_long_text,
 )
 from parity.commands.loading import (
     EXPORT_NOTE,
@@ -95,12 +95,15 @@ def evaluate(
     mixed_precision: str | None = None,
     threshold: float | None = None,
     label_separator: str = "|",
-    long_text: tuple[int, int | None] | None = None,
+    long_text: str | None = None,
+    stride: int | None = None,
+    max_windows: int | None = None,
 ) -> dict:
     """The metrics dict `bertcnn evaluate --json` prints.
 
-    `long_text` (stride, max_windows): long texts read whole as windows; `threshold`: a multi-label model's
-    decision threshold for every label (default: its own, else 0.5).
+    `long_text` "truncate" or "windows" (`stride`, `max_windows`), default as the model reads (its config's
+    `window_stride`); `threshold`: a multi-label model's decision threshold for every label (default: its own,
+    else 0.5).
     """
     if framework is not None and framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {list(FRAMEWORKS)}. Received: {framework!r}")
@@ -128,7 +131,7 @@ def evaluate(
             f"with those names (`bertcnn init --labels` would start a new, untrained head). "
             f"Received: {list(data.label_names)!r}"
         )
-    tok = model.tokenizer(tokenizer, max_length, long_text)
+    tok = model.tokenizer(tokenizer, max_length, resolve_long_text(long_text, stride, max_windows, cfg))
     forward = model.forward()
     if progress is not None:
         progress = progress(len(data))
@@ -225,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         threshold=args.threshold,
         label_separator=args.label_separator,
-        long_text=long_text_options(args),
+        long_text=args.long_text,
+        stride=args.stride,
+        max_windows=args.max_windows,
     )
     if args.json:
         sys.stdout.write(json.dumps(r, indent=2) + "\n")

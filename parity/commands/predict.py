@@ -101,7 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> None:
     """Everything that can be refused before any work (exit 2, nothing written)."""
     check_source("predict", args.checkpoint, args.framework)
-    long_text_options(args)
+    if args.long_text == "truncate":  # otherwise the model's config says how it reads; checked once it is open
+        long_text_options(args)
     if args.taps:
         if args.file == "-":
             raise ValueError(
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = decision_thresholds(model.config, args.threshold)
     if model.text_forward is not None:
         return _predict_strings(args, texts, model, thresholds)
-    tokenizer = model.tokenizer(args.tokenizer, args.max_length, long_text_options(args))
+    tokenizer = model.tokenizer(args.tokenizer, args.max_length, long_text_options(args, model.config))
     runs = windows(texts, size=max(WINDOW, 8 * args.batch_size), ready=texts.ready)
     first = next(runs)  # standard input: its first texts (or its end, refused if empty) before the model is built
     forward = model.forward()

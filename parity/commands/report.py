@@ -185,7 +185,8 @@ def check_outputs(args: argparse.Namespace) -> None:
 def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=None, tokenizer=None,
                  max_length: int | None = None, windows=None) -> Subject:  # fmt: skip
     """A checkpoint (any source `parity.io.read_weights` takes), or the embedded MiniLM with a head from `seed`;
-    its texts tokenised at `max_length`, or read as `windows` (stride, max_windows) of that length."""
+    its texts tokenised at `max_length`, or read as `windows` (stride, max_windows) of that length; `windows` may
+    be a function of the checkpoint's config (how that model reads long texts: `long_text_options`)."""
     if checkpoint is None:
         backbone = embedded_backbone_dir()
         cfg, tensors, _ = backbone_checkpoint(backbone, seed=seed)
@@ -199,6 +200,8 @@ def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=No
     if max_length is not None and max_length > config.max_position_embeddings:
         raise ValueError(f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
                          f"Received: {max_length}")  # fmt: skip
+    if callable(windows):
+        windows = windows(config)
     inputs = sample_inputs(config, tok_dir, seed=seed, texts=texts, max_length=max_length, windows=windows)
     return Subject(config, tensors, inputs, source, tokenized=tokenized)
 
@@ -227,14 +230,16 @@ def run(args: argparse.Namespace) -> int:
                       write_json=(lambda doc: write_json_out(args, doc)) if args.json_out else None)  # fmt: skip
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
-    windows = long_text_options(args)
+    if args.long_text == "truncate":  # otherwise the model's config says how it reads; checked once it is read
+        long_text_options(args)
     if args.class_weights and not args.train_steps:
         raise ValueError("--class-weights weighs the loss of the training check: add --train-steps N. "
                          f"Received: --class-weights {args.class_weights} without --train-steps")  # fmt: skip
     require("report", requirements(args))
     texts = gather_texts(args.texts, args.file, purpose="compare on")
     w = load_subject(args.checkpoint, seed=args.head_seed, texts=texts or None, config=args.config,
-                     tokenizer=args.tokenizer, max_length=args.max_length, windows=windows)  # fmt: skip
+                     tokenizer=args.tokenizer, max_length=args.max_length,
+                     windows=lambda cfg: long_text_options(args, cfg))  # fmt: skip
     kw = keras_subject(args, w)
     stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr if args.json else stdout):  # --json: only the JSON on stdout

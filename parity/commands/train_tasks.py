@@ -41,7 +41,7 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
         help="multi-label, with --eval: choose each label's probability threshold for the best F1 on the eval "
         "file after each evaluation; saved in DIR's config.json (predict, evaluate and exports use it)",
     )
-    add_long_text(p, default=None)
+    add_long_text(p, trains=True)
 
 
 def label_column(args: argparse.Namespace, config) -> str:

@@ -186,3 +186,69 @@ def test_a_killed_multi_label_windows_run_resumes_bit_identical(data, tmp_path):
     a, b = _tensors(killed), _tensors(tmp_path / "whole")
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)]
     assert (killed / "metrics.jsonl").read_text() == (tmp_path / "whole" / "metrics.jsonl").read_text()
+
+
+def _predict_json(ck, texts, capsys, *flags):
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(ck), "--framework", "torch", "--json", *flags, *texts]) == 0
+    return [json.loads(x)["logits"] for x in capsys.readouterr().out.splitlines()]
+
+
+def _long_texts(data):
+    texts = [json.loads(x)["text"] for x in (data / "eval.jsonl").read_text().splitlines()]
+    return [t for t in texts if len(t.split()) > 12]  # longer than one window of 10 tokens
+
+
+def test_a_windows_run_is_read_as_windows_by_every_reader(trained, data, tmp_path, capsys):
+    """How a model reads long texts is part of the model (as its length): recorded in config.json by train, read
+    so by predict, evaluate, a ported copy; an export cannot hold windows and says so unless told to cut."""
+    config = json.loads((trained / "config.json").read_text())
+    assert (config["max_seq_length"], config["window_stride"], config["max_windows"]) == (10, 3, 4)
+    texts = _long_texts(data)
+    assert len(texts) >= 3
+    as_trained = _predict_json(trained, texts, capsys, "--long-text", "windows", "--stride", "3", "--max-windows", "4")
+    assert _predict_json(trained, texts, capsys) == as_trained
+    cut = _predict_json(trained, texts, capsys, "--long-text", "truncate")
+    assert np.abs(np.subtract(as_trained, cut)).max() > 1e-4  # the reading matters
+    assert main(["port", str(trained), str(tmp_path / "ported.safetensors")]) == 0
+    assert _predict_json(tmp_path / "ported.safetensors", texts, capsys, "--tokenizer", str(trained)) == as_trained
+    assert main(["evaluate", "--checkpoint", str(trained), "--framework", "torch", "--eval",
+                 str(data / "eval.jsonl")]) == 0  # fmt: skip
+    assert "read as windows of 10 tokens (stride 3)" in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(trained), "--framework", "torch", "--long-text", "truncate",
+                 "--stride", "2", "w4"]) == 2  # fmt: skip
+    assert "--stride shapes the windows of --long-text windows" in capsys.readouterr().err
+
+
+def test_a_windows_model_is_exported_only_when_told_to_cut(trained, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "onnx"
+    assert main(["export", "--checkpoint", str(trained), "--format", "onnx", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "as windows" in err and "pass --long-text truncate" in err and err.count("\n") == 1
+    assert not out.exists()
+    assert main(["export", "--checkpoint", str(trained), "--format", "onnx", str(out), "--long-text", "truncate",
+                 "--verify"]) == 0  # fmt: skip
+    assert "PARITY OK" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert "window_stride" not in config and config["max_seq_length"] == 10
+
+
+def test_a_run_that_forgets_its_windows_is_read_otherwise(data, tmp_path, capsys, monkeypatch):
+    """The pitfall put back: windows left out of the saved config; a reader without flags then cuts the texts."""
+    from dataclasses import replace
+
+    from parity.commands import train
+
+    real = train.initial_snapshot
+
+    def forgets(config, tensors, recipe, **kw):
+        snap = real(config, tensors, recipe, **kw)
+        return replace(snap, config=snap.config.replace(window_stride=None, max_windows=None))
+
+    monkeypatch.setattr(train, "initial_snapshot", forgets)
+    out = tmp_path / "run"
+    assert main(_train(data, out)) == 0
+    texts = _long_texts(data)
+    as_trained = _predict_json(out, texts, capsys, "--long-text", "windows", "--stride", "3", "--max-windows", "4")
+    assert _predict_json(out, texts, capsys) != as_trained
