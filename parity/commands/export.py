@@ -149,12 +149,6 @@ LITERT_TEXT = (
 def _text_spec(source, cfg, tokenizer):
     from parity.serving.text_spec import read_text_spec
 
-    if cfg.multi_label:  # the graph's `probabilities` are a softmax and its `label` one argmax class
-        raise ValueError(
-            "--text computes a softmax and one label in its graph; this model is multi-label (a sigmoid per label, "
-            "labels over their thresholds): export it without --text, whose manifest says `activation: sigmoid` and "
-            "carries the thresholds. Received: --text on a multi_label_classification model"
-        )
     where = tokenizer or source.tokenizer_dir
     if where is None:
         raise ValueError(
@@ -183,7 +177,7 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
         else:
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)
         if spec and fmt == "onnx":
-            inputs, outputs = text_specs(cfg.num_labels)
+            inputs, outputs = text_specs(cfg.num_labels, multi_label=cfg.multi_label)
         else:
             inputs, outputs = tensor_specs(cfg.num_labels, multi_label=cfg.multi_label)
         manifest = Manifest(
@@ -229,7 +223,7 @@ def _export_text(framework, cfg, tensors, fmt, model_path, opset, spec) -> dict:
     from parity.serving.onnx_text import add_text
 
     info = builds.runtime(framework).export(cfg, tensors, fmt, model_path, opset=opset)
-    return info | add_text(model_path, spec, cfg.labels)
+    return info | add_text(model_path, spec, cfg.labels, cfg.decision_thresholds if cfg.multi_label else None)
 
 
 def run(args: argparse.Namespace) -> int:

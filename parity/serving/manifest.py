@@ -34,6 +34,8 @@ SIGNATURE_INT32 = "serving_int32"
 TEXT_SIGNATURE = "serving_text"
 TEXT_INPUT = "text"
 TEXT_OUTPUTS = ("logits", "probabilities", "label", "input_ids", "attention_mask")
+# A multi-label model's: sigmoid probabilities, and `selected` (bool) in place of one label.
+MULTI_LABEL_TEXT_OUTPUTS = ("logits", "probabilities", "selected", "input_ids", "attention_mask")
 # Distributions whose versions are worth knowing when an artifact misbehaves.
 _LIBRARIES = ("numpy", "torch", "onnx", "onnxscript", "onnxruntime", "tensorflow-cpu", "tensorflow", "keras")
 _LIBRARIES += ("tf2onnx", "ai-edge-litert", "tokenizers", "tensorflow-text", "onnxruntime-extensions")
@@ -156,13 +158,20 @@ def check_decision(directory: str | os.PathLike, manifest: Manifest, config) -> 
         )
 
 
-def text_specs(num_labels: int) -> tuple[list[dict], list[dict]]:
-    """The strings interface of a `--text` export: (batch,) strings in; logits, probabilities, label, ids out."""
+def text_specs(num_labels: int, *, multi_label: bool = False) -> tuple[list[dict], list[dict]]:
+    """The strings interface of a `--text` export: (batch,) strings in; logits, probabilities, label, ids out
+    (multi-label: sigmoid probabilities and `selected`, each label's probability at or over its threshold)."""
     inputs = [{"name": TEXT_INPUT, "dtype": "string", "shape": ["batch"]}]
+    activation = "sigmoid" if multi_label else "softmax"
+    decided = (
+        {"name": "selected", "dtype": "bool", "shape": ["batch", num_labels]}
+        if multi_label
+        else {"name": "label", "dtype": "string", "shape": ["batch"]}
+    )
     outputs = [
-        {"name": "logits", "dtype": "float32", "shape": ["batch", num_labels]},
+        {"name": "logits", "dtype": "float32", "shape": ["batch", num_labels], "activation": activation},
         {"name": "probabilities", "dtype": "float32", "shape": ["batch", num_labels]},
-        {"name": "label", "dtype": "string", "shape": ["batch"]},
+        decided,
         {"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]},
         {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "sequence"]},
     ]

@@ -3,6 +3,7 @@ thresholds, as its config.json does; a disagreement is refused; predict on the e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from parity.commands import main
 from parity.config import BertCnnConfig
 from parity.serving.directory import load_config
 from parity.serving.manifest import Manifest, read_manifest, tensor_specs
-from tests.helpers import TINY, tiny_checkpoint
+from tests.helpers import TINY, minilm_vocab_checkpoint, tiny_checkpoint
 
 CONFIG = BertCnnConfig(**TINY, problem_type="multi_label_classification", thresholds=(0.2, 0.5, 0.9))
 
@@ -57,11 +58,33 @@ def test_an_onnx_export_predicts_label_sets_at_the_saved_thresholds(tmp_path, ca
     assert "is an export, whose graph takes (batch, tokens) inputs" in capsys.readouterr().err
 
 
-def test_a_text_export_of_a_multi_label_model_is_refused(tmp_path, capsys):
-    """`--text` puts a softmax and one argmax label into the graph: not what a multi-label model means."""
-    tiny_checkpoint(tmp_path / "ck", CONFIG, tokenizer="words")
-    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--format", "saved_model", "--text",
-                 str(tmp_path / "x")]) == 2  # fmt: skip
-    err = capsys.readouterr().err
-    assert "--text computes a softmax and one label in its graph; this model is multi-label" in err
-    assert err.count("\n") == 1 and not (tmp_path / "x").exists()
+@pytest.mark.parametrize("fmt", [pytest.param("saved_model", marks=pytest.mark.slow), "onnx"])
+def test_a_text_export_of_a_multi_label_model_selects_at_its_thresholds(fmt, tmp_path, embedded_dir, capsys):
+    """Strings in: sigmoid probabilities and `selected` (each at or over its label's threshold) from the graph,
+    checked by --verify against the PyTorch build (tap text-selected), and predict's label sets are the
+    checkpoint's."""
+    # found, not imported: importing onnxruntime_extensions loads its library bound to whichever RE2 is loaded
+    needs = "tensorflow_text" if fmt == "saved_model" else "onnxruntime_extensions"
+    if importlib.util.find_spec(needs) is None:
+        pytest.skip(f"{needs} not installed: pip install 'bertcnn[serving]'")
+    from parity.serving.runners import open_export
+
+    task = dict(problem_type=CONFIG.problem_type, label_names=("art", "law", "war"), thresholds=CONFIG.thresholds)
+    ck = minilm_vocab_checkpoint(tmp_path / "ck", embedded_dir, num_labels=3, **task)
+    out = tmp_path / "x"
+    assert main(["export", "--checkpoint", str(ck), "--format", fmt, "--text", "--verify", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "PARITY OK" in printed and "text-selected/hard-texts" in printed
+    texts = ["The court ruled on the painting.", "War and peace", "ok", "A long, long sentence about nothing."]
+    got = open_export(out)[0].text(texts)
+    p = 1 / (1 + np.exp(-got["logits"].astype(np.float64)))
+    assert np.abs(got["probabilities"] - p).max() <= 1e-6
+    assert (
+        got["selected"].dtype == bool
+        and (got["selected"] == (got["probabilities"] >= np.float32(CONFIG.thresholds))).all()
+    )
+    assert main(["predict", "--checkpoint", str(out), "--json", *texts]) == 0
+    export_rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main(["predict", "--checkpoint", str(ck), "--framework", "torch", "--json", *texts]) == 0
+    ck_rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["labels"] for r in export_rows] == [r["labels"] for r in ck_rows]
