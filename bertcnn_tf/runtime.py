@@ -243,6 +243,17 @@ def export(config: BertCnnConfig, tensors: Mapping[str, np.ndarray], fmt: str, p
     return tf_export.export_litert(model, path)
 
 
+def probe_devices() -> None:
+    """Have TensorFlow find its devices now. The `tensorflow` wheel (GPU-capable) logs its CUDA probe at the first
+    device query (on a machine with no GPU, an E line, `failed call to cuInit`), straight to file descriptor 2;
+    `parity.commands.builds.runtime` calls this where that is muted. Threads can still be set after it (the
+    runtime context is not started)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
 def set_threads(threads: int) -> None:
     """Intra-op threads of the backend's runtime."""
     if keras.backend.backend() == "tensorflow":

@@ -45,6 +45,8 @@ def runtime(framework: str) -> ModuleType:
     elif framework == "keras":
         with quiet_native_stderr():
             import bertcnn_tf.runtime as rt
+
+            rt.probe_devices()  # the first device query logs the GPU-capable wheel's CUDA probe: here, muted
     else:
         raise ValueError(f"framework must be one of {list(FRAMEWORKS)}. Received: {framework!r}")
     return rt
@@ -99,10 +101,11 @@ def gpu_unavailable(library: str) -> str | None:
             return None if jax.devices("gpu") else "no GPU found by jax"
         except RuntimeError:
             return "no GPU found: jax has no GPU backend (install jax[cuda12])"
-    with quiet_native_stderr():
+    with quiet_native_stderr():  # the import's lines, and the CUDA probe's at the first device query
         import tensorflow as tf
 
-    if not tf.config.list_physical_devices("GPU"):
+        gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
         return "no GPU found by TensorFlow (tensorflow-cpu has no CUDA build)"
     return None
 

@@ -59,8 +59,11 @@ def _need(module: str, fmt: str, text: bool = False):
     import importlib
 
     try:
-        with quiet_native_stderr():  # TensorFlow's start-up lines
-            return importlib.import_module(module)
+        with quiet_native_stderr():  # TensorFlow's start-up lines, and its CUDA probe's at the first device query
+            imported = importlib.import_module(module)
+            if module == "tensorflow":
+                imported.config.list_physical_devices()
+            return imported
     except ImportError:
         what = f"{RUNTIMES[fmt]} and {TEXT_RUNTIMES[fmt][1]} (its graph tokenizes)" if text else RUNTIMES[fmt]
         extra = "bertcnn[serving]" if text else EXTRAS[fmt]
