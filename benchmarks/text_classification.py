@@ -18,7 +18,7 @@ SEED). `--long-text windows --stride N --max-windows K` reads long documents as 
     python benchmarks/text_classification.py [--datasets r8,r52] [--systems torch,hf_trainer,keras]
         [--seeds 0,1,2] [--keras-seeds 0] [--max-length 128] [--long-text windows --stride 32 --max-windows 4]
         [--train-size N] [--epochs 1] [--batch-size 32] [--lr 5e-5] [--results NAME] [--work DIR]
-    python benchmarks/text_classification.py --plot   # benchmarks/results/text_classification*.json -> PNG
+    python benchmarks/text_classification.py --plot   # benchmarks/results/NAME.json -> NAME.png
 
 Each finished run is written at once into benchmarks/results/NAME.json (default
 `text_classification`); a run already there (same dataset, reading, training size, recipe,
@@ -76,7 +76,8 @@ def prepare(dataset: str, train_size: int | None, work: Path) -> dict:
     d = work / dataset
     d.mkdir(parents=True, exist_ok=True)
     write_jsonl(d / f"train-{len(train)}.jsonl", train)
-    write_jsonl(d / "test.jsonl", data["test"])
+    # Test rows by word count: evaluation batches pad less; no score depends on the order.
+    write_jsonl(d / "test.jsonl", sorted(data["test"], key=lambda r: len(r[0].split())))
     info = {k: v for k, v in data.items() if k not in ("train", "test")}
     return {
         **info,
@@ -210,16 +211,14 @@ def machine() -> dict:
 
 
 # -- plot ---------------------------------------------------------------------------------------------
-def plot(path: Path) -> Path:
+def plot(results: Path, path: Path) -> Path:
     """Accuracy (mean ± std over seeds) per dataset vs. how documents were read, one series per system."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary: dict[str, dict] = {}
-    for f in sorted(U.RESULTS.glob("text_classification*.json")):
-        summary.update(json.loads(f.read_text(encoding="utf-8")).get("summary", {}))
+    summary: dict[str, dict] = json.loads(results.read_text(encoding="utf-8"))["summary"]
     datasets = sorted({g.split("/")[0] for g in summary}, key=list(orange_tab.DATASETS).index)
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets, strict=True):
@@ -234,11 +233,12 @@ def plot(path: Path) -> Path:
                 e = [(s["accuracy"]["std"] or 0) * 100 for _, s in pts]
                 ax.errorbar(x, y, yerr=e, fmt="o", capsize=3, label=system)
         ax.set_xticks(range(len(xs)), xs, fontsize=8)
+        ax.set_xlim(-0.5, len(xs) - 0.5)
         ax.set_title(f"{ds.upper()} (full test split)")
         ax.set_ylabel("accuracy % (mean ± std over seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("MiniLM-L6 fine-tuned on a 2-core CPU: accuracy vs. max length and windows", fontsize=10)
+    fig.suptitle("MiniLM-L6 fine-tuned on a 2-core CPU:\naccuracy vs. max length and windows", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
@@ -267,7 +267,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keras-backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     p.add_argument("--results", default="text_classification", metavar="NAME", help="benchmarks/results/NAME.json")
     p.add_argument("--work", metavar="DIR", help="data and checkpoints here (default: a temporary folder)")
-    p.add_argument("--plot", action="store_true", help="only draw benchmarks/results/text_classification.png")
+    p.add_argument("--plot", action="store_true", help="only draw benchmarks/results/NAME.png from NAME.json")
     a = p.parse_args(argv)
     a.datasets, a.systems = a.datasets.split(","), a.systems.split(",")
     if bad := sorted(set(a.datasets) - set(orange_tab.DATASETS)) + sorted(set(a.systems) - set(SYSTEMS)):
@@ -280,7 +280,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.plot:
-        print(f"wrote {plot(U.RESULTS / 'text_classification.png')}")
+        print(f"wrote {plot(U.RESULTS / f'{a.results}.json', U.RESULTS / f'{a.results}.png')}")
         return 0
     path = U.RESULTS / f"{a.results}.json"
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"runs": {}, "data": {}}
