@@ -211,14 +211,15 @@ def machine() -> dict:
 
 
 # -- plot ---------------------------------------------------------------------------------------------
-def plot(results: Path, path: Path) -> Path:
-    """Accuracy (mean ± std over seeds) per dataset vs. how documents were read, one series per system."""
+def plot(results: Path, path: Path, recipe: str) -> Path:
+    """Accuracy (mean ± std over seeds) per dataset vs. how documents were read, one series per system; one recipe."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary: dict[str, dict] = json.loads(results.read_text(encoding="utf-8"))["summary"]
+    whole = json.loads(results.read_text(encoding="utf-8"))
+    summary = {g: s for g, s in whole["summary"].items() if f"/{recipe}/" in g}
     datasets = sorted({g.split("/")[0] for g in summary}, key=list(orange_tab.DATASETS).index)
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets, strict=True):
@@ -232,9 +233,11 @@ def plot(results: Path, path: Path) -> Path:
                 y = [s["accuracy"]["mean"] * 100 for _, s in pts]
                 e = [(s["accuracy"]["std"] or 0) * 100 for _, s in pts]
                 ax.errorbar(x, y, yerr=e, fmt="o", capsize=3, label=system)
+        test = next(d["rows_per_label"]["test"] for k, d in whole["data"].items() if k.startswith(ds + "/"))
+        ax.axhline(100 * max(test.values()) / sum(test.values()), color="grey", ls="--", lw=1, label="majority class")
         ax.set_xticks(range(len(xs)), xs, fontsize=8)
         ax.set_xlim(-0.5, len(xs) - 0.5)
-        ax.set_title(f"{ds.upper()} (full test split)")
+        ax.set_title(f"{ds.upper()} (full test split; {recipe})", fontsize=9)
         ax.set_ylabel("accuracy % (mean ± std over seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -280,7 +283,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.plot:
-        print(f"wrote {plot(U.RESULTS / f'{a.results}.json', U.RESULTS / f'{a.results}.png')}")
+        recipe = f"e{a.epochs}-b{a.batch_size}-lr{a.lr:g}"
+        print(f"wrote {plot(U.RESULTS / f'{a.results}.json', U.RESULTS / f'{a.results}.png', recipe)}")
         return 0
     path = U.RESULTS / f"{a.results}.json"
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"runs": {}, "data": {}}
