@@ -54,7 +54,8 @@ def export_saved_model(model: BertCNN, path: str | os.PathLike, *, text: TextSpe
     """A SavedModel with signatures `serving_default` (int64) and `serving_int32`, loadable by both loaders.
 
     With `text` (a `--text` export), also `serving_text`: (batch,) strings -> logits, probabilities, label
-    and the in-graph ids, the tokenizer in the graph (`bertcnn_tf.text`; TF Text ops, which TF Serving links).
+    (multi-label: selected) and the in-graph ids, the tokenizer in the graph (`bertcnn_tf.text`; TF Text
+    ops, which TF Serving links).
 
     The module tracks the `tf.Variable`s the serving graph reads, not the Keras model. Tracking
     the model saves each Keras variable through `keras.Variable._export_to_saved_model_graph`,
@@ -94,7 +95,7 @@ def export_saved_model(model: BertCNN, path: str | os.PathLike, *, text: TextSpe
                 OUTPUT_NAME
             ]
 
-        serve_text = text_outputs(logits, module.text_tokenizer, model.config.labels)
+        serve_text = text_outputs(logits, module.text_tokenizer, model.config)
         signatures[TEXT_SIGNATURE] = serve_text.get_concrete_function()
     try:
         tf.saved_model.save(module, str(path), signatures=signatures)

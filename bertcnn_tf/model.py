@@ -106,9 +106,20 @@ class BertCNN(PretrainedMixin, keras.Model):
         if token_type_ids is None:
             token_type_ids = ops.zeros_like(input_ids)
         taps = {}
+        # A long document read as windows: (B, M, T) inputs, each window through BERT and the CNN on its own, the
+        # max over time over the whole document (see `bertcnn_torch.modeling_bertcnn.bert_cnn_forward`).
+        documents = len(input_ids.shape) == 3
+        encoder_mask = attention_mask
+        if documents:
+            windows = ops.shape(input_ids)[1]
+            input_ids, attention_mask, token_type_ids = (
+                ops.reshape(x, (-1, ops.shape(x)[2])) for x in (input_ids, attention_mask, token_type_ids)
+            )
+            # An all-padding window attends to its first position, never to nothing.
+            encoder_mask = ops.concatenate([ops.ones_like(attention_mask[:, :1]), attention_mask[:, 1:]], axis=1)
 
         # Embeddings + encoder.
-        embedded, states = self.bert(input_ids, attention_mask, token_type_ids, training=training)
+        embedded, states = self.bert(input_ids, encoder_mask, token_type_ids, training=training)
         hidden = states[-1]  # (B, T, H)
         if return_taps:
             taps[T.EMBEDDINGS] = embedded
@@ -137,6 +148,10 @@ class BertCNN(PretrainedMixin, keras.Model):
                 taps[T.conv(j)] = c
             pooled.append(ops.max(c, axis=1))  # (B, F) max over time
         features = ops.concatenate(pooled, axis=1)  # (B, n_widths * F)
+        if documents:  # (B * M, P) -> (B, P): the max over every window of each document
+            present = ops.cast(ops.sum(attention_mask, axis=1) > 0, features.dtype)
+            features = ops.max(ops.reshape(features * ops.expand_dims(present, -1), (-1, windows, features.shape[-1])),
+                               axis=1)  # fmt: skip
         if return_taps:
             taps[T.POOLED] = features
 

@@ -18,6 +18,7 @@ import numpy as np
 from keras import ops
 
 from bertcnn_tf.dtypes import FLOAT64_NOTE, float64_kept, keep_float64
+from bertcnn_tf.losses import per_row_loss
 from bertcnn_tf.model import BertCNN
 from parity.config import BertCnnConfig
 from parity.inputs import check_inputs
@@ -92,9 +93,10 @@ def grads(config, tensors, inputs, labels, dtype: str = "float32", device: str =
         model = build(config, tensors, dtype)
         variables = model.trainable_variables
 
+        rows = per_row_loss(config.multi_label, None)  # the model's own loss: softmax CE, or multi-label BCE
+
         def loss_of(logits):
-            y = ops.convert_to_tensor(labels)
-            return ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            return ops.mean(rows(ops.convert_to_tensor(labels), logits))
 
         if backend == "tensorflow":
             import tensorflow as tf
@@ -177,19 +179,22 @@ def predictor(model: BertCNN, *, compiled: bool = True, jit_compile: bool = Fals
     here in numpy, once per batch, because a traced call cannot see values.
     """
     names = ("input_ids", "attention_mask", "token_type_ids")
-    compiled_call = None
-    if compiled and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    graphs = {}  # by input rank: 2 (texts), 3 (documents read as windows)
+    on_tf = compiled and keras.backend.backend() == "tensorflow"
 
-        spec = {k: tf.TensorSpec((None, None), tf.int64) for k in names}
-        compiled_call = tf.function(
-            lambda x: model(**x, training=False),
-            input_signature=None if jit_compile else [spec],
-            jit_compile=jit_compile,
-        )
+    def compiled_call(x):
+        rank = x["input_ids"].ndim
+        if rank not in graphs:
+            import tensorflow as tf
+
+            spec = {k: tf.TensorSpec((None,) * rank, tf.int64) for k in names}
+            signature = None if jit_compile else [spec]
+            graphs[rank] = tf.function(lambda x: model(**x, training=False), input_signature=signature,
+                                       jit_compile=jit_compile)  # fmt: skip
+        return graphs[rank](x)
 
     def forward(inputs: dict[str, np.ndarray], *, return_taps: bool = False):
-        if return_taps or compiled_call is None:
+        if return_taps or not on_tf:
             out = model(**inputs, training=False, return_taps=return_taps)
             if return_taps:
                 return {k: _host(v) for k, v in out.items()}

@@ -112,23 +112,27 @@ class TextTokenizer(tf.Module):
         }
 
 
-def text_outputs(logits_fn, tokenizer: TextTokenizer, labels) -> tf.types.experimental.GenericFunction:
-    """A tf.function (batch,) strings -> logits, probabilities (softmax), label (class name) and the in-graph ids.
+def text_outputs(logits_fn, tokenizer: TextTokenizer, config) -> tf.types.experimental.GenericFunction:
+    """A tf.function (batch,) strings -> logits, the in-graph ids, and, by the model's problem type, either
+    probabilities (softmax) and label (the class name), or, multi-label, probabilities (a sigmoid per label) and
+    selected (bool: each probability at or over its label's threshold, `config.decision_thresholds`).
 
     `logits_fn(input_ids=, attention_mask=, token_type_ids=)` -> (batch, num_labels) logits.
     """
-    names = tf.constant(list(labels), tf.string)
+    names = tf.constant(list(config.labels), tf.string)
+    thresholds = tf.constant(config.decision_thresholds, tf.float32)
 
     def serve_text(text):
         inputs = tokenizer(text)
         logits = logits_fn(**inputs)
-        return {
-            "logits": logits,
-            "probabilities": tf.nn.softmax(logits, axis=-1),
-            "label": tf.gather(names, tf.argmax(logits, axis=-1)),
-            "input_ids": inputs["input_ids"],
-            "attention_mask": inputs["attention_mask"],
-        }
+        out = {"logits": logits, "input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        if config.multi_label:
+            out["probabilities"] = tf.sigmoid(logits)
+            out["selected"] = out["probabilities"] >= thresholds  # (batch, num_labels) bool
+        else:
+            out["probabilities"] = tf.nn.softmax(logits, axis=-1)
+            out["label"] = tf.gather(names, tf.argmax(logits, axis=-1))
+        return out
 
     return tf.function(serve_text, input_signature=[tf.TensorSpec((None,), tf.string, name="text")])
 
@@ -136,9 +140,9 @@ def text_outputs(logits_fn, tokenizer: TextTokenizer, labels) -> tf.types.experi
 class TextBertCNN(tf.Module):
     """A Keras `BertCNN` behind the in-graph tokenizer: strings in (`BertCNN.text_model`).
 
-    `model(["some text", ...])` -> {"logits", "probabilities", "label", "input_ids", "attention_mask"}, all
-    in one TensorFlow graph; the same function `bertcnn export --format saved_model --text` saves as its
-    `serving_text` signature.
+    `model(["some text", ...])` -> {"logits", "probabilities", "label", "input_ids", "attention_mask"} ("selected"
+    in place of "label" for a multi-label model), all in one TensorFlow graph; the same function
+    `bertcnn export --format saved_model --text` saves as its `serving_text` signature.
     """
 
     def __init__(self, model, spec: TextSpec):
@@ -149,7 +153,7 @@ class TextBertCNN(tf.Module):
         def logits(input_ids, attention_mask, token_type_ids):
             return model(input_ids, attention_mask, token_type_ids, training=False)
 
-        self._serve = text_outputs(logits, self.tokenizer, model.config.labels)
+        self._serve = text_outputs(logits, self.tokenizer, model.config)
 
     def __call__(self, texts) -> dict[str, tf.Tensor]:
         if isinstance(texts, str):

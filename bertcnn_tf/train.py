@@ -26,6 +26,7 @@ from keras import ops
 
 from bertcnn_tf.distributed import device_count, pad_for_devices, use_data_parallel
 from bertcnn_tf.dtypes import keep_float64
+from bertcnn_tf.losses import per_row_loss, training_loss
 from bertcnn_tf.model import BertCNN
 from bertcnn_tf.optimizers import TorchAdamW
 from parity.training.loop import Run
@@ -44,12 +45,13 @@ def bucketed(inputs: dict[str, np.ndarray], multiple: int, cap: int, pad_token_i
     The logits (and so the loss and its gradients) do not depend on masked positions: attention
     adds the mask's minimum before the softmax and the pooling skips them.
     """
-    width = inputs["input_ids"].shape[1]
+    width = inputs["input_ids"].shape[-1]  # tokens: the last axis, also of (batch, windows, tokens) documents
     target = min(-(-width // multiple) * multiple, max(cap, width))
     if target == width:
         return inputs
     fill = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0}
-    return {k: np.pad(v, ((0, 0), (0, target - width)), constant_values=fill[k]) for k, v in inputs.items()}
+    return {k: np.pad(v, ((0, 0),) * (v.ndim - 1) + ((0, target - width),), constant_values=fill[k])
+            for k, v in inputs.items()}  # fmt: skip
 
 
 class PlanDataset(keras.utils.PyDataset):
@@ -80,28 +82,43 @@ class PlanDataset(keras.utils.PyDataset):
         config = self.run.start.config  # a bucket of 1 leaves every batch as it is
         return bucketed(inputs, self.bucket, config.max_position_embeddings, config.pad_token_id)
 
+    @property
+    def weighted(self) -> bool:
+        """Batches carry sample weights: micro-batch shares, or class weights (device padding adds its own)."""
+        return self.accum > 1 or self.run.row_weights is not None
+
     def __getitem__(self, i: int):
+        run, dtype = self.run, self.run.recipe.dtype
         if self.accum == 1:
-            inputs, labels = self.run.batch(self.epoch, self.first + i)
-            inputs = self._bucketed(inputs)
-            if self.devices > 1:  # padded to a multiple of the devices; the sample weights keep the exact mean
-                return pad_for_devices(inputs, labels, self.devices, self.run.recipe.dtype)
-            return inputs, labels
-        key = (self.epoch, self.first + i // self.accum)
-        if self._micro is None or self._micro[0] != key:
-            self._micro = (key, self.run.micro(*key))
-        micro, k = self._micro[1], i % self.accum
-        if k < len(micro):
-            inputs, labels, weight = micro[k]
-        else:  # filler: no rows left in this update
-            inputs, labels, weight = {n: v[:1] for n, v in micro[0][0].items()}, micro[0][1][:1], 0.0
+            inputs, labels = run.batch(self.epoch, self.first + i)
+            weight = 1.0
+        else:
+            key = (self.epoch, self.first + i // self.accum)
+            if self._micro is None or self._micro[0] != key:
+                self._micro = (key, run.micro(*key))
+            micro, k = self._micro[1], i % self.accum
+            if k < len(micro):
+                inputs, labels, weight = micro[k]
+            else:  # filler: no rows left in this update
+                inputs, labels, weight = {n: v[:1] for n, v in micro[0][0].items()}, micro[0][1][:1], 0.0
         inputs = self._bucketed(inputs)
-        dtype = self.run.recipe.dtype
-        if self.devices > 1:
+        if run.start.config.multi_label:
+            labels = labels.astype(dtype)  # 0/1 targets of the sigmoid, in the loss's dtype
+        rows = None
+        if run.row_weights is not None:  # class weights: w[y_i] B / sum_j w[y_j], torch's weighted mean (see losses)
+            w_y = np.asarray(run.recipe.class_weights, dtype=np.float64)[labels]
+            rows = w_y * (len(labels) / w_y.sum())
+        if self.devices > 1:  # padded to a multiple of the devices; the sample weights keep the exact mean
             inputs, labels, w = pad_for_devices(inputs, labels, self.devices, dtype)
+        elif not self.weighted:
+            return inputs, labels
         else:
             w = np.ones(len(labels), dtype=dtype)
-        return inputs, labels, (w * np.asarray(weight, dtype=dtype)).astype(dtype)
+        if rows is not None:
+            w = w * np.concatenate([rows, np.ones(len(w) - len(rows))])
+        if weight != 1.0:
+            w = w * np.asarray(weight, dtype=dtype)
+        return inputs, labels, np.asarray(w, dtype=dtype)
 
 
 def _fit_input(dataset: PlanDataset):
@@ -115,24 +132,28 @@ def _fit_input(dataset: PlanDataset):
         return dataset
     import tensorflow as tf
 
-    spec = tf.TensorSpec((None, None), tf.int64)
-    sig = ({k: spec for k in ("input_ids", "attention_mask", "token_type_ids")}, tf.TensorSpec((None,), tf.int64))
-    if dataset.accum > 1:
+    first = dataset[0]  # its ranks: (batch, tokens) or (batch, windows, tokens); labels (batch,) or multi-hot
+    spec = tf.TensorSpec((None,) * first[0]["input_ids"].ndim, tf.int64)
+    labels = tf.TensorSpec((None, *first[1].shape[1:]), first[1].dtype)
+    sig = ({k: spec for k in ("input_ids", "attention_mask", "token_type_ids")}, labels)
+    if dataset.weighted:
         sig = (*sig, tf.TensorSpec((None,), dataset.run.recipe.dtype))
     ds = tf.data.Dataset.from_generator(lambda: (dataset[i] for i in range(len(dataset))), output_signature=sig)
     return ds.apply(tf.data.experimental.assert_cardinality(len(dataset)))
 
 
 class BatchLoss(keras.metrics.Metric):
-    """The mean cross-entropy of the last batch (Keras' `loss` log is a running mean over the epoch)."""
+    """The training loss of the last batch (Keras' `loss` log is a running mean over the epoch)."""
 
-    def __init__(self, name: str = "batch_loss", dtype: str = "float32"):
+    def __init__(self, name: str = "batch_loss", dtype: str = "float32", multi_label: bool = False,
+                 class_weights=None):  # fmt: skip
         super().__init__(name=name, dtype=dtype)
+        self.rows = per_row_loss(multi_label, class_weights)
         self.last = self.add_variable((), initializer="zeros", dtype=dtype, name="last")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        ce = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, self.dtype), from_logits=True)
-        if sample_weight is not None:  # --data-parallel padding: as the loss weighs it
+        ce = self.rows(y_true, ops.cast(y_pred, self.dtype))
+        if sample_weight is not None:  # micro-batch shares, class weights, device padding: as the loss weighs them
             ce = ce * ops.cast(sample_weight, self.dtype)
         self.last.assign(ops.mean(ce))
 
@@ -199,11 +220,13 @@ class KerasTrainer:
         self.model = BertCNN(config, dtype="mixed_bfloat16" if r.mixed_precision == "bf16" else r.dtype)
         self.model.set_canonical_weights({k: np.asarray(v) for k, v in snap.tensors.items()})
         self.optimizer = TorchAdamW.from_recipe(r, self.model, len(run.labels))
+        multi = snap.config.multi_label
+        pos_weight = r.class_weights if multi else None  # single-label class weights travel as sample weights
         self.model.compile(
             optimizer=self.optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=r.dtype),
-            # weighted: Keras gives sample weights (micro-batch shares, device padding) only to these
-            weighted_metrics=[BatchLoss(dtype=r.dtype)],
+            loss=training_loss(multi, pos_weight, r.dtype),
+            # weighted: Keras gives sample weights (micro-batch shares, class weights, device padding) only to these
+            weighted_metrics=[BatchLoss(dtype=r.dtype, multi_label=multi, class_weights=pos_weight)],
             # TensorFlow: a graph per batch shape (reduce_retracing), no XLA, whose
             # recompiles per shape cost more than they save here; JAX: always jitted.
             jit_compile=keras.backend.backend() == "jax",

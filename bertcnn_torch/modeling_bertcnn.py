@@ -93,10 +93,10 @@ class BertCnnHfConfig(PretrainedConfig):
 class BertCnnParts(NamedTuple):
     """What one forward computes: the logits and, for taps, the stages on the way."""
 
-    logits: torch.Tensor  # (B, num_labels)
+    logits: torch.Tensor  # (B, num_labels): one row per text (per document when read as windows)
     encoder: object  # the BertModel output (last_hidden_state, hidden_states when asked)
-    windows: list[torch.Tensor]  # per width k: (B, F, max(T, K) - k + 1) ReLU'd, masked; empty unless `keep`
-    pooled: torch.Tensor  # (B, n_widths * F) max over time, before dropout
+    windows: list[torch.Tensor]  # per width k: (B, F, max(T, K) - k + 1) ReLU'd, masked (B * M rows for windows)
+    pooled: torch.Tensor  # (B, n_widths * F) max over time (over a document's windows too), before dropout
     hidden: torch.Tensor | None  # (B, head_hidden_size) with the Keras seed's dense layer
 
 
@@ -135,15 +135,31 @@ def bert_cnn_forward(
     and ONNX symbolic shape inference stopped at it). The extra windows are then zeroed, so the
     max is exactly that over the windows of the text padded to max(T, K): ReLU output is >= 0,
     and a zero never raises a max of non-negative values.
+
+    A long document read as windows comes as 3-D inputs (batch, windows, tokens), each window
+    `[CLS] ... [SEP]` (Hugging Face's `return_overflowing_tokens` with a `stride`): every window
+    runs through BERT and the CNN on its own, and the max over time extends over the whole
+    document, the elementwise max of its windows' pooled features. A window of all padding (a
+    document with fewer windows than its batch-mates) contributes zeros, which never raise a
+    max of ReLU outputs; BERT sees its first position as a token, so nothing in it is undefined.
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    documents = None
+    if input_ids.dim() == 3:
+        documents = input_ids.shape[:2]
+        input_ids, attention_mask = input_ids.flatten(0, 1), attention_mask.flatten(0, 1)
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids.flatten(0, 1)
+    encoder_mask = attention_mask
+    if documents is not None:  # an all-padding window attends to its first position, never to nothing
+        encoder_mask = torch.cat([torch.ones_like(attention_mask[:, :1]), attention_mask[:, 1:]], dim=1)
     # Positions given, not sliced from BERT's buffer: the slice's length, min(max_position_embeddings, T), is
     # one an ONNX export's shape inference (onnxruntime's, before quantization) cannot equate with T.
     positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
     out = module.bert(
         input_ids=input_ids,
-        attention_mask=attention_mask,
+        attention_mask=encoder_mask,
         token_type_ids=token_type_ids,
         position_ids=positions,
         output_hidden_states=output_hidden_states,
@@ -168,6 +184,9 @@ def bert_cnn_forward(
         # opset 18 on, and onnxruntime's symbolic shape inference (quant_pre_process) then loses its shape.
         pooled.append(c.topk(1, dim=2).values.squeeze(2))  # (B, F) max over time
     features = torch.cat(pooled, dim=1)  # (B, n_widths * F)
+    if documents is not None:  # (B * M, P) -> (B, P): the max over every window of each document
+        present = (attention_mask.sum(dim=1, keepdim=True) > 0).to(features.dtype)
+        features = (features * present).unflatten(0, documents).topk(1, dim=1).values.squeeze(1)
     dense = module.dropout(features)
     hidden_out = None
     if module.hidden is not None:

@@ -59,14 +59,18 @@ def logits(config, tensors, batches) -> list[np.ndarray]:
 
 
 def grads(config, tensors, inputs, labels, dtype: str = "float32", device: str = "cpu"):
-    """d(mean cross-entropy)/d(every weight), dropout off, canonical names: (grads, loss).
+    """d(mean cross-entropy; multi-label: BCE)/d(every weight), dropout off, canonical names: (grads, loss).
 
     Weights the loss does not reach (BERT's pooler) get exactly zero.
     """
     model = build(config, tensors, dtype, device)
     model.eval()  # dropout off
     batch = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in inputs.items()}
-    loss = F.cross_entropy(model(**batch), torch.from_numpy(np.asarray(labels)).to(device))
+    y = torch.from_numpy(np.asarray(labels)).to(device)
+    logits = model(**batch)
+    # The model's own loss (`parity.training.objective`): softmax cross-entropy, or BCE for a multi-label model.
+    loss = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype)) if config.multi_label \
+        else F.cross_entropy(logits, y)  # fmt: skip
     loss.backward()
     out = {}
     for name, p in model.named_parameters():

@@ -64,6 +64,8 @@ class TorchTrainer:
         self.net = D.wrap(self.model, self.world) if self.world.distributed else self.model  # DDP under torchrun
         if self.world.distributed:  # every rank stops after the same update (a SIGTERM reaches each at its own time)
             run.agree = lambda flag: D.any_rank(flag, self.world, device)
+        cw = r.class_weights
+        self.class_weights = None if cw is None else torch.tensor(cw, dtype=self.dtype, device=device)
         self.groups = param_groups(self.model, r.weight_decay)
         groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in self.groups]
         self.optimizer = torch.optim.AdamW(groups, lr=r.lr, betas=r.betas, eps=r.eps, weight_decay=r.weight_decay)
@@ -110,6 +112,21 @@ class TorchTrainer:
         return Snapshot(s.config, self.weights(), self.moments() if state.step else {}, s.recipe, state,
                         {}, list(self.run.metrics))  # fmt: skip
 
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """torch's own losses (`parity.training.objective`): `cross_entropy(weight=)` for one label per text,
+        `binary_cross_entropy_with_logits(pos_weight=)` for a set of labels, means over rows (and labels)."""
+        if self.run.start.config.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), pos_weight=self.class_weights)
+        return F.cross_entropy(logits, y, weight=self.class_weights)
+
+    def _share_scale(self, mine: D.Share, labels: np.ndarray) -> float:
+        """This rank's factor W s_r / S: s_r, S the sums of the rows' weights in its share and in the batch."""
+        weights = self.run.row_weights
+        if weights is None or not mine.size or not self.world.distributed:
+            return mine.loss_scale
+        rows = np.asarray(self.run.start.recipe.class_weights, dtype=np.float64)[labels]
+        return float(self.world_size * rows[mine.start : mine.stop].sum() / rows.sum())
+
     def _autocast(self):
         """`torch.autocast` to bf16 with `mixed_precision="bf16"`: float32 weights and gradients, bf16 matmuls."""
         on = self.run.recipe.mixed_precision == "bf16"
@@ -141,10 +158,11 @@ class TorchTrainer:
             # DDP reduces gradients on the last micro-batch's backward only.
             sync = self.net.no_sync() if self.world.distributed and k + 1 < len(micro) else contextlib.nullcontext()
             with sync:
-                # The share's mean weighted W n_r / B: DDP's average over ranks is then the global-batch mean.
+                # The share's mean weighted W n_r / B (with class weights: W s_r / S, sums of the rows' weights):
+                # DDP's average over ranks is then the global-batch loss.
                 with self._autocast():  # bf16 compute (--mixed-precision bf16); the loss in the training dtype
                     logits = self.net(**x)
-                loss = F.cross_entropy(logits.to(self.dtype), y) * mine.loss_scale
+                loss = self.loss(logits.to(self.dtype), y) * self._share_scale(mine, labels)
                 if weight != 1.0:
                     loss = loss * weight
                 loss.backward()

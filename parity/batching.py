@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from parity import interrupt
-from parity.tokenize import Tokenizer
+from parity.tokenize import Tokenizer, row_length, row_width
 
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]  # inputs -> (B, num_labels) logits
 
@@ -91,13 +91,13 @@ def predict_encoded(
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """`predict_logits` on rows already tokenised (`Tokenizer.encode_counted`, which also counts truncation)."""
-    batches = plan_batches([len(ids) for ids, _ in encoded], batch_size=batch_size, max_tokens=max_tokens)
+    batches = plan_batches([row_length(row) for row in encoded], batch_size=batch_size, max_tokens=max_tokens)
     out: np.ndarray | None = None
     done = 0
     for idx in batches:
         interrupt.raise_if_requested()  # a swallowed Ctrl-C still stops a long prediction
         rows = [encoded[i] for i in idx]
-        width = max(len(ids) for ids, _ in rows)
+        width = max(row_width(row) for row in rows)
         pad_to = bucket_width(width, pad_multiple, tokenizer.max_length) if pad_multiple else None
         logits = np.asarray(forward(tokenizer.pad(rows, pad_to=pad_to)))
         if out is None:

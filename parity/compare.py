@@ -100,6 +100,7 @@ def compare_taps(
 ) -> RunResult:
     """Compare every tap of `config`; hidden states on real tokens only."""
     real = np.asarray(attention_mask).astype(bool)
+    real = real.reshape(-1, real.shape[-1])  # documents read as windows: the encoder sees (batch x windows) rows
     result = RunResult(dtype=dtype, device=device, backend=backend)
     for name in tap_names(config):
         a, b = _pair(reference, candidate, name)

@@ -34,8 +34,14 @@ HF_IDENTITY = {
 }
 # What Hugging Face's `save_pretrained` adds to our keys: bookkeeping, or said by the weights themselves.
 _HF_BOOKKEEPING = ("architectures", "auto_map", "transformers_version", "dtype", "torch_dtype")
-# The loss bertcnn trains and Hugging Face's forward picks for integer labels: softmax cross-entropy.
+# Problem types, Hugging Face's names (`PretrainedConfig.problem_type`; DESIGN decision 22): one label per text
+# (softmax cross-entropy, what HF's forward picks for integer labels), or a set of labels per text (a sigmoid per
+# label, binary cross-entropy with logits, mean over labels and rows).
 SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
+# A multi-label model predicts every label whose sigmoid probability reaches this, unless its config has its own.
+DEFAULT_THRESHOLD = 0.5
 
 # Room a BERT text needs besides its words: [CLS] and [SEP]. A reading length below it holds no text.
 SPECIAL_TOKENS_ROOM = 2
@@ -97,6 +103,14 @@ class BertCnnConfig:
     # Class names by id; JSON carries them as Hugging Face's `id2label`/`label2id`.
     label_names: tuple[str, ...] | None = None
     max_seq_length: int | None = None
+    problem_type: str = SINGLE_LABEL
+    # Multi-label: per-label probability thresholds (`train --tune-thresholds`); None: DEFAULT_THRESHOLD for all.
+    thresholds: tuple[float, ...] | None = None
+    # How the model reads a text longer than max_seq_length, like the length itself part of the model (decision 19):
+    # None: cut there; an integer: whole, as windows repeating that many tokens (`train --long-text windows`),
+    # at most `max_windows` of them (None: all).
+    window_stride: int | None = None
+    max_windows: int | None = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; the dataclass is frozen and hashable, so store a tuple.
@@ -166,6 +180,27 @@ class BertCnnConfig:
                 _fail("`label_names` must be distinct", names)
             if len(names) != self.num_labels:
                 _fail(f"`label_names` must name every one of num_labels={self.num_labels} classes", names)
+        if self.problem_type not in PROBLEM_TYPES:
+            _fail(f"`problem_type` must be one of {PROBLEM_TYPES} (Hugging Face's names)", self.problem_type)
+        t = self.thresholds
+        if isinstance(t, list):
+            object.__setattr__(self, "thresholds", t := tuple(t))
+        if t is not None:
+            if self.problem_type != MULTI_LABEL:
+                _fail("`thresholds` apply to a multi-label model (problem_type multi_label_classification)", t)
+            if not isinstance(t, tuple) or len(t) != self.num_labels:
+                _fail(f"`thresholds` must be null or one number per label (num_labels={self.num_labels})", t)
+            if not all(_is_number(x) and 0.0 <= x <= 1.0 for x in t):
+                _fail("`thresholds` must be probabilities in [0, 1]", t)
+        self._check_windows()
+
+    def _check_windows(self) -> None:
+        stride, cap = self.window_stride, self.max_windows
+        if stride is not None and (not _is_int(stride) or not 0 <= stride <= self.reading_length - 3):
+            _fail(f"`window_stride` must be null (long texts cut) or an integer from 0 to max_seq_length - 3 = "
+                  f"{self.reading_length - 3} ([CLS], [SEP] and one new token per window)", stride)  # fmt: skip
+        if cap is not None and (stride is None or not _is_int(cap) or cap < 1):
+            _fail("`max_windows` must be null or, with `window_stride`, a positive integer", cap)
 
     # -- derived sizes -------------------------------------------------------
     @property
@@ -187,6 +222,21 @@ class BertCnnConfig:
         return self.max_position_embeddings if self.max_seq_length is None else self.max_seq_length
 
     @property
+    def multi_label(self) -> bool:
+        """Several labels per text: sigmoid outputs and binary cross-entropy (`problem_type`)."""
+        return self.problem_type == MULTI_LABEL
+
+    @property
+    def decision_thresholds(self) -> tuple[float, ...]:
+        """Per-label probability thresholds of a multi-label model: its own, else DEFAULT_THRESHOLD each."""
+        return self.thresholds or (DEFAULT_THRESHOLD,) * self.num_labels
+
+    @property
+    def windows(self) -> tuple[int, int | None] | None:
+        """(stride, max_windows) when the model reads long texts as windows, else None (cut at its length)."""
+        return None if self.window_stride is None else (self.window_stride, self.max_windows)
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """Class names by id; the ids themselves ("0", "1", ...) when the checkpoint names none."""
         return self.label_names or tuple(str(i) for i in range(self.num_labels))
@@ -197,8 +247,12 @@ class BertCnnConfig:
         d = dataclasses.asdict(self)
         d["kernel_sizes"] = list(self.kernel_sizes)
         names = d.pop("label_names")
-        if d["max_seq_length"] is None:  # not recorded: the key stays out, as in every config written before it
-            del d["max_seq_length"]
+        for key, default in (("max_seq_length", None), ("problem_type", SINGLE_LABEL), ("thresholds", None),
+                             ("window_stride", None), ("max_windows", None)):  # fmt: skip
+            if d[key] == default:  # the default stays out of the file, as in every config written before the key
+                del d[key]
+        if "thresholds" in d:
+            d["thresholds"] = list(d["thresholds"])
         if names is not None:
             d["id2label"] = {str(i): n for i, n in enumerate(names)}
             d["label2id"] = {n: i for i, n in enumerate(names)}
@@ -214,6 +268,14 @@ class BertCnnConfig:
         if not isinstance(d, dict):
             raise ValueError(f"A BertCnnConfig must be built from a JSON object (dict). Received: {d!r}")
         d = _without_hf_keys(d)
+        problem = d.pop("problem_type", None)
+        if problem not in (None, *PROBLEM_TYPES):
+            raise ValueError(
+                f"problem_type must be {SINGLE_LABEL!r} (softmax cross-entropy), {MULTI_LABEL!r} (a sigmoid per "
+                f"label, binary cross-entropy) or absent (single-label). Received: problem_type={problem!r}"
+            )
+        if problem is not None:
+            d["problem_type"] = problem
         if "label_names" in d:
             raise ValueError(
                 "label names are stored as Hugging Face's id2label/label2id, not label_names. "
@@ -279,12 +341,6 @@ def _without_hf_keys(d: dict[str, Any]) -> dict[str, Any]:
             f"This config.json is a Hugging Face {model_type!r} model's, not a bertcnn checkpoint's (model_type "
             f"{MODEL_TYPE!r}); for a BERT, use BertCnnConfig.from_hf_config (`bertcnn init CK --backbone DIR`). "
             f"Received: model_type={model_type!r}"
-        )
-    problem = d.pop("problem_type", None)
-    if problem not in (None, SINGLE_LABEL):
-        raise ValueError(
-            f"problem_type must be {SINGLE_LABEL!r} (softmax cross-entropy, what bertcnn trains) or absent. "
-            f"Received: problem_type={problem!r}"
         )
     for key in _HF_BOOKKEEPING:
         d.pop(key, None)

@@ -39,11 +39,14 @@ def check_inputs(
     config: BertCnnConfig,
 ) -> None:
     ids = np.asarray(input_ids)
-    if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 1:
-        raise ValueError(f"`input_ids` must be a non-empty 2-D (batch, seq_len) array. Received: shape {ids.shape}")
+    if ids.ndim not in (2, 3) or 0 in ids.shape:
+        raise ValueError(
+            "`input_ids` must be a non-empty 2-D (batch, seq_len) array, or 3-D (batch, windows, seq_len) for long "
+            f"documents read as windows. Received: shape {ids.shape}"
+        )
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"`input_ids` must hold integer token ids. Received: dtype {ids.dtype}")
-    seq_len = ids.shape[1]
+    seq_len = ids.shape[-1]
     if seq_len > config.max_position_embeddings:
         raise ValueError(
             f"Sequence length {seq_len} exceeds max_position_embeddings={config.max_position_embeddings}; "
@@ -56,11 +59,13 @@ def check_inputs(
             raise ValueError(
                 f"`attention_mask` must hold only 0 (padding) and 1 (token). Received: values {np.unique(mask)[:8]}"
             )
-        empty = np.flatnonzero(mask.sum(axis=1) == 0)
+        # A document's later windows may be all padding (its batch-mates have more); its first one may not.
+        first = mask if mask.ndim == 2 else mask[:, 0]
+        empty = np.flatnonzero(first.sum(axis=1) == 0)
         if empty.size:
             raise ValueError(
-                "Every row needs at least one real token (attention_mask 1); an all-padding row has no "
-                f"defined output. Received: all-padding rows {empty.tolist()[:8]}"
+                "Every row needs at least one real token (attention_mask 1; a document: in its first window); an "
+                f"all-padding row has no defined output. Received: all-padding rows {empty.tolist()[:8]}"
             )
     if token_type_ids is not None:
         tt = _same_shape("token_type_ids", token_type_ids, ids.shape)
@@ -100,8 +105,11 @@ def random_batch(config: BertCnnConfig, lengths, seed: int = 0, width: int | Non
 
 
 def seeded_labels(config: BertCnnConfig, batch: int, seed: int = 0) -> np.ndarray:
-    """Seeded class ids for the gradient and training checks (seed + 1: not the head's stream)."""
-    return np.random.default_rng(seed + 1).integers(0, config.num_labels, size=batch).astype(np.int64)
+    """Seeded class ids for the gradient and training checks (seed + 1: not the head's stream); a multi-label model:
+    a seeded (batch, num_labels) 0/1 matrix."""
+    size = (batch, config.num_labels) if config.multi_label else batch
+    high = 2 if config.multi_label else config.num_labels
+    return np.random.default_rng(seed + 1).integers(0, high, size=size).astype(np.int64)
 
 
 def sample_inputs(
@@ -111,10 +119,14 @@ def sample_inputs(
     seed: int = 0,
     texts: Sequence[str] | None = None,
     notes: list[str] | None = None,
+    max_length: int | None = None,
+    windows: tuple[int, int | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Tokenised `texts` (default `SENTENCES`); seeded random ids when the checkpoint carries no tokenizer.
 
-    Both at most `config.reading_length` tokens: what the model reads (`max_seq_length` when recorded).
+    Both at most `max_length` tokens (default `config.reading_length`: what the model reads, `max_seq_length`
+    when recorded). `windows` (stride, max_windows): each text read whole as windows of that length, (batch,
+    windows, tokens) inputs.
 
     A truncation note goes to `notes` when given, else to stderr.
     """
@@ -125,15 +137,23 @@ def sample_inputs(
             f"`bertcnn port {tokenizer_dir} NEW_DIR --tokenizer HF_BERT_DIR` and report on NEW_DIR. "
             f"Received: {len(texts)} texts"
         )
+    if windows is not None and not has_tokenizer:
+        raise ValueError(f"--long-text windows reads texts, and {tokenizer_dir} has no tokenizer.json; pass "
+                         "--tokenizer DIR. Received: --long-text windows")  # fmt: skip
     if has_tokenizer:
-        tok = Tokenizer(tokenizer_dir, max_length=config.reading_length, pad_token_id=config.pad_token_id)
+        tok = Tokenizer(tokenizer_dir, max_length=max_length or config.reading_length, pad_token_id=config.pad_token_id)
+        if windows is not None:
+            tok.windows(*windows)
         encoded, truncated = tok.encode_counted(list(texts or SENTENCES))
-        if truncated:
+        if truncated and windows is not None:
+            note = f"note: {truncated} of {len(encoded)} texts were cut to {tok.max_windows} windows (--max-windows)"
+            print(note, file=sys.stderr) if notes is None else notes.append(note.removeprefix("note: "))
+        elif truncated:
             note = truncation_note(truncated, len(encoded), tok.max_length, config)
             if notes is None:
                 print(note, file=sys.stderr)
             else:
                 notes.append(note.removeprefix("note: "))
         return tok.pad(encoded)
-    lengths = [min(n, config.reading_length) for n in (29, 6, 3, 25, 18, 17, 4)]
+    lengths = [min(n, max_length or config.reading_length) for n in (29, 6, 3, 25, 18, 17, 4)]
     return random_batch(config, lengths, seed=seed)

@@ -152,3 +152,18 @@ def cross_device_checks(ref_cache: dict, keras_arrays: dict, w: Subject) -> list
         run.check = "cpu-vs-cuda"
         runs.append(run)
     return runs
+
+
+def describe_inputs(w: Subject, *, yours: bool) -> str:
+    """What the runs compare on, said as it is: real tokenised texts, or seeded random ids."""
+    if w.inputs["input_ids"].ndim == 3:
+        n, m, t = w.inputs["input_ids"].shape
+        windows = (w.inputs["attention_mask"].sum(-1) > 0).sum(1).tolist()
+        return (f"inputs: {n} texts{' (yours)' if yours else ''} read as windows of up to {t} tokens, {m} windows "
+                f"at most (windows per text {windows})")  # fmt: skip
+    n, t = w.inputs["input_ids"].shape
+    lengths = w.inputs["attention_mask"].sum(1).tolist()
+    if not w.tokenized:
+        return (f"inputs: {n} rows of seeded random token ids ({w.source} has no tokenizer; pass --tokenizer DIR "
+                f"to compare on real text), padded to {t} (real lengths {lengths})")  # fmt: skip
+    return f"inputs: {n} texts{' (yours)' if yours else ''}, padded to {t} tokens (real lengths {lengths})"

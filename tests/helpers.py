@@ -334,6 +334,37 @@ def recipe(dtype: str = "float64", **changes):
     return TrainingRecipe(**{**base, **changes})
 
 
+# Issue 30's problems on the tiny setup's rows: odd, distinct weights, so a weight read in the wrong order shows.
+CLASS_WEIGHTS = (0.5, 2.0, 3.0)
+POS_WEIGHT = (1.0, 2.5, 0.3)
+TASKS = ("weighted", "multi", "windows")
+
+
+def task_setup(kind: str, seed: int = 0):
+    """(setup, class weights) for one of issue 30's problems on `tiny_setup(seed)`'s model and rows.
+
+    "weighted": single-label, class weights; "multi": multi-label (a seeded 0/1 matrix), pos_weight per label;
+    "windows": each row a `Document` of windows (9 tokens, stride 3, 1-4 windows), single-label, class weights.
+    """
+    from parity.tokenize import Document
+
+    config, tensors, encoded, labels = tiny_setup(seed)
+    rng = np.random.default_rng(seed + 11)
+    if kind == "weighted":
+        return (config, tensors, encoded, labels), CLASS_WEIGHTS
+    if kind == "multi":
+        multi = rng.integers(0, 2, size=(len(labels), config.num_labels)).astype(np.int64)
+        return (config.replace(problem_type="multi_label_classification"), tensors, encoded, multi), POS_WEIGHT
+    if kind != "windows":
+        raise ValueError(f"kind must be one of {TASKS}. Received: {kind!r}")
+    docs = []
+    for n in rng.integers(1, 30, size=len(labels)):
+        ids = rng.integers(1, config.vocab_size, size=n)
+        starts = range(0, max(n - 3, 1), 6)  # windows of 9 tokens, each repeating 3 of the one before
+        docs.append(Document((ids[i : i + 9], np.zeros(len(ids[i : i + 9]), np.int64)) for i in starts))
+    return (config, tensors, docs, labels), CLASS_WEIGHTS
+
+
 def make_run(setup, r, framework: str = "torch", **kwargs):
     """A `Run` of `r` from `setup`'s weights, in `framework` (torch or keras)."""
     from parity.training.loop import Run

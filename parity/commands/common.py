@@ -152,6 +152,78 @@ def add_mixed_precision(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_long_text(p: argparse.ArgumentParser, *, default: str | None = None, trains: bool = False) -> None:
+    """--long-text / --stride / --max-windows: how a text longer than --max-length is read."""
+    g = p.add_argument_group("long documents")
+    default_is = (
+        "truncate; windows are recorded in DIR's config.json, and every reader reads so"
+        if trains
+        else "as the model reads, recorded by `train --long-text windows` in its config.json; else truncate"
+    )
+    g.add_argument(
+        "--long-text",
+        choices=("truncate", "windows"),
+        default=default,
+        help="a text longer than --max-length tokens: cut there (truncate), or read whole as overlapping windows "
+        "of --max-length tokens, each [CLS] ... [SEP] (Hugging Face's return_overflowing_tokens), the CNN's max "
+        f"over time taken over all of them (default: {default_is})",
+    )
+    g.add_argument(
+        "--stride",
+        type=non_negative,
+        default=None,
+        metavar="N",
+        help="windows: tokens each window repeats from the one before, Hugging Face's stride (default: the model's "
+        "recorded stride, else 0)",
+    )
+    g.add_argument(
+        "--max-windows",
+        type=positive,
+        default=None,
+        metavar="M",
+        help="windows: at most M per text; the rest is cut and counted, like truncation (default: the model's "
+        "recorded cap, else all)",
+    )
+
+
+def resolve_long_text(long_text: str | None, stride: int | None = None, max_windows: int | None = None,
+                      config=None) -> tuple[int, int | None] | None:  # fmt: skip
+    """(stride, max_windows) to read long texts as windows, None to cut them: `long_text` ("truncate"/"windows"),
+    else as `config`'s model reads (its `windows`, recorded by `train --long-text windows`); `stride` and
+    `max_windows` override the recorded ones and are refused where texts are cut."""
+    recorded = None if config is None else config.windows
+    mode = long_text or ("windows" if recorded else "truncate")
+    if mode != "windows":
+        given = [f for f, v in (("--stride", stride), ("--max-windows", max_windows)) if v is not None]
+        if given:
+            verb = "shape" if len(given) > 1 else "shapes"
+            whose = "" if long_text else " (the model reads long texts cut at its length)"
+            raise UsageError(f"{' and '.join(given)} {verb} the windows of --long-text windows{whose}; add it, or drop "
+                             f"{' and '.join(given)}. Received: {' '.join(given)} with --long-text "
+                             f"{long_text or 'truncate'}")  # fmt: skip
+        return None
+    if recorded:  # windows as recorded, refined by what was given
+        rs, rm = recorded
+        return (rs if stride is None else stride), (rm if max_windows is None else max_windows)
+    return stride or 0, max_windows
+
+
+def long_text_options(args: argparse.Namespace, config=None) -> tuple[int, int | None] | None:
+    """`resolve_long_text` for a command's --long-text/--stride/--max-windows and its model's config."""
+    return resolve_long_text(args.long_text, args.stride, args.max_windows, config)
+
+
+def non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
+    return value
+
+
 def source_needs(path: str | None, why: str) -> list[tuple[str, str, str]]:
     """(module, why, extra) that reading or writing weights at `path` needs, by its format."""
     if not path or path == "-":

@@ -83,6 +83,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "input text), tokenizing exactly as the checkpoint's tokenizer.json (BERT WordPiece); needs TF Text / "
         "onnxruntime-extensions (the serving extra); not for litert",
     )
+    p.add_argument(
+        "--long-text",
+        choices=("truncate",),
+        default=None,
+        help="a model trained with --long-text windows reads a long text whole, as windows, which an export's "
+        "(batch, tokens) graph cannot hold; truncate exports it reading long texts cut at its length, recorded in "
+        "the export's config.json (without it, such a model is refused)",
+    )
     p.add_argument("--verify", action="store_true", help="check the written artifact like `report --artifact`")
     p.add_argument("--force", action="store_true", help=FORCE_FOLDER_HELP.format(what="an existing OUT"))
 
@@ -99,8 +107,12 @@ def export(
     tokenizer: str | None = None,
     quantize: str | None = None,
     text: bool = False,
+    long_text: str | None = None,
 ) -> Manifest:
-    """Write the export directory `out` (atomically) from the `framework` build of `checkpoint`."""
+    """Write the export directory `out` (atomically) from the `framework` build of `checkpoint`.
+
+    `long_text="truncate"`: a model that reads long texts as windows is exported reading them cut (refused without).
+    """
     framework = framework or SOURCES[fmt][0]
     if framework not in SOURCES[fmt]:
         raise ValueError(
@@ -120,7 +132,7 @@ def export(
             f"float32. Received: --text --quantize {quantize}"
         )
     with claim(out, flag="OUT", kind=DIR, inputs=[checkpoint, config, tokenizer], force=force) as dest:
-        return _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize, text)
+        return _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize, text, long_text)
 
 
 # LiteRT has no kernels for the tokenizer's string ops (only TF Text's FastWordpieceTokenizer has one); what
@@ -146,9 +158,10 @@ def _text_spec(source, cfg, tokenizer):
     return read_text_spec(where, cfg.reading_length, cfg.pad_token_id)
 
 
-def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize, text=False) -> Manifest:
+def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize, text=False,
+            long_text=None) -> Manifest:  # fmt: skip
     source = read_weights(checkpoint, config=config)
-    cfg = source.config
+    cfg = _reading(source.config, checkpoint, long_text)
     digest = sha256_file(source.weights_file)
     spec = _text_spec(source, cfg, tokenizer) if text else None  # refused before anything is written
     with dest.staged("export") as tmp:
@@ -163,7 +176,10 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
             float_path.unlink()
         else:
             info = builds.runtime(framework).export(cfg, source.tensors, fmt, model_path, opset=opset)
-        inputs, outputs = text_specs(cfg.num_labels) if spec and fmt == "onnx" else tensor_specs(cfg.num_labels)
+        if spec and fmt == "onnx":
+            inputs, outputs = text_specs(cfg.num_labels, multi_label=cfg.multi_label)
+        else:
+            inputs, outputs = tensor_specs(cfg.num_labels, multi_label=cfg.multi_label)
         manifest = Manifest(
             format=fmt,
             framework=framework,
@@ -176,10 +192,28 @@ def _export(checkpoint, fmt, dest, framework, opset, config, tokenizer, quantize
             quantize=info.get("quantize"),
             versions=library_versions(),
             max_seq_length=cfg.max_seq_length,
+            problem_type=cfg.problem_type,
+            thresholds=None if cfg.thresholds is None else list(cfg.thresholds),
             text=spec is not None,
         )
         write_sidecars(tmp, cfg, manifest, tokenizer_from=tokenizer or source.tokenizer_dir)
     return manifest
+
+
+def _reading(cfg, checkpoint, long_text):
+    """The config the export records: a model that reads long texts as windows only with --long-text truncate."""
+    if cfg.windows is None:
+        return cfg
+    if long_text != "truncate":
+        cap = "" if cfg.max_windows is None else f" --max-windows {cfg.max_windows}"
+        raise ValueError(
+            f"{checkpoint} reads a text longer than {cfg.reading_length} tokens whole, as windows (trained with "
+            f"--long-text windows --stride {cfg.window_stride}{cap}, recorded in its config.json); an export's graph "
+            "takes (batch, tokens) and would cut such texts, giving other answers: pass --long-text truncate to "
+            "export it reading them cut (its config.json says so), or serve the checkpoint itself. Received: a "
+            f"windows model, window_stride={cfg.window_stride}"
+        )
+    return cfg.replace(window_stride=None, max_windows=None)
 
 
 def _export_text(framework, cfg, tensors, fmt, model_path, opset, spec) -> dict:
@@ -189,7 +223,7 @@ def _export_text(framework, cfg, tensors, fmt, model_path, opset, spec) -> dict:
     from parity.serving.onnx_text import add_text
 
     info = builds.runtime(framework).export(cfg, tensors, fmt, model_path, opset=opset)
-    return info | add_text(model_path, spec, cfg.labels)
+    return info | add_text(model_path, spec, cfg.labels, cfg.decision_thresholds if cfg.multi_label else None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,12 +241,14 @@ def run(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         quantize=args.quantize,
         text=args.text,
+        long_text=args.long_text,
     )
     files = sorted(p.name for p in Path(args.out).iterdir() if p.name != MARKER)
     opset = f", opset {manifest.opset}" if manifest.opset else ""
     opset += f", {manifest.quantize} weights" if manifest.quantize else ""
     opset += f", max_seq_length {manifest.max_seq_length}" if manifest.max_seq_length else ""
     opset += ", strings in (tokenizer in the graph)" if manifest.text else ""
+    opset += ", long texts cut (the model was trained reading windows)" if args.long_text else ""
     print(f"wrote {args.out}: {manifest.format} from the {manifest.framework} build{opset}; {', '.join(files)}")
     if not args.verify:
         return 0

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from parity.commands.common import EXIT_OK, FORCE_FOLDER_HELP, UsageError, csv_ints, label_list, positive, require
+from parity.config import MULTI_LABEL, SINGLE_LABEL
 from parity.io.backbone import EMBEDDED_ID, backbone_checkpoint, embedded_backbone_dir
 from parity.io.checkpoint import CONFIG_NAME, Card, write_checkpoint_files
 from parity.io.destination import DIR, claim
@@ -56,6 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="max-pool over padding too, exactly as the seeds (default: windows touching padding are left out)",
     )
+    p.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="several labels per text (problem_type multi_label_classification in config.json, Hugging Face's "
+        "name): a sigmoid per label, binary cross-entropy; predict gives the labels over a threshold "
+        "(default: one label per text, softmax)",
+    )
     p.add_argument("--head-seed", type=int, default=0, metavar="N", help="seed of the head initialisation (default: 0)")
     p.add_argument(
         "--max-length",
@@ -87,11 +95,11 @@ def _init(args: argparse.Namespace, out) -> int:
             f"Received: --labels {','.join(labels)} --num-labels {args.num_labels}"
         )
     num_labels = len(labels) if labels is not None else (2 if args.num_labels is None else args.num_labels)
-    if num_labels < 2:
+    if num_labels < 2 and not args.multi_label:  # one sigmoid label (a yes/no question) is a multi-label model
         given = f"--labels {','.join(labels)}" if labels else f"--num-labels {num_labels}"
         raise UsageError(
             "a classifier needs at least 2 classes (softmax over one class is always 1); give two or more names or "
-            f"--num-labels 2 or more. Received: {given}"
+            f"--num-labels 2 or more (or --multi-label for labels each answered yes or no). Received: {given}"
         )
     backbone = resolve(args.backbone, revision=args.revision) if args.backbone else embedded_backbone_dir()
     config, tensors, hf = backbone_checkpoint(
@@ -104,6 +112,7 @@ def _init(args: argparse.Namespace, out) -> int:
         head_hidden_size=args.head_hidden_size,
         mask_padding=not args.no_mask_padding,
         max_seq_length=args.max_length,
+        problem_type=MULTI_LABEL if args.multi_label else SINGLE_LABEL,
     )
     if hf.ignored:
         print(f"note: not part of the backbone, left out: {', '.join(hf.ignored)}", file=sys.stderr)
@@ -113,8 +122,9 @@ def _init(args: argparse.Namespace, out) -> int:
         card = Card(source=f"a new CNN head (seed {args.head_seed}) on {on}", base_model=hub_id)
         write_checkpoint_files(tmp, config, tensors, tokenizer_from=backbone, card=card)
     named = f", labels {', '.join(labels)}" if labels else ""
+    kind = f"{num_labels} labels (multi-label)" if args.multi_label else f"{num_labels} classes"
     print(
         f"wrote {dest / CONFIG_NAME} and weights: {len(tensors)} tensors, "
-        f"{sum(v.size for v in tensors.values()):,} parameters, {num_labels} classes{named}"
+        f"{sum(v.size for v in tensors.values()):,} parameters, {kind}{named}"
     )
     return EXIT_OK

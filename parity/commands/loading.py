@@ -57,6 +57,43 @@ def add_max_length(p) -> None:
     )
 
 
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1]. Received: {text!r}")
+    return value
+
+
+def add_threshold(p) -> None:
+    """--threshold: a multi-label model's decision rule (`decision_thresholds`)."""
+    p.add_argument(
+        "--threshold",
+        type=probability,
+        default=None,
+        metavar="P",
+        help="multi-label: predict every label whose sigmoid probability is at least P (default: the model's own "
+        "per-label thresholds, from `train --tune-thresholds`, else 0.5)",
+    )
+
+
+def decision_thresholds(config: BertCnnConfig, threshold: float | None) -> tuple[float, ...] | None:
+    """Per-label thresholds of a multi-label model (--threshold for all, else its own, else 0.5); None: argmax."""
+    if not config.multi_label:
+        if threshold is not None:
+            raise ValueError(
+                "--threshold applies to a multi-label model (problem_type multi_label_classification, a sigmoid per "
+                f"label); this one is single-label and predicts the argmax class. Received: --threshold {threshold}"
+            )
+        return None
+    return (threshold,) * config.num_labels if threshold is not None else config.decision_thresholds
+
+
 def default_max_length(config: BertCnnConfig) -> int:
     """Tokens per text when --max-length is not given (`MAX_LENGTH_RULE`)."""
     return config.reading_length
@@ -123,20 +160,33 @@ class Opened:
     source: str
     forward: Callable[[], Forward]
     export: bool = False
+    windows_ok: bool = True  # takes (batch, windows, tokens) inputs: every checkpoint, no export
     # A `--text` export: texts go in as strings and its own graph tokenizes them (list[str] -> logits).
     text_forward: Callable[[], Callable] | None = None
 
-    def tokenizer(self, tokenizer: str | None, max_length: int | None) -> Tokenizer:
-        """The tokenizer at `max_length`, or by the one default rule (`MAX_LENGTH_RULE`)."""
+    def tokenizer(self, tokenizer: str | None, max_length: int | None,
+                  windows: tuple[int, int | None] | None = None) -> Tokenizer:  # fmt: skip
+        """The tokenizer at `max_length`, or by the one default rule (`MAX_LENGTH_RULE`); `windows` (stride,
+        max_windows): long texts read whole as windows (`Tokenizer.windows`)."""
         if max_length is None:
             max_length = default_max_length(self.config)
         tok = load_tokenizer(self.config, self.tokenizer_dir, self.source, tokenizer, max_length)
+        if windows is not None:
+            if not self.windows_ok:
+                raise ValueError(f"{self.source} is an export, whose graph takes (batch, tokens) inputs; --long-text "
+                                 "windows needs (batch, windows, tokens) inputs: run the checkpoint it was exported "
+                                 "from with --framework torch|keras. Received: --long-text windows")  # fmt: skip
+            tok.windows(*windows)
         note = longer_than_trained(self.config, max_length)
         if note:
             print(note, file=sys.stderr)
         return tok
 
-    def truncation_note(self, truncated: int, total: int, max_length: int) -> str:
+    def truncation_note(self, truncated: int, total: int, max_length: int, max_windows: int | None = None) -> str:
+        if max_windows is not None:
+            many = "window" if max_windows == 1 else "windows"
+            return (f"note: {truncated} of {total} texts needed more than {max_windows} {many} of {max_length} tokens "
+                    f"(--max-windows) and were cut after the first {max_windows}")  # fmt: skip
         return tokenize.truncation_note(truncated, total, max_length, self.config)
 
 
@@ -163,9 +213,9 @@ def open_model(checkpoint: str, framework: str | None, *, config: str | None = N
             if read_manifest(checkpoint).text:
                 text_fwd, fwd, cfg = export_text_forward(checkpoint, threads=threads)
                 return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True,
-                              text_forward=lambda: quiet_first_call(text_fwd))  # fmt: skip
+                              windows_ok=False, text_forward=lambda: quiet_first_call(text_fwd))  # fmt: skip
             fwd, cfg = export_forward(checkpoint, threads=threads)
-        return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True)
+        return Opened(cfg, Path(checkpoint), checkpoint, lambda: quiet_first_call(fwd), export=True, windows_ok=False)
     check_source(command, checkpoint, framework)
     w = read_weights(checkpoint, config=config)  # Keras files too: parity.io reads them without Keras
     if mixed_precision == "bf16":

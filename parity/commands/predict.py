@@ -22,17 +22,28 @@ from parity.commands.common import (
     SOURCE_HELP,
     add_checkpoint,
     add_framework,
+    add_long_text,
     add_mixed_precision,
     add_run_options,
     add_source_options,
+    long_text_options,
     positive,
 )
-from parity.commands.loading import EXPORT_NOTE, EXPORT_SOURCE, add_max_length, check_source, open_model
+from parity.commands.loading import (
+    EXPORT_NOTE,
+    EXPORT_SOURCE,
+    add_max_length,
+    add_threshold,
+    check_source,
+    decision_thresholds,
+    open_model,
+)
 from parity.io.destination import write_file
 from parity.io.outputs import FILE, check_output
 from parity.io.texts import Texts
 from parity.progress import bar, watching
 from parity.training.metrics import softmax
+from parity.training.multilabel import predicted, sigmoid
 
 OUTPUT_HELP = (
     "Output, one line per text in input order (TEXT arguments first, then --file's lines): "
@@ -43,7 +54,13 @@ OUTPUT_HELP = (
     '{"text", "label" (name), "label_id", "logits", "probabilities" (softmax, computed in float64)}. '
     "Lines are printed a few thousand texts at a time, as they are read (--file - works as a filter in a pipe; "
     "a bad line of standard input stops the run there, exit 2, after the results before it). "
-    "A text longer than --max-length tokens is cut; how many were is said on stderr at the end."
+    "A text longer than --max-length tokens is cut; how many were is said on stderr at the end "
+    "(--long-text windows reads it whole, as overlapping windows). "
+    "A multi-label model (problem_type multi_label_classification): LABELS<TAB>PROBABILITIES<TAB>TEXT, where LABELS "
+    "are the names of every label whose sigmoid probability reaches its threshold, joined by commas (empty: none), "
+    "and PROBABILITIES the sigmoid of every label in id order; with --json "
+    '{"text", "labels", "label_ids", "logits", "probabilities" (sigmoid, float64), "thresholds"}. '
+    "Thresholds: --threshold, else the model's own (`train --tune-thresholds`), else 0.5."
 )
 
 
@@ -75,6 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also cap each batch at N padded tokens (rows x longest), so long texts batch smaller",
     )
     add_max_length(p)
+    add_threshold(p)
+    add_long_text(p)
     add_run_options(p)
     add_mixed_precision(p)
 
@@ -82,6 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> None:
     """Everything that can be refused before any work (exit 2, nothing written)."""
     check_source("predict", args.checkpoint, args.framework)
+    if args.long_text == "truncate":  # otherwise the model's config says how it reads; checked once it is open
+        long_text_options(args)
     if args.taps:
         if args.file == "-":
             raise ValueError(
@@ -101,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no texts to predict: give TEXT arguments or --file PATH. Received: nothing")
     model = open_model(args.checkpoint, args.framework, config=args.config, threads=args.threads, taps=bool(args.taps),
                        mixed_precision=args.mixed_precision)  # fmt: skip
+    thresholds = decision_thresholds(model.config, args.threshold)
     if model.text_forward is not None:
-        return _predict_strings(args, texts, model)
-    tokenizer = model.tokenizer(args.tokenizer, args.max_length)
+        return _predict_strings(args, texts, model, thresholds)
+    tokenizer = model.tokenizer(args.tokenizer, args.max_length, long_text_options(args, model.config))
     runs = windows(texts, size=max(WINDOW, 8 * args.batch_size), ready=texts.ready)
     first = next(runs)  # standard input: its first texts (or its end, refused if empty) before the model is built
     forward = model.forward()
@@ -123,23 +145,28 @@ def run(args: argparse.Namespace) -> int:
             )
             names = model.config.labels
             for done, logits in results:
-                lines = (output_line(t, z, names, as_json=args.json) for t, z in zip(done, logits, strict=True))
+                lines = (output_line(t, z, names, as_json=args.json, thresholds=thresholds)
+                         for t, z in zip(done, logits, strict=True))  # fmt: skip
                 sys.stdout.write("".join(lines))
                 sys.stdout.flush()  # a window's results as soon as they exist
     except BrokenPipeError:
         _stdout_gone()  # the reader stopped reading (`| head`): stop too, quietly
         return 0
     if counts.truncated:
-        print(model.truncation_note(counts.truncated, counts.texts, tokenizer.max_length), file=sys.stderr)
+        print(model.truncation_note(counts.truncated, counts.texts, tokenizer.max_length, tokenizer.max_windows),
+              file=sys.stderr)  # fmt: skip
     if args.taps:
         _save_taps(args, forward, tokenizer)
     return 0
 
 
-def _predict_strings(args: argparse.Namespace, texts: Texts, model) -> int:
+def _predict_strings(args: argparse.Namespace, texts: Texts, model, thresholds=None) -> int:
     """A `--text` export: each batch of texts goes in as strings; the artifact's own graph tokenizes them."""
     given = [flag for flag, value in (("--tokenizer", args.tokenizer), ("--max-length", args.max_length),
-                                      ("--max-tokens", args.max_tokens)) if value is not None]  # fmt: skip
+                                      ("--max-tokens", args.max_tokens), ("--stride", args.stride),
+                                      ("--max-windows", args.max_windows)) if value is not None]  # fmt: skip
+    if args.long_text == "windows":
+        given.append("--long-text windows")
     if given:
         raise ValueError(
             f"{args.checkpoint} is a --text export: it tokenizes in its own graph, with the tokenizer and length it "
@@ -159,7 +186,8 @@ def _predict_strings(args: argparse.Namespace, texts: Texts, model) -> int:
                     rows = order[start : start + args.batch_size]
                     logits[rows] = forward([run[i] for i in rows])
                     progress.update(len(rows))
-                lines = (output_line(t, z, names, as_json=args.json) for t, z in zip(run, logits, strict=True))
+                lines = (output_line(t, z, names, as_json=args.json, thresholds=thresholds)
+                         for t, z in zip(run, logits, strict=True))  # fmt: skip
                 sys.stdout.write("".join(lines))
                 sys.stdout.flush()
     except BrokenPipeError:
@@ -195,8 +223,15 @@ def escaped(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def output_line(text: str, logits: np.ndarray, names: tuple[str, ...], *, as_json: bool) -> str:
-    """One text's line: LABEL<TAB>LOGITS<TAB>TEXT, or a JSON object with float64 softmax probabilities."""
+def output_line(text: str, logits: np.ndarray, names: tuple[str, ...], *, as_json: bool,
+                thresholds: tuple[float, ...] | None = None) -> str:  # fmt: skip
+    """One text's line: LABEL<TAB>LOGITS<TAB>TEXT, or a JSON object with float64 softmax probabilities.
+
+    With `thresholds` (a multi-label model): LABELS<TAB>PROBABILITIES<TAB>TEXT, the labels whose sigmoid reaches
+    their threshold.
+    """
+    if thresholds is not None:
+        return _multi_label_line(text, logits, names, thresholds, as_json)
     label = int(np.argmax(logits))
     if not as_json:
         return f"{names[label]}\t{' '.join(f'{x:.6f}' for x in logits)}\t{escaped(text)}\n"
@@ -207,5 +242,22 @@ def output_line(text: str, logits: np.ndarray, names: tuple[str, ...], *, as_jso
         "label_id": label,
         "logits": [float(x) for x in logits],
         "probabilities": [float(x) for x in probabilities],
+    }
+    return json.dumps(record) + "\n"
+
+
+def _multi_label_line(text: str, logits: np.ndarray, names: tuple[str, ...], thresholds, as_json: bool) -> str:
+    probabilities = sigmoid(logits)
+    ids = [int(i) for i in np.flatnonzero(predicted(logits[None], thresholds)[0])]
+    if not as_json:
+        chosen = ",".join(names[i] for i in ids)
+        return f"{chosen}\t{' '.join(f'{p:.6f}' for p in probabilities)}\t{escaped(text)}\n"
+    record = {
+        "text": text,
+        "labels": [names[i] for i in ids],
+        "label_ids": ids,
+        "logits": [float(x) for x in logits],
+        "probabilities": [float(x) for x in probabilities],
+        "thresholds": [float(x) for x in thresholds],
     }
     return json.dumps(record) + "\n"

@@ -26,7 +26,10 @@ from parity.commands.common import (
     EXIT_PARITY,
     SOURCE_HELP,
     add_checkpoint,
+    add_long_text,
     add_source_options,
+    long_text_options,
+    positive,
     require,
     source_needs,
 )
@@ -43,11 +46,13 @@ from parity.suite import (
     backend_error,
     compare_task,
     cross_device_checks,
+    describe_inputs,
     describe_weight_differences,
     judge,
     plan_tasks,
     weight_differences,
 )
+from parity.training.objective import resolve_class_weights
 from parity.training.parity import parity_recipe, train_batches
 
 DTYPES = ("float32", "float64")
@@ -120,6 +125,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also train N AdamW updates (warmup, decay, clipping; dropout off) with the two real trainers "
         "(torch loop, Keras compile/fit) and compare weights and optimizer moments",
     )
+    p.add_argument(
+        "--class-weights",
+        metavar="WEIGHTS",
+        help="balanced or FILE.json, with --train-steps: train with these class weights (multi-label: pos_weight "
+        "per label), as `bertcnn train --class-weights` (balanced: from the report's seeded labels)",
+    )
+    p.add_argument("--max-length", type=positive, default=None, metavar="N",
+                   help="tokens per text compared (default: the length the model reads); with --long-text windows, "
+                        "the window size")  # fmt: skip
+    add_long_text(p)
     p.add_argument("--plot", metavar="FILE.png", help="draw max abs difference per tap, one line per run")
     p.add_argument("--artifact", metavar="OUT", help="check an export directory (bertcnn export) against --checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing --json-out or --plot file")
@@ -167,8 +182,11 @@ def check_outputs(args: argparse.Namespace) -> None:
             )
 
 
-def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=None, tokenizer=None) -> Subject:
-    """A checkpoint (any source `parity.io.read_weights` takes), or the embedded MiniLM with a head from `seed`."""
+def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=None, tokenizer=None,
+                 max_length: int | None = None, windows=None) -> Subject:  # fmt: skip
+    """A checkpoint (any source `parity.io.read_weights` takes), or the embedded MiniLM with a head from `seed`;
+    its texts tokenised at `max_length`, or read as `windows` (stride, max_windows) of that length; `windows` may
+    be a function of the checkpoint's config (how that model reads long texts: `long_text_options`)."""
     if checkpoint is None:
         backbone = embedded_backbone_dir()
         cfg, tensors, _ = backbone_checkpoint(backbone, seed=seed)
@@ -179,7 +197,12 @@ def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=No
         tok_dir = Path(tokenizer) if tokenizer else w.tokenizer_dir
     config = cfg
     tokenized = tok_dir is not None and (tok_dir / "tokenizer.json").is_file()
-    inputs = sample_inputs(config, tok_dir, seed=seed, texts=texts)
+    if max_length is not None and max_length > config.max_position_embeddings:
+        raise ValueError(f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
+                         f"Received: {max_length}")  # fmt: skip
+    if callable(windows):
+        windows = windows(config)
+    inputs = sample_inputs(config, tok_dir, seed=seed, texts=texts, max_length=max_length, windows=windows)
     return Subject(config, tensors, inputs, source, tokenized=tokenized)
 
 
@@ -207,10 +230,16 @@ def run(args: argparse.Namespace) -> int:
                       write_json=(lambda doc: write_json_out(args, doc)) if args.json_out else None)  # fmt: skip
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0. Received: {args.train_steps}")
+    if args.long_text == "truncate":  # otherwise the model's config says how it reads; checked once it is read
+        long_text_options(args)
+    if args.class_weights and not args.train_steps:
+        raise ValueError("--class-weights weighs the loss of the training check: add --train-steps N. "
+                         f"Received: --class-weights {args.class_weights} without --train-steps")  # fmt: skip
     require("report", requirements(args))
     texts = gather_texts(args.texts, args.file, purpose="compare on")
     w = load_subject(args.checkpoint, seed=args.head_seed, texts=texts or None, config=args.config,
-                     tokenizer=args.tokenizer)  # fmt: skip
+                     tokenizer=args.tokenizer, max_length=args.max_length,
+                     windows=lambda cfg: long_text_options(args, cfg))  # fmt: skip
     kw = keras_subject(args, w)
     stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr if args.json else stdout):  # --json: only the JSON on stdout
@@ -229,16 +258,6 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def describe_inputs(w: Subject, *, yours: bool) -> str:
-    """What the runs compare on, said as it is: real tokenised texts, or seeded random ids."""
-    n, t = w.inputs["input_ids"].shape
-    lengths = w.inputs["attention_mask"].sum(1).tolist()
-    if not w.tokenized:
-        return (f"inputs: {n} rows of seeded random token ids ({w.source} has no tokenizer; pass --tokenizer DIR "
-                f"to compare on real text), padded to {t} (real lengths {lengths})")  # fmt: skip
-    return f"inputs: {n} texts{' (yours)' if yours else ''}, padded to {t} tokens (real lengths {lengths})"
-
-
 class Report:
     """One report's state while it runs: the reference cache, the runs, what was skipped or crashed."""
 
@@ -247,8 +266,13 @@ class Report:
         n = w.inputs["input_ids"].shape[0]
         self.labels = seeded_labels(w.config, n, args.head_seed)
         self.train_x = self.train_y = self.train_bs = None
+        self.class_weights = None
         if args.train_steps:
             self.train_x, self.train_y, self.train_bs = train_batches(w.inputs, self.labels, args.train_steps)
+        if args.class_weights:
+            self.class_weights = resolve_class_weights(args.class_weights, self.train_y, w.config.labels,
+                                                       source="the report's seeded labels")  # fmt: skip
+            print(f"class weights: {', '.join(f'{v:.4g}' for v in self.class_weights)}")
         self.skipped: list[dict] = []
         self.errors: list[dict] = []
         self.runs: list[RunResult] = []
@@ -279,7 +303,7 @@ class Report:
                 out = torch_rt.grads(w.config, w.tensors, w.inputs, self.labels, task["dtype"], task["device"])
                 self.ref_cache[key] = out[0]
             else:
-                recipe = parity_recipe(self.train_bs, task["dtype"])
+                recipe = parity_recipe(self.train_bs, task["dtype"], class_weights=self.class_weights)
                 self.ref_cache[key], self.losses[f"torch {task['dtype']}"] = torch_rt.train_parity(
                     w.config, w.tensors, self.train_x, self.train_y, recipe
                 )
@@ -299,7 +323,9 @@ class Report:
                            mixed=self.args.mixed_precision == "bf16")  # fmt: skip
         for task in tasks:
             if task["task"] == "train":
-                task.update(recipe=parity_recipe(self.train_bs, task["dtype"]).to_dict())
+                task.update(
+                    recipe=parity_recipe(self.train_bs, task["dtype"], class_weights=self.class_weights).to_dict()
+                )
         # Tasks share one child per backend; train takes other inputs, so it gets its own call.
         groups = (
             ([t for t in tasks if t["task"] != "train"], self.labels, self.w.inputs),

@@ -37,6 +37,7 @@ from parity.commands.common import (
     positive,
 )
 from parity.commands.train_checks import check_environment, check_tensorboard, claim_out, refuse_conflicts
+from parity.commands.train_tasks import add_task_arguments, check_problem, class_weights, read_data, read_labels
 from parity.commands.train_ui import (
     Interrupts,
     Reporter,
@@ -54,9 +55,7 @@ from parity.io.files import sha256_file
 from parity.io.hub import resolve
 from parity.io.reader import read_weights
 from parity.stderr import quiet_native_stderr
-from parity.tokenize import Tokenizer
-from parity.training.data import read_labelled
-from parity.training.loop import Run, evaluator
+from parity.training.loop import Run
 from parity.training.recipe import TrainingRecipe
 from parity.training.state import (
     STATE_NAME,
@@ -82,8 +81,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_framework(p, required=True, extra="; trains with it (a save resumes in either)")
     p.add_argument("--eval", metavar="FILE", help="held-out labelled file: loss, accuracy, macro-F1 after each epoch")
     add_recipe_arguments(p)
+    add_task_arguments(p)
     p.add_argument("--text-column", default="text", metavar="NAME", help="text column/key (default: text)")
-    p.add_argument("--label-column", default="label", metavar="NAME", help="label column/key (default: label)")
+    p.add_argument("--label-column", default=None, metavar="NAME",
+                   help="label column/key (default: label; labels for a multi-label model)")  # fmt: skip
+    p.add_argument("--label-separator", default="|", metavar="C",
+                   help="multi-label CSV/TSV: the character between a row's labels (default: |)")  # fmt: skip
     p.add_argument("--save-every", type=positive, metavar="N", help="also save every N updates (always: epoch ends)")
     p.add_argument("--resume", action="store_true", help="continue DIR's last save (either framework's)")
     p.add_argument("--force", action="store_true", help=FORCE_FOLDER_HELP.format(what="an existing DIR"))
@@ -195,19 +198,28 @@ def prepare(args: argparse.Namespace, out: Path, world) -> Plan:
     given = given_recipe(args)
     if args.resume:
         start = load_snapshot(out, recover_first=False)  # recovered by `run`, under the lock
+        check_problem(args, start.config)
+        data = None
+        if args.class_weights is not None:  # resolved against the data, then held to the saved numbers
+            data = read_labels(args, start.config)
+            given["class_weights"] = class_weights(args, data)
         _check_resume(args, start, given, sha, main)
         plan = Plan(args, out, world, start, out)
         _check_backend_dtype(args, start.recipe)
         if not start.state.finished:
-            _read_data(plan, start.config, start.recipe)
+            read_data(plan, start.config, start.recipe, data)
         return plan
     w = read_weights(args.checkpoint, config=args.config)  # every source; Keras files need no Keras
+    check_problem(args, w.config)
     if "max_length" not in given and w.config.max_seq_length is not None:
         given["max_length"] = w.config.max_seq_length  # the length the model reads, unless --max-length says
     recipe = TrainingRecipe(**given)
     _check_backend_dtype(args, recipe)
     plan = Plan(args, out, world, None, _tokenizer_dir(args, w))
-    data = _read_data(plan, w.config, recipe)
+    data = read_labels(args, w.config)
+    if args.class_weights is not None:
+        recipe = recipe.replace(class_weights=class_weights(args, data))
+    data = read_data(plan, w.config, recipe, data)
     plan.start = initial_snapshot(w.config, w.tensors, recipe, framework=args.framework, data_sha256=sha,
                                   num_rows=len(plan.encoded))  # fmt: skip
     if w.config.label_names is None and data.named:
@@ -258,39 +270,6 @@ def _check_backend_dtype(args: argparse.Namespace, recipe: TrainingRecipe) -> No
         raise UsageError("float64 training on Keras' JAX backend needs JAX_ENABLE_X64=1 in the environment (JAX "
                          "silently truncates float64 to float32 otherwise). "
                          "Received: JAX_ENABLE_X64 unset")  # fmt: skip
-
-
-def _read_data(plan: Plan, config, recipe: TrainingRecipe):
-    """The training (and held-out) rows, tokenized, into `plan`; returns the training file as read."""
-    args, main = plan.args, plan.main
-    data = read_labelled(args.train, num_labels=config.num_labels, label_names=config.label_names,
-                         text_column=args.text_column, label_column=args.label_column)  # fmt: skip
-    max_length = min(recipe.max_length, config.max_position_embeddings)
-    tok = _tokenizer(plan.tok_dir, max_length, config.pad_token_id)
-    plan.encoded, plan.truncated = tok.encode_counted(list(data.texts))
-    plan.labels = data.labels
-    if main:
-        print(f"train: {plural(len(plan.encoded), 'row')} from {args.train}; {plan.truncated} truncated to "
-              f"{max_length} tokens", file=sys.stderr)  # fmt: skip
-    if args.eval:
-        held = read_labelled(args.eval, num_labels=config.num_labels, label_names=data.label_names,
-                             text_column=args.text_column, label_column=args.label_column)  # fmt: skip
-        held_enc, held_cut = tok.encode_counted(list(held.texts))
-        if main:
-            print(f"eval: {plural(len(held_enc), 'row')} from {args.eval}; {held_cut} truncated", file=sys.stderr)
-            plan.evaluate = evaluator(held_enc, held.labels, data.label_names, batch_size=recipe.batch_size,
-                                      pad_token_id=config.pad_token_id)  # fmt: skip
-    return data
-
-
-def _tokenizer(directory: Path, max_length: int, pad_token_id: int) -> Tokenizer:
-    try:
-        return Tokenizer(directory, max_length=max_length, pad_token_id=pad_token_id)
-    except (ValueError, FileNotFoundError):
-        raise
-    except Exception as e:  # the tokenizers library raises a bare Exception for a damaged file
-        raise ValueError(f"{Path(directory) / 'tokenizer.json'}: not a readable tokenizer ({str(e)[:120]}); expected "
-                         "a tokenizers tokenizer.json. Received: a damaged file") from None  # fmt: skip
 
 
 # -- execute: train, saving as it goes -------------------------------------------------------------------------
@@ -375,4 +354,8 @@ def finish(plan: Plan, final: Snapshot, seconds: float, stopped: bool, signum: i
         kept = kept_line(final)
         if kept:
             print(kept)
+        if final.recipe.tune_thresholds and final.config.thresholds:
+            pairs = zip(final.config.labels, final.config.thresholds, strict=True)
+            chosen = ", ".join(f"{n} {t:.4f}" for n, t in pairs)
+            print(f"thresholds chosen on {args.eval} (saved in {out / 'config.json'}): {chosen}")
     return 0

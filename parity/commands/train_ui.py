@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from parity import interrupt
-from parity.commands.common import EXIT_ABORTED, EXIT_INTERRUPTED, positive
+from parity.commands.common import EXIT_ABORTED, EXIT_INTERRUPTED, non_negative, positive
 from parity.training.recipe import BEST_METRICS, TrainingRecipe
 
 __all__ = [
@@ -56,21 +56,13 @@ _RECIPE_OPTIONS = {
     "keep_best": "keep_best",
     "early_stopping": "early_stopping",
     "mixed_precision": "mixed_precision",
+    "long_text": "long_text",
+    "stride": "stride",
+    "max_windows": "max_windows",
 }
 
 
 # -- argument types: each says what it expected and what it got, as `common.positive` does -------------------------
-def non_negative(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0. Received: {text!r}")
-    return value
-
-
 def _number(text: str, ok, expected: str) -> float:
     try:
         value = float(text)
@@ -165,6 +157,8 @@ def given_recipe(args: argparse.Namespace) -> dict[str, Any]:
         out["shuffle"] = False
     if args.group_by_length is not None:
         out["group_by_length"] = args.group_by_length
+    if args.tune_thresholds:
+        out["tune_thresholds"] = True
     return out
 
 
@@ -298,6 +292,8 @@ def summarize(final, out, seconds: float, truncated: int, framework: str) -> dic
         "early_stopped": final.state.early_stopped,
         "seconds": round(seconds, 3),
         "recipe": final.recipe.to_dict(),
+        "problem_type": final.config.problem_type,
+        "thresholds": None if final.config.thresholds is None else list(final.config.thresholds),
     }
 
 

@@ -34,14 +34,15 @@ EARLIER_EXPORTS: dict[str, frozenset[str]] = {"serve": frozenset({"AssignVariabl
 
 
 # `bertcnn export --format saved_model --text` adds the tokenizer (`bertcnn_tf.text`): these ops beyond the lists
-# above, found by the same test on `--text` exports of the same grid. Allowed only where the manifest says --text.
+# above, found by the same test on `--text` exports of the same grid and a multi-label model. Allowed only where
+# the manifest says --text.
 TEXT_OPS: dict[str, frozenset[str]] = {
     "serve": frozenset({
-        "All", "ArgMax", "Assert", "BroadcastTo", "FastWordpieceTokenizeWithOffsets", "Fill", "Greater", "HashTableV2",
-        "If", "LessEqual", "LookupTableFindV2", "LookupTableImportV2", "Minimum", "OnesLike", "RaggedGather",
-        "RaggedRange", "RaggedTensorToTensor", "RegexSplitWithOffsets", "StaticRegexFullMatch", "StaticRegexReplace",
-        "StringLength", "Tile", "UnicodeDecode", "UnicodeEncode", "UnicodeTranscode", "UnsortedSegmentJoin", "Where",
-        "ZerosLike",
+        "All", "ArgMax", "Assert", "BroadcastTo", "FastWordpieceTokenizeWithOffsets", "Fill", "Greater",
+        "GreaterEqual", "HashTableV2", "If", "LessEqual", "LookupTableFindV2", "LookupTableImportV2", "Minimum",
+        "OnesLike", "RaggedGather", "RaggedRange", "RaggedTensorToTensor", "RegexSplitWithOffsets", "Sigmoid",
+        "StaticRegexFullMatch", "StaticRegexReplace", "StringLength", "Tile", "UnicodeDecode", "UnicodeEncode",
+        "UnicodeTranscode", "UnsortedSegmentJoin", "Where", "ZerosLike",
     }),
 }  # fmt: skip
 

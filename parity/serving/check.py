@@ -113,6 +113,8 @@ def check_artifact(source: Weights, export: str | os.PathLike, reference: Refere
             f"the export was made from other weights: its manifest has sha256 {manifest.source_sha256[:12]}..., "
             f"{source.weights_file} has {ck_hash[:12]}...; compare it with the checkpoint it came from"
         )
+    if ex_config.windows is None:  # a windows model exported with --long-text truncate: its reading is all that differs
+        ck_config = ck_config.replace(window_stride=None, max_windows=None)
     if ex_config.to_dict() != ck_config.to_dict():
         differ = sorted(
             k
@@ -173,6 +175,23 @@ def _text_taps(run, source: Weights, texts, got: dict, reference: Reference) -> 
         for (name, _), ref_ids, ref_logits, out in zip(texts, ids, expected, outs, strict=True):
             run.taps.append(_ids_tap(f"tokens/{name}{suffix}", ref_ids, out, ids_tol.atol))
             run.taps.append(_logits_tap(f"text-logits/{name}{suffix}", ref_logits, out["logits"], logits_tol.atol))
+            if config.multi_label:
+                run.taps.append(_selected_tap(f"text-selected/{name}{suffix}", ref_logits, out["selected"],
+                                              config.decision_thresholds, logits_tol.atol))  # fmt: skip
+
+
+def _selected_tap(name: str, ref_logits, selected, thresholds, atol: float) -> TapResult:
+    """A multi-label `--text` export's `selected`: rows that differ from the reference's sigmoid >= threshold, on
+    the labels whose reference probability is farther from its threshold than the logits bound can move it (a
+    sigmoid moves at most a quarter of its input's change); held to 0."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(ref_logits, np.float64)))
+    t = np.asarray(thresholds, np.float64)
+    b = np.asarray(selected, bool)
+    if b.shape != p.shape:
+        return TapResult(name, list(b.shape), float("inf"), float("inf"), 0.0, False)
+    sure = np.abs(p - t) > atol / 4
+    rows = int(np.sum(np.any(sure & ((p >= t) != b), axis=1)))
+    return TapResult(name, list(b.shape), float(rows), rows / max(len(b), 1), 0.0, rows == 0)
 
 
 def _ids_tap(name: str, ref: dict, out: dict, bound: float) -> TapResult:

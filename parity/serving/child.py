@@ -39,7 +39,7 @@ def run_in_child(
     Keyed by loader: "" for the format's runner, and for a SavedModel also "session" (the
     session loader on `serving_default`) and "session, serving_int32" (int32 inputs). A `--text`
     export also runs each batch of `texts` through its strings interface: `meta["text"]` is
-    {loader: [{"logits", "input_ids", "attention_mask"} per batch]} ("" and, for a SavedModel, "session").
+    {loader: [{"logits", "input_ids", "attention_mask"(, "selected")} per batch]} ("" and, for a SavedModel, "session").
     """
     with tempfile.TemporaryDirectory(prefix="bertcnn-artifact-") as tmp:
         job = Path(tmp)
@@ -68,13 +68,16 @@ def run_in_child(
         with np.load(job / "out.npz", allow_pickle=False) as z:
             logits = {label: [z[f"{j}.{i}"] for i in range(len(batches))] for j, label in enumerate(meta["loaders"])}
             meta["text"] = {
-                label: [{k: z[f"t{j}.{i}.{k}"] for k in _TEXT_SAVED} for i in range(len(texts))]
+                label: [
+                    {k: z[f"t{j}.{i}.{k}"] for k in _TEXT_SAVED if f"t{j}.{i}.{k}" in z.files}
+                    for i in range(len(texts))
+                ]
                 for j, label in enumerate(meta.get("text_loaders", []))
             }
         return logits, meta
 
 
-_TEXT_SAVED = ("logits", "input_ids", "attention_mask")
+_TEXT_SAVED = ("logits", "input_ids", "attention_mask", "selected")  # selected: a multi-label model's
 
 
 def _second_loaders(fmt: str, path: Path, text: bool) -> list[tuple[str, Callable, Callable | None]]:
@@ -108,7 +111,7 @@ def _child(directory: str, job_dir: str) -> int:
         for j, (_, fn) in enumerate(text_loaders):
             for i, batch in enumerate(texts):
                 got = fn(batch)
-                out.update({f"t{j}.{i}.{k}": np.asarray(got[k]) for k in _TEXT_SAVED})
+                out.update({f"t{j}.{i}.{k}": np.asarray(got[k]) for k in _TEXT_SAVED if k in got})
     except (ValueError, FileNotFoundError) as e:
         (job / "error.txt").write_text(str(e).splitlines()[0] if str(e) else type(e).__name__, encoding="utf-8")
         return 3

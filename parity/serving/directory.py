@@ -14,7 +14,7 @@ from parity.config import BertCnnConfig
 from parity.io.checkpoint import CONFIG_NAME, copy_tokenizer
 from parity.io.files import read_json
 from parity.io.formats import config_from
-from parity.serving.manifest import MANIFEST_NAME, Manifest, check_length, read_manifest
+from parity.serving.manifest import MANIFEST_NAME, Manifest, check_decision, check_length, read_manifest
 
 
 def write_sidecars(
@@ -38,5 +38,7 @@ def load_config(directory: str | os.PathLike) -> BertCnnConfig:
     if not path.is_file():
         raise FileNotFoundError(f"The export has no {CONFIG_NAME}; re-export the model. Received: {str(directory)!r}")
     config = config_from(read_json(path, what="the config.json `bertcnn export` writes"), path)
-    check_length(directory, read_manifest(directory), config.max_seq_length)
+    manifest = read_manifest(directory)
+    check_length(directory, manifest, config.max_seq_length)
+    check_decision(directory, manifest, config)
     return config

@@ -34,6 +34,8 @@ SIGNATURE_INT32 = "serving_int32"
 TEXT_SIGNATURE = "serving_text"
 TEXT_INPUT = "text"
 TEXT_OUTPUTS = ("logits", "probabilities", "label", "input_ids", "attention_mask")
+# A multi-label model's: sigmoid probabilities, and `selected` (bool) in place of one label.
+MULTI_LABEL_TEXT_OUTPUTS = ("logits", "probabilities", "selected", "input_ids", "attention_mask")
 # Distributions whose versions are worth knowing when an artifact misbehaves.
 _LIBRARIES = ("numpy", "torch", "onnx", "onnxscript", "onnxruntime", "tensorflow-cpu", "tensorflow", "keras")
 _LIBRARIES += ("tf2onnx", "ai-edge-litert", "tokenizers", "tensorflow-text", "onnxruntime-extensions")
@@ -55,6 +57,10 @@ class Manifest:
     # Tokens per text the model was trained to read ([CLS] and [SEP] included): a server cuts texts there, as
     # the export's tokenizer files do. None: not recorded (the model reads up to its position table).
     max_seq_length: int | None = None
+    # A multi-label model's outputs are read through a sigmoid per label, each compared with its threshold
+    # (`outputs[0]["activation"]` says which function turns logits into probabilities); as in config.json.
+    problem_type: str = "single_label_classification"
+    thresholds: list[float] | None = None
     # `--text`: the artifact takes strings and tokenizes in its graph (TF Text / onnxruntime-extensions).
     text: bool = False
 
@@ -62,11 +68,14 @@ class Manifest:
         return json.dumps(asdict(self), indent=2) + "\n"
 
 
-def tensor_specs(num_labels: int, input_dtypes: tuple[str, ...] = ("int64",)) -> tuple[list[dict], list[dict]]:
-    """The interface every export has: three (batch, sequence) int inputs, (batch, num_labels) float32 logits."""
+def tensor_specs(num_labels: int, input_dtypes: tuple[str, ...] = ("int64",), *,
+                 multi_label: bool = False) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """The interface every export has: three (batch, sequence) int inputs, (batch, num_labels) float32 logits,
+    whose probabilities are their softmax (one label per text) or a sigmoid per label (multi-label)."""
     dtypes = "|".join(input_dtypes)
     inputs = [{"name": n, "dtype": dtypes, "shape": ["batch", "sequence"]} for n in INPUT_NAMES]
-    return inputs, [{"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", num_labels]}]
+    activation = "sigmoid" if multi_label else "softmax"
+    return inputs, [{"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", num_labels], "activation": activation}]
 
 
 def library_versions() -> dict[str, str]:
@@ -138,13 +147,31 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     return m
 
 
-def text_specs(num_labels: int) -> tuple[list[dict], list[dict]]:
-    """The strings interface of a `--text` export: (batch,) strings in; logits, probabilities, label, ids out."""
+def check_decision(directory: str | os.PathLike, manifest: Manifest, config) -> None:
+    """The manifest and the export's config.json name one problem type and the same thresholds."""
+    thresholds = None if config.thresholds is None else list(config.thresholds)
+    if (manifest.problem_type, manifest.thresholds) != (config.problem_type, thresholds):
+        raise ValueError(
+            f"{Path(directory) / MANIFEST_NAME}: problem_type and thresholds disagree with config.json's; both record "
+            "how the model's outputs are read. Re-export the model. Received: manifest "
+            f"{(manifest.problem_type, manifest.thresholds)!r}, config.json {(config.problem_type, thresholds)!r}"
+        )
+
+
+def text_specs(num_labels: int, *, multi_label: bool = False) -> tuple[list[dict], list[dict]]:
+    """The strings interface of a `--text` export: (batch,) strings in; logits, probabilities, label, ids out
+    (multi-label: sigmoid probabilities and `selected`, each label's probability at or over its threshold)."""
     inputs = [{"name": TEXT_INPUT, "dtype": "string", "shape": ["batch"]}]
+    activation = "sigmoid" if multi_label else "softmax"
+    decided = (
+        {"name": "selected", "dtype": "bool", "shape": ["batch", num_labels]}
+        if multi_label
+        else {"name": "label", "dtype": "string", "shape": ["batch"]}
+    )
     outputs = [
-        {"name": "logits", "dtype": "float32", "shape": ["batch", num_labels]},
+        {"name": "logits", "dtype": "float32", "shape": ["batch", num_labels], "activation": activation},
         {"name": "probabilities", "dtype": "float32", "shape": ["batch", num_labels]},
-        {"name": "label", "dtype": "string", "shape": ["batch"]},
+        decided,
         {"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]},
         {"name": "attention_mask", "dtype": "int64", "shape": ["batch", "sequence"]},
     ]

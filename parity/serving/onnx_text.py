@@ -204,12 +204,13 @@ def tokenizer_model(spec: TextSpec, opset: int = OPSET):
     return helper.make_model(graph, opset_imports=opset_imports(opset), ir_version=9)
 
 
-def add_text(path, spec: TextSpec, labels: tuple[str, ...]) -> dict:
+def add_text(path, spec: TextSpec, labels: tuple[str, ...], thresholds: tuple[float, ...] | None = None) -> dict:
     """Rewrite the ids-in ONNX model at `path` to take strings: the tokenizer in front, label names after.
 
     Inputs: `text` (batch,) string. Outputs: `logits`, `probabilities` (softmax), `label` (class name),
-    `input_ids` and `attention_mask` (the in-graph ids). The model's opset is raised to 20 when lower
-    (StringConcat/StringSplit). Returns {"opset": the model's opset}.
+    `input_ids` and `attention_mask` (the in-graph ids). With `thresholds` (a multi-label model's, one per
+    label): `probabilities` are a sigmoid per label and `selected` (bool) replaces `label`. The model's opset
+    is raised to 20 when lower (StringConcat/StringSplit). Returns {"opset": the model's opset}.
     """
     import onnx
     from onnx import TensorProto, helper, version_converter
@@ -226,16 +227,24 @@ def add_text(path, spec: TextSpec, labels: tuple[str, ...]) -> dict:
     g = _Graph("text/")
     out = tokenizer_nodes(g, "text", spec)
     feeds = [helper.make_node("Identity", [out[k]], [k]) for k in TOKEN_OUTPUTS]
-    probs = helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)
-    names = g.const(list(labels), "label_names")
-    top = g.op("ArgMax", ["logits"], axis=-1, keepdims=0)
-    label = helper.make_node("Gather", [names, top], ["label"], axis=0)
-    nodes = [*g.nodes, *feeds, *graph.node, probs, label]
     width = graph.output[0].type.tensor_type.shape.dim[1]
+    wide = ["batch", width.dim_value or "labels"]
+    if thresholds is None:
+        probs = helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)
+        names = g.const(list(labels), "label_names")
+        top = g.op("ArgMax", ["logits"], axis=-1, keepdims=0)
+        decided = helper.make_node("Gather", [names, top], ["label"], axis=0)
+        decision = helper.make_tensor_value_info("label", TensorProto.STRING, ["batch"])
+    else:
+        probs = helper.make_node("Sigmoid", ["logits"], ["probabilities"])
+        cut = g.const(np.asarray(thresholds, np.float32), "thresholds")
+        decided = helper.make_node("GreaterOrEqual", ["probabilities", cut], ["selected"])
+        decision = helper.make_tensor_value_info("selected", TensorProto.BOOL, wide)
+    nodes = [*g.nodes, *feeds, *graph.node, probs, decided]
     outputs = [
-        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", width.dim_value or "labels"]),
-        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", width.dim_value or "labels"]),
-        helper.make_tensor_value_info("label", TensorProto.STRING, ["batch"]),
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, wide),
+        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, wide),
+        decision,
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
     ]

@@ -22,6 +22,7 @@ from parity.serving.directory import load_config
 from parity.serving.graph_check import check_saved_model
 from parity.serving.manifest import (
     INPUT_NAMES,
+    MULTI_LABEL_TEXT_OUTPUTS,
     OUTPUT_NAME,
     SIGNATURE,
     TEXT_INPUT,
@@ -75,16 +76,21 @@ def _need(module: str, fmt: str, text: bool = False):
 def _decoded(out: dict) -> dict[str, np.ndarray]:
     """Class names as str (TensorFlow gives bytes)."""
     out = dict(out)
-    out["label"] = np.array([x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in out["label"]], object)
+    if "label" in out:
+        out["label"] = np.array([x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in out["label"]], object)
     return out
 
 
-def _text_outputs(path: Path, outputs: Sequence[str]) -> None:
-    if sorted(outputs) != sorted(TEXT_OUTPUTS):
-        raise ValueError(
-            f"{path} does not have the --text interface: outputs {list(TEXT_OUTPUTS)}; re-export it with "
-            f"`bertcnn export --text`. Received: outputs {sorted(outputs)}"
-        )
+def _text_outputs(path: Path, outputs: Sequence[str]) -> tuple[str, ...]:
+    """The --text interface's output names `outputs` hold (a single- or a multi-label model's), else refused."""
+    for names in (TEXT_OUTPUTS, MULTI_LABEL_TEXT_OUTPUTS):
+        if sorted(outputs) == sorted(names):
+            return names
+    raise ValueError(
+        f"{path} does not have the --text interface: outputs {list(TEXT_OUTPUTS)} (multi-label: "
+        f"{list(MULTI_LABEL_TEXT_OUTPUTS)}); re-export it with `bertcnn export --text`. Received: outputs "
+        f"{sorted(outputs)}"
+    )
 
 
 _LOADED: list = []  # the extensions' library, loaded once and kept
@@ -131,7 +137,7 @@ class OnnxRunner:
         if text:
             if inputs != [TEXT_INPUT]:
                 _text_outputs(path, [])
-            _text_outputs(path, outputs)
+            self.text_names = _text_outputs(path, outputs)
         else:
             _check_names(path, inputs, outputs)
         self.width = _width(self.session.get_outputs()[outputs.index(OUTPUT_NAME)].shape)
@@ -147,8 +153,8 @@ class OnnxRunner:
 
     def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """(batch,) strings -> every output of the --text interface."""
-        values = self.session.run(list(TEXT_OUTPUTS), {TEXT_INPUT: np.array(list(texts), dtype=object)})
-        return _decoded(dict(zip(TEXT_OUTPUTS, values, strict=True)))
+        values = self.session.run(list(self.text_names), {TEXT_INPUT: np.array(list(texts), dtype=object)})
+        return _decoded(dict(zip(self.text_names, values, strict=True)))
 
 
 def _complete_saved_model(path: Path) -> None:
@@ -178,6 +184,7 @@ class SavedModelRunner:
             raise _broken(path, "saved_model", e) from None
         self._keep = loaded  # the signature holds weak references to the loaded object's variables
         self._tf = tf
+        self._path = path
         spec = self.signature.structured_input_signature[1]
         _check_names(path, list(spec), list(self.signature.structured_outputs))
         self.width = _width(self.signature.structured_outputs[OUTPUT_NAME].shape.as_list())
@@ -189,7 +196,7 @@ class SavedModelRunner:
     def text(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The `serving_text` signature: (batch,) strings -> every output of the --text interface."""
         out = self.text_signature(text=self._tf.constant(list(texts), self._tf.string))
-        return _decoded({k: out[k].numpy() for k in TEXT_OUTPUTS})
+        return _decoded({k: out[k].numpy() for k in _text_outputs(self._path, list(out))})
 
 
 SESSION_LOADER = (
@@ -249,8 +256,7 @@ class SavedModelSessionRunner:
             raise ValueError(f"{self._path} lacks the {TEXT_SIGNATURE!r} signature of a --text export; re-export it. "
                              f"Received: {sorted(self._meta.signature_def)}")  # fmt: skip
         sig = self._meta.signature_def[TEXT_SIGNATURE]
-        _text_outputs(self._path, list(sig.outputs))
-        fetch = {k: sig.outputs[k].name for k in TEXT_OUTPUTS}
+        fetch = {k: sig.outputs[k].name for k in _text_outputs(self._path, list(sig.outputs))}
         data = np.array([t.encode("utf-8") for t in texts], dtype=object)
         return _decoded(self.session.run(fetch, {sig.inputs[TEXT_INPUT].name: data}))
 

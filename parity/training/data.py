@@ -31,6 +31,14 @@ Label resolution (`read_labelled(..., num_labels, label_names)`):
   --backbone CK --labels a,b,c` keeps CK's BERT.
 A held-out file is read with the training file's names (`label_names=train.label_names`)
 so a class missing from it keeps its id.
+
+Multi-label (`multi_label=True`, a checkpoint whose problem_type is multi_label_classification):
+each row has a *set* of labels, possibly empty. JSONL: a JSON list (`"labels": ["sports",
+"politics"]`, `[]`); CSV/TSV: one cell, the labels separated by `label_separator` (default `|`:
+`sports|politics`; an empty cell is the empty set). Each label follows the rules above; a label
+named twice in a row is refused. `LabelledData.labels` is then an (N, num_labels) 0/1 matrix and
+`counts` the rows carrying each label. In single-label mode a list, or an empty one, is refused
+by line: it needs a multi-label head (`bertcnn init --multi-label`).
 """
 
 from __future__ import annotations
@@ -38,18 +46,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from parity.training.labels import SHOW as _SHOW
+from parity.training.labels import Raw as _Raw
+from parity.training.labels import bad as _bad
+from parity.training.labels import label_set, resolve, split_cell
+
 __all__ = ["FORMATS", "LabelledData", "read_labelled"]
 
+Row = tuple[int, str, object]  # (line, text, raw label: str from CSV, str or int from JSON, or a list of them)
+
 FORMATS = (".jsonl", ".csv", ".tsv")
-_INT = re.compile(r"[0-9]+")  # an id as written in a file: decimal digits, no sign
-_SHOW = 80  # characters of a bad value quoted in an error
 
 
 @dataclass(frozen=True)
@@ -58,12 +70,13 @@ class LabelledData:
 
     path: str
     texts: tuple[str, ...]
-    labels: np.ndarray  # (N,) int64 ids in [0, len(label_names))
+    labels: np.ndarray  # (N,) int64 ids in [0, len(label_names)); multi-label: (N, num_labels) int64 0/1
     label_names: tuple[str, ...]  # names by id; "0", "1", ... when neither data nor checkpoint names them
     lines: tuple[int, ...]  # 1-based line where each row starts
     named: bool = False  # label_names are real names (the checkpoint's or the data's), not ids
     blank_lines: int = 0  # whitespace-only lines passed over (never rows)
-    counts: tuple[int, ...] = field(default=())  # rows per label id
+    counts: tuple[int, ...] = field(default=())  # rows per label id (multi-label: rows carrying each label)
+    multi_label: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -76,6 +89,8 @@ def read_labelled(
     label_names: Sequence[str] | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    multi_label: bool = False,
+    label_separator: str = "|",
 ) -> LabelledData:
     """Read a `.jsonl`/`.csv`/`.tsv` file; see the module docstring for formats and label rules."""
     p = Path(path)
@@ -86,6 +101,8 @@ def read_labelled(
         raise ValueError(f"label_names must name all num_labels={num_labels} classes. Received: {list(names)!r}")
     if text_column == label_column:
         raise ValueError(f"the text and label columns must differ. Received: both {text_column!r}")
+    if not isinstance(label_separator, str) or len(label_separator) != 1 or label_separator.isspace():
+        raise ValueError(f"the label separator must be one character, not a space. Received: {label_separator!r}")
     suffix = p.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(
@@ -98,14 +115,30 @@ def read_labelled(
     if suffix == ".jsonl":
         raw, blank = _jsonl(p, text, text_column, label_column)
     else:
-        raw, blank = _table(p, text, "\t" if suffix == ".tsv" else ",", text_column, label_column)
+        delimiter = "\t" if suffix == ".tsv" else ","
+        if multi_label and label_separator == delimiter:
+            raise ValueError(
+                f"{p}: the label separator {label_separator!r} is the file's own field delimiter; "
+                f"expected another character (the default is '|'). Received: {label_separator!r}"
+            )
+        raw, blank = _table(p, text, delimiter, text_column, label_column)
+        if multi_label:
+            raw = [(line, t, split_cell(p, line, label, label_separator)) for line, t, label in raw]
     if not raw:
         raise ValueError(
             f"{p}: the file has no rows; expected at least one labelled example. "
             f"Received: {blank} blank line(s) and no data"
         )
-    ids, out_names, named = _resolve(p, raw, num_labels, names)
-    labels = np.asarray(ids, dtype=np.int64)
+    raw = [(line, t, label_set(p, line, label, multi_label, label_column)) for line, t, label in raw]
+    sets, out_names, named = resolve(p, raw, num_labels, names)
+    if multi_label:
+        labels = np.zeros((len(sets), len(out_names)), dtype=np.int64)
+        for row, ids in enumerate(sets):
+            labels[row, ids] = 1
+        counts = labels.sum(axis=0)
+    else:
+        labels = np.asarray([ids[0] for ids in sets], dtype=np.int64)
+        counts = np.bincount(labels, minlength=len(out_names))
     return LabelledData(
         path=str(p),
         texts=tuple(t for _, t, _ in raw),
@@ -114,23 +147,12 @@ def read_labelled(
         lines=tuple(line for line, _, _ in raw),
         named=named,
         blank_lines=blank,
-        counts=tuple(int(c) for c in np.bincount(labels, minlength=len(out_names))),
+        counts=tuple(int(c) for c in counts),
+        multi_label=multi_label,
     )
 
 
 # -- reading -------------------------------------------------------------------------------------
-Row = tuple[int, str, object]  # (line, text, raw label: str from CSV, str or int from JSON)
-
-
-def _bad(path: Path, line: int, what: str, received: object) -> ValueError:
-    if isinstance(received, str) and len(received) > _SHOW:
-        received = received[:_SHOW] + "..."
-    shown = received if isinstance(received, _Raw) else repr(received)
-    return ValueError(f"{path}:{line}: {what}. Received: {shown}")
-
-
-class _Raw(str):
-    """Already formatted for `Received:` (a description, not a value to quote)."""
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -176,9 +198,15 @@ def _jsonl(path: Path, text: str, text_key: str, label_key: str) -> tuple[list[R
         t, label = obj[text_key], obj[label_key]
         if not isinstance(t, str):
             raise _bad(path, n, f"{text_key!r} must be a string", t)
-        if isinstance(label, bool) or not isinstance(label, (str, int)):
-            raise _bad(path, n, f"label of wrong type; expected a string name or an integer id in {label_key!r}",
-                       _Raw(f"{type(label).__name__} {label!r}"[:_SHOW]))  # fmt: skip
+        for item in label if isinstance(label, list) else [label]:
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                raise _bad(
+                    path,
+                    n,
+                    f"label of wrong type; expected a string name or an integer id in {label_key!r} "
+                    "(a list of them for a multi-label model)",
+                    _Raw(f"{type(item).__name__} {item!r}"[:_SHOW]),
+                )
         rows.append(_row(path, n, t, label, text_key))
     return rows, blank
 
@@ -250,52 +278,14 @@ def _row(path: Path, line: int, text: str, label: str | int, text_col: str) -> R
             raise _bad(path, line, "an unpaired surrogate escape (like \\ud800); expected valid Unicode text", value)
     if not text.strip():
         raise _bad(path, line, f"empty text; expected a non-empty {text_col!r}", text)
-    if isinstance(label, str):
+    for item in label if isinstance(label, list) else []:  # a CSV cell may be empty: a multi-label row's empty set
+        if isinstance(item, str) and not item.strip():
+            raise _bad(path, line, "empty label; expected a label name or an integer id", item)
+    if isinstance(label, list):
+        label = [x.strip() if isinstance(x, str) else x for x in label]
+    elif isinstance(label, str):
         label = label.strip()
-        if not label:
-            raise _bad(path, line, "empty label; expected a label name or an integer id", label)
     return line, text, label
-
-
-# -- labels --------------------------------------------------------------------------------------
-def _resolve(
-    path: Path, rows: list[Row], num_labels: int, names: tuple[str, ...] | None
-) -> tuple[list[int], tuple[str, ...], bool]:
-    if names is not None:
-        index = {n: i for i, n in enumerate(names)}
-        ids_allowed = not any(_INT.fullmatch(n) for n in names)
-        ids = []
-        for line, _, label in rows:
-            if isinstance(label, str) and label in index:
-                ids.append(index[label])
-            elif isinstance(label, int) or (ids_allowed and _INT.fullmatch(label)):
-                ids.append(_id(path, line, label, num_labels))
-            else:
-                how = "one of" if not ids_allowed else f"an id below {num_labels} or one of"
-                raise _bad(path, line, f"unknown label; expected {how} the checkpoint's names {list(names)!r}", label)
-        return ids, names, True
-    first_line, first = rows[0][0], rows[0][2]
-    by_id = isinstance(first, int) or bool(_INT.fullmatch(first))
-    for line, _, label in rows:
-        if (isinstance(label, int) or bool(_INT.fullmatch(label))) != by_id:
-            kind = "integer ids" if by_id else "names"
-            raise _bad(path, line, f"labels mix names and integer ids; expected {kind} throughout, as on line "
-                       f"{first_line} ({first!r})", label)  # fmt: skip
-    if by_id:
-        ids = [_id(path, line, label, num_labels) for line, _, label in rows]
-        return ids, tuple(map(str, range(num_labels))), False
-    found = sorted({label for _, _, label in rows})
-    if len(found) != num_labels:
-        # Naming cannot change a head's size: the advice is a new head on the checkpoint's encoder.
-        raise ValueError(
-            f"{path}: the labels are {len(found)} distinct names but the checkpoint's head has {num_labels} classes "
-            f"(num_labels={num_labels}) and no names; expected exactly {num_labels} names, or start from a new "
-            f"{len(found)}-class head on the checkpoint's encoder: `bertcnn init NEW_CK --backbone CK --labels "
-            f"{','.join(found)}` (CK a checkpoint directory; its BERT kept, the head new and untrained) and train "
-            f"NEW_CK. Received: {found[:20]!r}"
-        )
-    index = {n: i for i, n in enumerate(found)}
-    return [index[label] for _, _, label in rows], tuple(found), True
 
 
 def _encodable(s: str) -> bool:
@@ -304,11 +294,3 @@ def _encodable(s: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _id(path: Path, line: int, label: str | int, num_labels: int) -> int:
-    # Python refuses int() of very long digit strings; anything that long is out of range anyway.
-    value = int(label) if isinstance(label, int) or len(label) <= 18 else num_labels
-    if not 0 <= value < num_labels:
-        raise _bad(path, line, f"unknown label id; expected an integer id in [0, {num_labels})", label)
-    return value

@@ -14,12 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from parity.tokenize import row_length
+from parity.training.objective import row_weights
 from parity.training.plan import batch_plan, micro_batches
 from parity.training.recipe import BEST_METRICS
 from parity.training.schedule import linear_warmup_decay
 from parity.training.state import Snapshot, TrainerState, pad_batch, save_snapshot
 
 Progress = Callable[[dict[str, Any]], None]
+# Held-out figures an epoch's log record carries (as eval_<name>) when the evaluation gives them.
+EVAL_LOGGED = ("loss", "accuracy", "macro_f1", "micro_f1")
 Predict = Callable[[dict[str, np.ndarray]], np.ndarray]  # model inputs -> logits (B, num_labels)
 
 
@@ -29,7 +33,7 @@ class Run:
 
     start: Snapshot
     encoded: Sequence[tuple[np.ndarray, np.ndarray]]  # (ids, type_ids) per row, truncated, unpadded
-    labels: np.ndarray  # (N,) int64 label ids
+    labels: np.ndarray  # (N,) int64 label ids; multi-label: (N, num_labels) 0/1
     out: str | os.PathLike | None = None  # training directory; None: keep everything in memory
     save_every: int | None = None  # also save every N updates (always at each epoch end and the end)
     tokenizer_from: str | os.PathLike | None = None
@@ -51,7 +55,18 @@ class Run:
                 f"The training state was saved for {st.num_rows} rows; this data has {len(self.labels)}. "
                 f"Resume with the same training file. Received: {len(self.labels)} rows"
             )
-        self.plan = batch_plan([len(ids) for ids, _ in self.encoded], r)
+        config = self.start.config
+        if r.class_weights is not None and len(r.class_weights) != config.num_labels:
+            raise ValueError(f"class_weights need one weight per class of the model ({config.num_labels}). "
+                             f"Received: {len(r.class_weights)} weights")  # fmt: skip
+        if config.multi_label != (self.labels.ndim == 2) or (config.multi_label and
+                                                            self.labels.shape[1] != config.num_labels):  # fmt: skip
+            raise ValueError(f"A {config.problem_type} model trains on labels of shape "
+                             f"{('(N, num_labels)' if config.multi_label else '(N,)')}. "
+                             f"Received: shape {self.labels.shape}")  # fmt: skip
+        # Each row's weight in its update's normaliser (None: 1 each, the row count): `parity.training.objective`.
+        self.row_weights = row_weights(self.labels, r.class_weights, config.multi_label)
+        self.plan = batch_plan([row_length(row) for row in self.encoded], r)
         self.steps_per_epoch = r.steps_per_epoch(len(self.labels))
         self.total = r.total_steps(len(self.labels))
         self.warmup = r.warmup(len(self.labels))
@@ -61,6 +76,8 @@ class Run:
                              "evaluator (bertcnn train --eval FILE). Received: no evaluator")  # fmt: skip
         self.best, self.best_tensors = st.best, self.start.best_tensors  # a resumed run goes on comparing
         self.early_stopped = st.early_stopped
+        # --tune-thresholds: the latest evaluation's per-label thresholds, and the kept epoch's (config.json's).
+        self.thresholds = self.best_thresholds = self.start.config.thresholds
         self.agree: Callable[[bool], bool] = bool  # data parallel: True when any rank's flag is (set by the trainer)
         self.stopped = False  # the run stopped early, at a complete save, because `stop` said so
         self.saves = 0  # saves this run wrote
@@ -99,9 +116,12 @@ class Run:
         """
         if self.recipe.grad_accum == 1:
             return [(*self.batch(epoch, batch), 1.0)]
-        pad = self.start.config.pad_token_id
-        return [(pad_batch(self.encoded, rows_, pad), self.labels[rows_], w)
-                for rows_, w in micro_batches(self.plan[epoch][batch], self.recipe)]  # fmt: skip
+        pad, update = self.start.config.pad_token_id, self.plan[epoch][batch]
+        parts = micro_batches(update, self.recipe)
+        if self.row_weights is not None:  # weighted: a micro-batch's share of the update's sum of row weights
+            total = self.row_weights[update].sum()
+            parts = [(rows_, float(self.row_weights[rows_].sum() / total)) for rows_, _ in parts]
+        return [(pad_batch(self.encoded, rows_, pad), self.labels[rows_], w) for rows_, w in parts]
 
     def position_after(self, epoch: int, batch: int, step: int) -> TrainerState:
         nxt = (epoch, batch + 1) if batch + 1 < self.steps_per_epoch else (epoch + 1, 0)
@@ -132,14 +152,17 @@ class Run:
         if self.evaluate is None:
             return False
         result = self.evaluate(predict)
+        if self.recipe.tune_thresholds:
+            self.thresholds = tuple(result["thresholds"])
         record = {"epoch": epoch, "step": step + 1}
-        record.update({f"eval_{k}": result[k] for k in ("loss", "accuracy", "macro_f1") if k in result})
+        record.update({f"eval_{k}": result[k] for k in EVAL_LOGGED if k in result})
         r, early = self.recipe, False
         if r.keep_best is not None:
             value = float(result[r.keep_best])
             old = None if self.best is None else self.best["value"]
             if old is None or (value > old if BEST_METRICS[r.keep_best] else value < old):
                 self.best = {"epoch": epoch, "step": step + 1, "value": value}
+                self.best_thresholds = self.thresholds
                 self.best_tensors = {k: np.array(v) for k, v in current().tensors.items()}
             record["best_epoch"] = self.best["epoch"]
             patience = r.early_stopping
@@ -154,6 +177,9 @@ class Run:
 
     def stamp(self, snap: Snapshot) -> Snapshot:
         """`snap` with what the run decided about it: the log so far, the kept epoch, its weights, an early stop."""
+        kept = self.best_thresholds if self.recipe.keep_best is not None and self.best else self.thresholds
+        if kept is not None:  # the thresholds chosen for the weights DIR's checkpoint holds
+            snap = replace(snap, config=snap.config.replace(thresholds=kept))
         if self.recipe.keep_best is None:
             return replace(snap, metrics=list(self.metrics))
         state = replace(snap.state, best=self.best, early_stopped=self.early_stopped,
@@ -217,14 +243,26 @@ def evaluator(
     *,
     batch_size: int,
     pad_token_id: int,
+    multi_label: bool = False,
+    tune: bool = False,
+    thresholds: Sequence[float] | None = None,
 ) -> Callable[[Predict], dict[str, Any]]:
-    """Scores a model on held-out rows: logits in file-order batches, then the shared metrics."""
+    """Scores a model on held-out rows: logits in file-order batches, then the shared metrics.
+
+    Multi-label: the labels are an (N, num_labels) 0/1 matrix, scored at `thresholds`; with
+    `tune`, at per-label thresholds chosen on these rows (`tune_thresholds`), returned under
+    "thresholds" for the run to save.
+    """
     from parity.training.metrics import evaluate_logits
+    from parity.training.multilabel import evaluate_multilabel, tune_thresholds
 
     def run(predict: Predict) -> dict[str, Any]:
         idx = np.arange(len(encoded))
-        logits = [predict(pad_batch(encoded, idx[i : i + batch_size], pad_token_id))
-                  for i in range(0, len(idx), batch_size)]  # fmt: skip
-        return evaluate_logits(np.concatenate(logits), np.asarray(labels), tuple(label_names))
+        logits = np.concatenate([predict(pad_batch(encoded, idx[i : i + batch_size], pad_token_id))
+                                 for i in range(0, len(idx), batch_size)])  # fmt: skip
+        if not multi_label:
+            return evaluate_logits(logits, np.asarray(labels), tuple(label_names))
+        chosen = tune_thresholds(logits, labels) if tune else thresholds
+        return evaluate_multilabel(logits, np.asarray(labels), tuple(label_names), chosen)
 
     return run

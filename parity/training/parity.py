@@ -14,14 +14,20 @@ from collections.abc import Mapping
 import numpy as np
 
 from parity.config import BertCnnConfig
+from parity.tokenize import Document
 from parity.training.recipe import TrainingRecipe
 from parity.training.state import Snapshot, TrainerState
 
 
-def encoded_rows(inputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids, type_ids) per row, unpadded, from a right-padded batch and its attention mask."""
+def encoded_rows(inputs: Mapping[str, np.ndarray]) -> list:
+    """(ids, type_ids) per row, unpadded, from a right-padded batch and its attention mask; (batch, windows,
+    tokens) inputs give `Document`s (their all-padding windows dropped)."""
     ids, mask = np.asarray(inputs["input_ids"]), np.asarray(inputs["attention_mask"])
     types = np.asarray(inputs.get("token_type_ids", np.zeros_like(ids)))
+    if ids.ndim == 3:
+        rows = [encoded_rows({"input_ids": i, "attention_mask": m, "token_type_ids": t})
+                for i, m, t in zip(ids, mask, types, strict=True)]  # fmt: skip
+        return [Document(w for w in doc if len(w[0])) for doc in rows]
     lengths = mask.sum(axis=1)
     return [(ids[i, :n].astype(np.int64), types[i, :n].astype(np.int64)) for i, n in enumerate(lengths)]
 
@@ -39,10 +45,11 @@ def flat(snapshot: Snapshot) -> dict[str, np.ndarray]:
 
 
 def parity_recipe(batch_size: int, dtype: str, *, epochs: int = 1, lr: float = 1e-3, warmup_steps: int = 1,
-                  max_grad_norm: float | None = 1.0) -> TrainingRecipe:  # fmt: skip
+                  max_grad_norm: float | None = 1.0, class_weights=None) -> TrainingRecipe:  # fmt: skip
     """The report's recipe: AdamW with warmup, decay and clipping; dropout off, file order."""
     return TrainingRecipe(epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                          max_grad_norm=max_grad_norm, dtype=dtype, dropout=False, shuffle=False)  # fmt: skip
+                          max_grad_norm=max_grad_norm, dtype=dtype, dropout=False, shuffle=False,
+                          class_weights=class_weights)  # fmt: skip
 
 
 def train_batches(inputs: Mapping[str, np.ndarray], labels: np.ndarray, steps: int):
@@ -50,4 +57,4 @@ def train_batches(inputs: Mapping[str, np.ndarray], labels: np.ndarray, steps: i
     n = inputs["input_ids"].shape[0]
     rolled = [{k: np.roll(v, s, axis=0) for k, v in inputs.items()} for s in range(steps)]
     stacked = {k: np.concatenate([r[k] for r in rolled]) for k in inputs}
-    return stacked, np.concatenate([np.roll(labels, s) for s in range(steps)]), n
+    return stacked, np.concatenate([np.roll(labels, s, axis=0) for s in range(steps)]), n

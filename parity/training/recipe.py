@@ -17,7 +17,20 @@ DTYPES = ("float32", "float64")
 # keep_best metric -> True when larger is better (Keras' ModelCheckpoint mode, HF's greater_is_better)
 BEST_METRICS = {"accuracy": True, "macro_f1": True, "loss": False}
 # Fields added after the first saves: a recipe.json without them takes these defaults.
-LATER_FIELDS = ("grad_accum", "keep_best", "early_stopping", "mixed_precision")
+LATER_FIELDS = (
+    "grad_accum",
+    "keep_best",
+    "early_stopping",
+    "mixed_precision",
+    "class_weights",
+    "tune_thresholds",
+    "long_text",
+    "stride",
+    "max_windows",
+)
+# How a text longer than `max_length` is read: cut there (the tokenizer's truncation), or as overlapping windows
+# of `max_length` tokens whose pooled features are max-pooled over the whole document (`parity.windows`).
+LONG_TEXT = ("truncate", "windows")
 
 
 def _fail(what: str, received: Any) -> None:
@@ -49,6 +62,13 @@ class TrainingRecipe:
     keep_best: str | None = None  # with held-out data: DIR's checkpoint is the best epoch's by this metric
     early_stopping: int | None = None  # stop after this many epochs without improvement of `keep_best`
     mixed_precision: str | None = None  # "bf16": bf16 compute, float32 weights, moments and saves
+    # Per class (single-label: torch's CrossEntropyLoss(weight=), a mean weighted by the rows' class weights) or
+    # per label (multi-label: BCEWithLogitsLoss(pos_weight=)); the numbers themselves, "balanced" resolved.
+    class_weights: tuple[float, ...] | None = None
+    tune_thresholds: bool = False  # multi-label: per-label thresholds chosen on the eval set, saved in config.json
+    long_text: str = "truncate"
+    stride: int = 0  # windows: tokens each window repeats of the one before (HF's `stride`)
+    max_windows: int | None = None  # windows: at most this many per document; the rest is cut (and counted)
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -90,6 +110,28 @@ class TrainingRecipe:
             if self.keep_best is None:
                 _fail("`early_stopping` watches the `keep_best` metric: set `keep_best` too", self.early_stopping)
 
+        if isinstance(self.class_weights, list):
+            object.__setattr__(self, "class_weights", tuple(self.class_weights))
+        cw = self.class_weights
+        if cw is not None and not (isinstance(cw, tuple) and cw and all(
+                _is_num(x) and math.isfinite(x) and x > 0 for x in cw)):  # fmt: skip
+            _fail("`class_weights` must be None or one positive number per class", cw)
+        if not isinstance(self.tune_thresholds, bool):
+            _fail("`tune_thresholds` must be True or False", self.tune_thresholds)
+        if self.long_text not in LONG_TEXT:
+            _fail(f"`long_text` must be one of {LONG_TEXT}", self.long_text)
+        if not _is_int(self.stride) or self.stride < 0:
+            _fail("`stride` must be an integer >= 0", self.stride)
+        if self.max_windows is not None and (not _is_int(self.max_windows) or self.max_windows < 1):
+            _fail("`max_windows` must be None or a positive integer", self.max_windows)
+        if self.long_text == "truncate" and (self.stride or self.max_windows is not None):
+            _fail(
+                '`stride` and `max_windows` shape the windows of long_text="windows"', (self.stride, self.max_windows)
+            )
+        if self.long_text == "windows" and self.stride > self.max_length - 3:
+            _fail(f"`stride` must leave each window new tokens: at most max_length - 3 = {self.max_length - 3} "
+                  "([CLS], [SEP] and one new token)", self.stride)  # fmt: skip
+
         if self.mixed_precision not in (None, "bf16"):
             _fail('`mixed_precision` must be None or "bf16"', self.mixed_precision)
         if self.mixed_precision is not None and self.dtype != "float32":
@@ -117,6 +159,8 @@ class TrainingRecipe:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        if self.class_weights is not None:
+            d["class_weights"] = list(self.class_weights)
         return d
 
     def to_json(self) -> str:

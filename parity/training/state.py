@@ -330,9 +330,13 @@ def initial_snapshot(
 ) -> Snapshot:
     """Step 0: the checkpoint's weights in the training dtype, no moments, at the plan's start.
 
-    The config records the length the run trains at (`max_seq_length`): every save, port and export reads there.
+    The config records how the run reads its texts, the length it trains at (`max_seq_length`) and whether longer
+    ones are cut or read as windows (`window_stride`, `max_windows`): every save, port and reader reads so.
     """
-    config = config.replace(max_seq_length=min(recipe.max_length, config.max_position_embeddings))
+    windowed = recipe.long_text == "windows"
+    config = config.replace(max_seq_length=min(recipe.max_length, config.max_position_embeddings),
+                            window_stride=recipe.stride if windowed else None,
+                            max_windows=recipe.max_windows if windowed else None)  # fmt: skip
     tensors = {k: np.asarray(v).astype(recipe.dtype) for k, v in tensors.items()}
     state = TrainerState(step=0, epoch=0, batch=0, framework=framework, data_sha256=data_sha256, num_rows=num_rows)
     return Snapshot(config, tensors, {}, recipe, state)

@@ -80,7 +80,9 @@ def test_the_allowed_ops_are_what_the_exporter_writes(tmp_path, capsys):
             if ops - found[role]:
                 earlier[role] = sorted(set(earlier.get(role, ())) | (ops - found[role]))
     assert {role: sorted(ops) for role, ops in EARLIER_EXPORTS.items()} == earlier, f"{stale}; earlier: {earlier}"
-    text = {role: sorted(ops - found[role]) for role, ops in exported_ops(tmp_path, GRID[::5], text=True).items()}
+    multi = dict(problem_type="multi_label_classification", thresholds=(0.3, 0.5, 0.7))  # sigmoid and `selected`
+    text_grid = [*GRID[::5], {**GRID[0], **multi}]
+    text = {role: sorted(ops - found[role]) for role, ops in exported_ops(tmp_path, text_grid, text=True).items()}
     text = {role: ops for role, ops in text.items() if ops}
     assert {role: sorted(ops) for role, ops in TEXT_OPS.items()} == text, f"{stale}; --text: {text}"
 

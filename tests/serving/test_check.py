@@ -53,7 +53,9 @@ def test_export_dir_and_report_pass(exported, capsys, tmp_path):
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "neutral", "2": "pos"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
-    assert manifest["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 3]}]
+    assert manifest["outputs"] == [
+        {"name": "logits", "dtype": "float32", "shape": ["batch", 3], "activation": "softmax"}
+    ]
     code, stdout, _ = report(ck, out, capsys, "--json-out", str(tmp_path / "r.json"))
     assert code == 0 and "PARITY OK" in stdout
     doc = json.loads((tmp_path / "r.json").read_text())
