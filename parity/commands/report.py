@@ -1,9 +1,8 @@
 """`bertcnn report`: the same weights through both builds, compared tap by tap (and gradients, training).
 
-Plan, execute, print: `parity.suite` decides the checks and judges them; this module
-runs the PyTorch build (reference) here and the Keras build on each backend (candidate)
-here or in a child (`parity.commands.keras_child`), prints each run's table, and ends
-with one verdict line and the exit code.
+Plan, execute, print: `parity.suite` decides the checks and judges them; this module runs the PyTorch build
+(reference) here and the Keras build on each backend (candidate) here or in a child
+(`parity.commands.keras_child`), prints each run's table, and ends with one verdict line and the exit code.
 """
 
 from __future__ import annotations
@@ -185,23 +184,20 @@ def check_outputs(args: argparse.Namespace) -> None:
 def load_subject(checkpoint: str | None, *, seed: int = 0, texts=None, config=None, tokenizer=None,
                  max_length: int | None = None, windows=None) -> Subject:  # fmt: skip
     """A checkpoint (any source `parity.io.read_weights` takes), or the embedded MiniLM with a head from `seed`;
-    its texts tokenised at `max_length`, or read as `windows` (stride, max_windows) of that length; `windows` may
-    be a function of the checkpoint's config (how that model reads long texts: `long_text_options`)."""
+    its texts cut at `max_length`, or read as `windows` (stride, max_windows; or a function of the config)."""
     if checkpoint is None:
         backbone = embedded_backbone_dir()
-        cfg, tensors, _ = backbone_checkpoint(backbone, seed=seed)
+        config, tensors, _ = backbone_checkpoint(backbone, seed=seed)
         tok_dir, source = backbone, f"embedded all-MiniLM-L6-v2 + head(seed={seed})"
     else:
         w = read_weights(checkpoint, config=config)
-        cfg, tensors, source = w.config, w.tensors, str(checkpoint)
+        config, tensors, source = w.config, w.tensors, str(checkpoint)
         tok_dir = Path(tokenizer) if tokenizer else w.tokenizer_dir
-    config = cfg
     tokenized = tok_dir is not None and (tok_dir / "tokenizer.json").is_file()
     if max_length is not None and max_length > config.max_position_embeddings:
         raise ValueError(f"--max-length must be at most max_position_embeddings={config.max_position_embeddings}. "
                          f"Received: {max_length}")  # fmt: skip
-    if callable(windows):
-        windows = windows(config)
+    windows = windows(config) if callable(windows) else windows  # the model's own reading, unless told
     inputs = sample_inputs(config, tok_dir, seed=seed, texts=texts, max_length=max_length, windows=windows)
     return Subject(config, tensors, inputs, source, tokenized=tokenized)
 
