@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["classification_report", "confusion_matrix", "cross_entropy", "evaluate_logits", "softmax"]
+__all__ = [
+    "classification_report",
+    "confusion_matrix",
+    "cross_entropy",
+    "evaluate_logits",
+    "precision_recall_f1",
+    "softmax",
+]
 
 
 def _ids(a, name: str, num_labels: int) -> np.ndarray:
@@ -36,6 +43,17 @@ def confusion_matrix(labels, predictions, num_labels: int) -> np.ndarray:
     return cm
 
 
+def precision_recall_f1(tp, fp, fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label precision, recall and F1 from counts; 0 where a ratio has nothing to count (scikit-learn's
+    `zero_division=0`)."""
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1
+
+
 def classification_report(labels, predictions, label_names: Sequence[str]) -> dict:
     """accuracy, macro_f1, per_label {name: precision, recall, f1, support}, confusion_matrix, labels."""
     names = [str(n) for n in label_names]
@@ -45,10 +63,7 @@ def classification_report(labels, predictions, label_names: Sequence[str]) -> di
         raise ValueError("metrics need at least one example. Received: 0 labels")
     tp = np.diag(cm).astype(np.float64)
     support, predicted = cm.sum(axis=1), cm.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    precision, recall, f1 = precision_recall_f1(tp, predicted - tp, support - tp)
     present = (support + predicted) > 0
     return {
         "accuracy": float(tp.sum() / n),

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from parity.config import DEFAULT_THRESHOLD
+from parity.training.metrics import precision_recall_f1
 
 __all__ = [
     "binary_cross_entropy",
@@ -69,15 +70,6 @@ def predicted(logits, thresholds: Sequence[float] | None = None) -> np.ndarray:
     return (probs >= t).astype(np.int64)
 
 
-def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return precision, recall, f1
-
-
 def multilabel_report(targets, predictions, label_names: Sequence[str]) -> dict:
     """Per-label precision/recall/F1/support; micro, macro and weighted F1; subset accuracy; Hamming loss."""
     names = [str(n) for n in label_names]
@@ -88,9 +80,9 @@ def multilabel_report(targets, predictions, label_names: Sequence[str]) -> dict:
     p = _targets(p, p.shape)
     y = _targets(targets, p.shape)
     tp, fp, fn = (y & p).sum(0), ((1 - y) & p).sum(0), (y & (1 - p)).sum(0)
-    precision, recall, f1 = _prf(tp, fp, fn)
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)
     support = y.sum(0)
-    micro_p, micro_r, micro_f1 = (float(v[0]) for v in _prf([tp.sum()], [fp.sum()], [fn.sum()]))
+    micro_p, micro_r, micro_f1 = (float(v[0]) for v in precision_recall_f1([tp.sum()], [fp.sum()], [fn.sum()]))
     weighted = float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
     return {
         "accuracy": float((y == p).all(axis=1).mean()),  # subset accuracy: the whole set right
@@ -149,7 +141,7 @@ def tune_thresholds(logits, targets) -> tuple[float, ...]:
         tp = (pred & (t[None, :] == 1)).sum(1)
         fp = (pred & (t[None, :] == 0)).sum(1)
         fn = t.sum() - tp
-        f1 = _prf(tp, fp, fn)[2]
+        f1 = precision_recall_f1(tp, fp, fn)[2]
         best = np.flatnonzero(f1 == f1.max())
         out.append(float(candidates[best[np.argmin(np.abs(candidates[best] - DEFAULT_THRESHOLD))]]))
     return tuple(out)
