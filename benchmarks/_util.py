@@ -127,6 +127,18 @@ def failure(e: BaseException) -> str:
     return f"{type(e).__name__}: {first_line(e)}"
 
 
+def last_json(stdout: str, what: str) -> dict:
+    """The JSON object a `--json` command (`what`) printed: the whole stdout, else its last line."""
+    for text in (stdout, stdout.strip().splitlines()[-1] if stdout.strip() else ""):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    raise RuntimeError(f"{what}: expected a JSON object on stdout. Received: {stdout[-300:]!r}")
+
+
 _T0 = time.perf_counter()
 
 

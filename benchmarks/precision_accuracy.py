@@ -103,7 +103,7 @@ def measure(args: argparse.Namespace, h: Harness) -> dict:
         fw = ["--framework", framework] if framework else []
         ck = ["--checkpoint", str(dirs[kind]), *fw, *extra]
         out, wall = h.run([h.py, "-m", "parity", "evaluate", *ck, "--eval", str(h.test_file), "--json"], name)
-        evaluated = h.parse_json(out, f"evaluate {name}")
+        evaluated = U.last_json(out, f"evaluate {name}")
         logits = h.predict_logits(ck, texts, len(rows), name)
         from_predict = float((logits.argmax(-1) == labels).mean())
         if abs(from_predict - evaluated["accuracy"]) > 1.5 / len(rows):

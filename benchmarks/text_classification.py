@@ -131,18 +131,6 @@ def command(system: str, a: argparse.Namespace, data: dict, seed: int, ck: Path,
             *(long if a.long_text == "windows" else []), "--json", "--no-progress"]  # fmt: skip
 
 
-def last_json(stdout: str) -> dict:
-    """The JSON object a `--json` command printed: the whole stdout, else its last line."""
-    for text in (stdout, stdout.strip().splitlines()[-1] if stdout.strip() else ""):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    raise RuntimeError(f"expected a JSON object on stdout. Received: {stdout[-300:]!r}")
-
-
 def one_run(system: str, a: argparse.Namespace, data: dict, seed: int, work: Path) -> dict:
     """Train SYSTEM with SEED on the data as one fresh process; held-out scores on the full test split."""
     ck, out = work / f"init-{seed}", work / f"run-{system}-{seed}"
@@ -157,7 +145,7 @@ def one_run(system: str, a: argparse.Namespace, data: dict, seed: int, work: Pat
     if p.returncode != 0:
         tail = "\n".join(p.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"{system} seed {seed} failed (exit {p.returncode}): {' '.join(cmd)}\n{tail}")
-    report = last_json(p.stdout)
+    report = U.last_json(p.stdout, "bertcnn train --json")
     if system == "hf_trainer":
         scores = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
     else:

@@ -107,18 +107,6 @@ class Harness:
             raise RuntimeError(f"{what} failed (exit {p.returncode}): {' '.join(cmd)}\n{tail}")
         return p.stdout, wall
 
-    @staticmethod
-    def parse_json(stdout: str, what: str) -> dict:
-        """The JSON object a `--json` command printed (whole stdout, or else its last line)."""
-        for text in (stdout, stdout.strip().splitlines()[-1] if stdout.strip() else ""):
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                return obj
-        raise RuntimeError(f"{what}: expected a JSON object on stdout. Received: {stdout[-300:]!r}")
-
     def recipe_args(self, epochs: int) -> list[str]:
         a = self.args
         return ["--epochs", str(epochs), "--batch-size", str(a.batch_size), "--lr", repr(a.lr), "--seed", str(a.seed)]
@@ -137,7 +125,7 @@ class Harness:
     def evaluate(self, checkpoint: Path, framework: str) -> dict:
         cmd = [self.py, "-m", "parity", "evaluate", "--checkpoint", str(checkpoint), "--eval", str(self.test_file)]
         out, wall = self.run([*cmd, "--framework", framework, "--json"], f"evaluate {checkpoint.name} ({framework})")
-        result = self.parse_json(out, "bertcnn evaluate --json")
+        result = U.last_json(out, "bertcnn evaluate --json")
         return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "wall_s": wall}
 
     def predict_argmax(self, checkpoint: Path, framework: str, texts: Path, n: int) -> np.ndarray:
@@ -196,7 +184,7 @@ class Harness:
                 cmd = commands[name]()
                 out, wall = self.run(cmd, f"throughput {name}")  # the child's wall time alone
                 times[name].append(wall)
-                reported[name] = self.parse_json(out, name)
+                reported[name] = U.last_json(out, name)
                 for d in ("tp-torch", "tp-keras"):  # ~300 MB each (weights + AdamW moments)
                     shutil.rmtree(self.work / d, ignore_errors=True)
 
@@ -246,7 +234,7 @@ class Harness:
             stdout, wall = self.run(self.ours(fw, d, a.epochs, "--eval", str(self.test_file), *extra), f"train {name}")
             out[name] = {
                 "train_wall_s": wall,
-                "train_report": self.parse_json(stdout, f"train {fw}"),
+                "train_report": U.last_json(stdout, f"train {fw}"),
                 "epochs_log": eval_records(d),
                 # train in one framework, evaluate in either: both must give the same figures
                 "evaluate": {efw: self.evaluate(d, efw) for efw in OURS},
@@ -255,7 +243,7 @@ class Harness:
             out[name]["macro_f1"] = out[name]["evaluate"][fw]["macro_f1"]
         if "hf_trainer" in a.contenders:
             stdout, wall = self.run(self.hf(a.epochs, "--test", str(self.test_file)), "hf_trainer")
-            hf = self.parse_json(stdout, "hf_trainer")
+            hf = U.last_json(stdout, "hf_trainer")
             out["hf_trainer"] = {"train_wall_s": wall, "accuracy": hf["accuracy"], "macro_f1": hf["macro_f1"],
                                  "report": hf}  # fmt: skip
         return {"what": f"{a.epochs} epochs, dropout and shuffling on; held-out split of {self.n_test} rows", **out}

@@ -152,7 +152,7 @@ def add_mixed_precision(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_long_text(p: argparse.ArgumentParser, *, default: str | None = None, trains: bool = False) -> None:
+def add_long_text(p: argparse.ArgumentParser, *, trains: bool = False) -> None:
     """--long-text / --stride / --max-windows: how a text longer than --max-length is read."""
     g = p.add_argument_group("long documents")
     default_is = (
@@ -163,7 +163,7 @@ def add_long_text(p: argparse.ArgumentParser, *, default: str | None = None, tra
     g.add_argument(
         "--long-text",
         choices=("truncate", "windows"),
-        default=default,
+        default=None,
         help="a text longer than --max-length tokens: cut there (truncate), or read whole as overlapping windows "
         "of --max-length tokens, each [CLS] ... [SEP] (Hugging Face's return_overflowing_tokens), the CNN's max "
         f"over time taken over all of them (default: {default_is})",
